@@ -1,0 +1,30 @@
+"""onnxfault: spectrum-based fault localization (DeepFault) for any ONNX classifier.
+
+The public API mirrors the CLI: :func:`inspect_model`, :func:`evaluate`, :func:`localize`, plus the
+building blocks :func:`load_model`, :func:`open_dataset`, :func:`hit_spectrum` and the measure registry.
+Names are imported lazily so that ``onnxfault --help`` stays instant.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "OnnxFaultError": "errors",
+    "load_model": "model", "Model": "model", "Layer": "model",
+    "DataOptions": "data", "Dataset": "data", "open_dataset": "data",
+    "Outcome": "spectrum", "Spectrum": "spectrum", "hit_spectrum": "spectrum",
+    "MEASURES": "measures", "get_measure": "measures", "score": "measures",
+    "localize": "localize", "LocalizeResult": "localize", "SuspiciousNeuron": "localize",
+    "evaluate": "evaluate", "EvaluateResult": "evaluate",
+    "inspect_model": "inspect",
+    "expose_outputs": "graph", "cut_at": "graph",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'onnxfault' has no attribute '{name}'")

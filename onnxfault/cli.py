@@ -1,0 +1,244 @@
+"""The ``onnxfault`` command line: thin commands over the public API.
+
+Option groups (model, data, device, output) are defined once below and shared by the commands. Heavy
+modules (onnx, onnxruntime, numpy, torch) are imported inside the commands, so ``--help`` is instant.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from .errors import OnnxFaultError
+
+app = typer.Typer(
+    help="Find the neurons responsible for a classifier's mistakes (DeepFault-style fault localization on ONNX).",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+# ---- shared option groups ---------------------------------------------------------------------------
+ModelArg = Annotated[Path, typer.Argument(help="ONNX classifier (.onnx)", show_default=False)]
+DataOpt = Annotated[Path, typer.Option("--data", help="IDX (*-ubyte[.gz]), .npz with x/y, CIFAR batch or folder of class folders")]
+LabelsOpt = Annotated[Optional[Path], typer.Option("--labels", help="IDX labels file (default: found beside --data by name)", rich_help_panel="Data")]
+LimitOpt = Annotated[Optional[int], typer.Option("--limit", help="use only the first N selected samples", rich_help_panel="Data")]
+ClassesOpt = Annotated[Optional[str], typer.Option("--classes", help="keep samples of these classes, e.g. 0,3", rich_help_panel="Data")]
+RawOpt = Annotated[bool, typer.Option("--raw", help="keep uint8 values 0-255 (default: scale to [0,1])", rich_help_panel="Data")]
+MeanOpt = Annotated[Optional[str], typer.Option("--mean", help="per-channel mean subtracted after scaling, e.g. 0.49,0.48,0.45", rich_help_panel="Data")]
+StdOpt = Annotated[Optional[str], typer.Option("--std", help="per-channel std divided after --mean", rich_help_panel="Data")]
+LayoutOpt = Annotated[Optional[str], typer.Option("--layout", help="model input layout when the data fits several: nchw|nhwc", rich_help_panel="Data")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="samples per forward pass", rich_help_panel="Data")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto|cpu|cuda (cuda needs onnxfault[gpu])", rich_help_panel="Run")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, no table", rich_help_panel="Run")]
+
+
+def _numbers(text: Optional[str], flag: str, kind=float) -> Optional[list]:
+    if text is None:
+        return None
+    try:
+        return [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise OnnxFaultError(f"{flag} '{text}' is not a comma-separated list of numbers; e.g. {flag} 0,3") from None
+
+
+def _data_options(labels, limit, classes, raw, mean, std, layout, batch_size):
+    from .data import DataOptions
+
+    return DataOptions(labels=str(labels) if labels else None, limit=limit, classes=_numbers(classes, "--classes", int),
+                       raw=raw, mean=_numbers(mean, "--mean"), std=_numbers(std, "--std"), layout=layout,
+                       batch_size=batch_size)
+
+
+def handles_errors(command):
+    """Turn OnnxFaultError into one red line on stderr and exit code 1 (no traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except OnnxFaultError as error:
+            err.print(f"[bold red]error:[/] {error}", soft_wrap=True, markup=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _warn(messages) -> None:
+    for message in messages:
+        err.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+
+
+@contextmanager
+def _progress(total: int, batches: int, quiet: bool, label: str):
+    """A rich progress bar over samples, shown only on a terminal for more than one batch."""
+    if quiet or batches <= 1 or not err.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+# ---- commands ---------------------------------------------------------------------------------------
+@app.command()
+@handles_errors
+def inspect(model: ModelArg,
+            json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False) -> None:
+    """Show a model's input, output, opset and candidate neuron layers."""
+    from .files import json_safe
+    from .inspect import inspect_model
+
+    info = inspect_model(model)
+    if json:
+        import json as _json
+
+        print(_json.dumps(json_safe(info), indent=2, allow_nan=False))
+        return
+    from rich.table import Table
+
+    out.print(f"[bold]{info['model']}[/]  opset {info['opset']}, batch {info['batch']}")
+    out.print(f"input  {info['input']['name']}  {tuple(info['input']['shape'])}")
+    out.print(f"output {info['output']['name']}  {info['output']['classes']} classes")
+    _warn(info["notes"])
+    table = Table(title="candidate neuron layers")
+    for column in ("tensor", "op", "shape", "neurons (channel)", "neurons (element)"):
+        table.add_column(column, justify="right" if "neurons" in column else "left")
+    for layer in info["layers"]:
+        table.add_row(layer["tensor"], layer["op"], str(tuple(layer["shape"])), str(layer["neurons"]),
+                      str(layer["elements"]))
+    out.print(table)
+
+
+@app.command()
+@handles_errors
+def evaluate(model: ModelArg, data: DataOpt,
+             json: Annotated[Optional[Path], typer.Option("--json", help="write the results as JSON to FILE")] = None,
+             labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
+             mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
+             device: DeviceOpt = "auto", quiet: QuietOpt = False) -> None:
+    """Accuracy, per-class accuracy and confusion matrix of a model on labelled data."""
+    from .data import open_dataset
+    from .evaluate import evaluate as run_evaluate
+    from .files import check_writable, write_json
+    from .model import load_model
+
+    if json:
+        check_writable(json, "--json")
+    loaded = load_model(model)
+    dataset = open_dataset(data, loaded.input_shape,
+                           _data_options(labels, limit, classes, raw, mean, std, layout, batch_size))
+    with _progress(len(dataset), dataset.num_batches, quiet, "evaluating") as tick:
+        result = run_evaluate(loaded, dataset, device=device, on_batch=tick)
+    _warn(result.warnings)
+    if json:
+        write_json(json, result.to_json())
+    out.print(f"accuracy {100 * result.accuracy:.2f} % ({result.correct}/{result.samples}) on {dataset.source.description}")
+    if not quiet:
+        from rich.table import Table
+
+        table = Table(title="per class")
+        for column in ("class", "samples", "correct", "accuracy"):
+            table.add_column(column, justify="right")
+        for row in result.per_class():
+            acc = "-" if row["accuracy"] is None else f"{100 * row['accuracy']:.2f} %"
+            table.add_row(str(row["class"]), str(row["samples"]), str(row["correct"]), acc)
+        out.print(table)
+
+
+@app.command()
+@handles_errors
+def localize(model: ModelArg, data: DataOpt,
+             layers: Annotated[str, typer.Option("--layers", help="auto|all|T1,T2 (tensor names, see inspect)")] = "auto",
+             measure: Annotated[str, typer.Option("--measure", help="suspiciousness measure (see `onnxfault measures`)")] = "ochiai",
+             k: Annotated[int, typer.Option("-k", help="how many neurons to report")] = 10,
+             cls: Annotated[Optional[int], typer.Option("--class", help="only samples labelled C; fail = misclassified")] = None,
+             target: Annotated[Optional[int], typer.Option("--target", help="targeted: fail = predicted as T")] = None,
+             granularity: Annotated[str, typer.Option("--granularity", help="channel|element")] = "channel",
+             threshold: Annotated[float, typer.Option("--threshold", help="active when value > threshold")] = 0.0,
+             star: Annotated[float, typer.Option("--star", help="exponent of D*")] = 3.0,
+             seed: Annotated[int, typer.Option("--seed", help="seed of the random measure")] = 0,
+             json: Annotated[Optional[Path], typer.Option("--json", help="write the ranking as JSON to FILE")] = None,
+             spectra: Annotated[Optional[Path], typer.Option("--spectra", help="write all counts and scores to FILE.npz")] = None,
+             labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
+             mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
+             device: DeviceOpt = "auto", quiet: QuietOpt = False) -> None:
+    """Rank neurons by suspiciousness from their hit spectrum (DeepFault)."""
+    from .data import open_dataset
+    from .files import check_writable, write_json, write_npz
+    from .localize import localize as run_localize, outcome_for
+    from .measures import get_measure
+    from .model import load_model
+    from .spectrum import validate_outcome
+
+    for path, flag in ((json, "--json"), (spectra, "--spectra")):
+        if path:
+            check_writable(path, flag)
+    get_measure(measure)
+    outcome = outcome_for(cls, target)
+    options = _data_options(labels, limit, classes, raw, mean, std, layout, batch_size)
+    if cls is not None:
+        options.classes = [cls]
+    loaded = load_model(model)
+    validate_outcome(outcome, loaded.num_classes)
+    dataset = open_dataset(data, loaded.input_shape, options)
+    with _progress(len(dataset), dataset.num_batches, quiet, "hit spectrum") as tick:
+        result = run_localize(loaded, dataset, layers=layers, measure=measure, k=k, cls=cls, target=target,
+                              granularity=granularity, threshold=threshold, star=star, seed=seed, device=device,
+                              on_batch=tick)
+    result.data = str(data)
+    _warn(result.warnings)
+    if json:
+        write_json(json, result.to_json())
+    if spectra:
+        write_npz(spectra, result.spectra_arrays())
+    if not quiet:
+        _print_ranking(result)
+
+
+def _print_ranking(result) -> None:
+    from rich.table import Table
+
+    info = result.to_json()
+    mode = {"all": "all samples", "class": f"class {info['class']}", "target": f"target {info['target']}"}[info["mode"]]
+    out.print(f"{info['samples']} samples ({mode}), {info['failing']} failing, accuracy "
+              f"{100 * info['accuracy']:.2f} %; {sum(l['neurons'] for l in info['layers'])} neurons in "
+              f"{len(info['layers'])} layers ({info['granularity']})")
+    table = Table(title=f"top {len(info['neurons'])} by {info['measure']}")
+    for column in ("rank", "tensor", "index", "score", "as", "af", "ns", "nf"):
+        table.add_column(column, justify="left" if column == "tensor" else "right")
+    for n in info["neurons"]:
+        table.add_row(str(n["rank"]), n["tensor"], str(n["index"]), f"{n['score']:.6g}",
+                      *(str(n[c]) for c in ("as", "af", "ns", "nf")))
+    out.print(table)
+
+
+@app.command()
+def measures() -> None:
+    """List the suspiciousness measures and their formulas."""
+    from rich.table import Table
+
+    from .measures import MEASURES
+
+    table = Table(title="suspiciousness measures (F = af+nf, P = as+ns)")
+    for column in ("name", "formula", "reference"):
+        table.add_column(column)
+    for m in MEASURES.values():
+        table.add_row(m.name, m.formula, m.reference)
+    out.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

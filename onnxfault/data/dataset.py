@@ -1,0 +1,165 @@
+"""Opening a data set for a model and streaming it in preprocessed float32 batches."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..errors import OnnxFaultError
+from .cifar import is_pickle, open_cifar
+from .folder import is_image_folder, open_folder
+from .idx import is_idx, open_idx
+from .layout import Adaptation, channel_axis_of, plan_layout
+from .npz import open_npz
+from .source import Source
+
+DEFAULT_BATCH_SIZE = 256
+
+
+@dataclass
+class DataOptions:
+    """How to read and preprocess samples (mirrors the CLI's data flags)."""
+
+    labels: str | None = None
+    limit: int | None = None
+    classes: Sequence[int] | None = None
+    raw: bool = False
+    mean: Sequence[float] | None = None
+    std: Sequence[float] | None = None
+    layout: str | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+
+def open_source(path: str | Path, labels: str | Path | None = None) -> Source:
+    """Pick the reader by content: IDX (raw or gzip), .npz, CIFAR pickle batch or image folder."""
+    path = Path(path)
+    if not path.exists():
+        raise OnnxFaultError(f"data path {path} does not exist; check --data")
+    if path.is_dir():
+        if is_image_folder(path):
+            return open_folder(path)
+        raise OnnxFaultError(f"{path} is a folder without class sub-folders; give a data file or root/<class>/ images")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        if head[:2] == b"\x1f\x8b":
+            import gzip
+
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(4)
+    except OSError as err:
+        raise OnnxFaultError(f"cannot read data file {path}: {err}; check the file and its permissions") from err
+    if is_idx(head):
+        return open_idx(path, Path(labels) if labels else None)
+    if head[:2] == b"PK":
+        return open_npz(path)
+    if is_pickle(head):
+        return open_cifar(path)
+    raise OnnxFaultError(f"{path}: unknown data format; give IDX (*-ubyte[.gz]), .npz with x and y, "
+                         "a CIFAR python batch or a folder of class folders")
+
+
+class Dataset:
+    """The selected samples of a source, adapted to one model input, in float32 batches."""
+
+    def __init__(self, source: Source, model_shape: tuple[int | None, ...], options: DataOptions):
+        self.source = source
+        self.options = options
+        self.indices = _select(source.labels, options)
+        self.labels = source.labels[self.indices]
+        self.adaptation: Adaptation = plan_layout(source.sample_shape, source.layout, model_shape, options.layout)
+        self.scale = 1.0 if options.raw or source.dtype != np.uint8 else 1.0 / 255.0
+        out_shape = self.adaptation.apply(np.zeros((1, *source.sample_shape))).shape
+        self._mean, self._std = _normalizer(options, out_shape, channel_axis_of(self.adaptation.model_layout, len(out_shape)))
+        if options.batch_size < 1:
+            raise OnnxFaultError(f"--batch-size must be at least 1 (got {options.batch_size})")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def num_batches(self) -> int:
+        return -(-len(self) // self.options.batch_size)
+
+    def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(x, y)`` batches of ``batch_size`` samples: float32 inputs and int64 labels."""
+        size = self.options.batch_size
+        wanted = np.zeros(len(self.source), bool)
+        wanted[self.indices] = True
+        last = int(self.indices[-1]) if len(self.indices) else -1
+        pending: list[np.ndarray] = []
+        held, done = 0, 0
+        start = 0
+        for chunk in self.source.chunks(size):
+            picked = chunk[wanted[start:start + len(chunk)]]
+            start += len(chunk)
+            if len(picked):
+                pending.append(picked)
+                held += len(picked)
+            while held >= size or (held and start > last):
+                block = np.concatenate(pending) if len(pending) > 1 else pending[0]
+                take, rest = block[:size], block[size:]
+                pending, held = ([rest], len(rest)) if len(rest) else ([], 0)
+                yield self._prepare(take, done), self.labels[done:done + len(take)]
+                done += len(take)
+            if start > last:
+                return
+
+    def _prepare(self, raw: np.ndarray, offset: int) -> np.ndarray:
+        x = self.adaptation.apply(raw).astype(np.float32)
+        if self.scale != 1.0:
+            x *= np.float32(self.scale)
+        if self._mean is not None:
+            x -= self._mean
+            x /= self._std
+        if not np.isfinite(x).all():
+            bad = int(np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))[0])
+            raise OnnxFaultError(f"data sample {int(self.indices[offset + bad])} contains NaN or infinite values; "
+                                 "clean the data first")
+        return np.ascontiguousarray(x)
+
+
+def _select(labels: np.ndarray, options: DataOptions) -> np.ndarray:
+    indices = np.arange(len(labels))
+    if options.classes is not None:
+        classes = np.asarray(list(options.classes), np.int64)
+        indices = indices[np.isin(labels, classes)]
+        if not len(indices):
+            listed = ",".join(str(c) for c in classes)
+            raise OnnxFaultError(f"no samples with class {listed} in the data; choose classes that occur")
+    if options.limit is not None:
+        if options.limit < 1:
+            raise OnnxFaultError(f"--limit must be at least 1 (got {options.limit})")
+        indices = indices[: options.limit]
+    if not len(indices):
+        raise OnnxFaultError("the data set is empty; give a file with samples")
+    return indices
+
+
+def _normalizer(options: DataOptions, shape: tuple[int, ...], axis: int | None):
+    """Per-channel mean/std arrays that broadcast over a batch (applied after scaling to [0,1])."""
+    if options.mean is None and options.std is None:
+        return None, None
+    mean = np.asarray(options.mean if options.mean is not None else [0.0], np.float32)
+    std = np.asarray(options.std if options.std is not None else [1.0], np.float32)
+    if np.any(std == 0):
+        raise OnnxFaultError("--std must not contain 0")
+    channels = max(len(mean), len(std))
+    if channels > 1 and axis is None:
+        raise OnnxFaultError("--mean/--std give several channels but the model input has no channel axis; "
+                             "give one value each")
+    if channels > 1 and (shape[axis] != channels or min(len(mean), len(std)) not in (1, channels)):
+        raise OnnxFaultError(f"--mean/--std give {channels} values but the model input has {shape[axis]} "
+                             "channels; give one value per channel (or a single value)")
+    view = [1] * len(shape)
+    if axis is not None and channels > 1:
+        view[axis] = -1
+    return (mean.reshape(view) if mean.size > 1 else mean), (std.reshape(view) if std.size > 1 else std)
+
+
+def open_dataset(path: str | Path, model_shape: tuple[int | None, ...], options: DataOptions | None = None) -> Dataset:
+    """Open ``path`` and fit it to a model input of per-sample shape ``model_shape``."""
+    options = options or DataOptions()
+    return Dataset(open_source(path, options.labels), tuple(model_shape), options)

@@ -1,0 +1,95 @@
+"""Fitting data samples to the model input: flatten, add/drop a channel axis, NHWC↔NCHW.
+
+Every adaptation that turns the sample shape into the model's per-sample shape is a candidate;
+candidates with the same effect count once. Exactly one must remain (``--layout`` picks among several).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..errors import OnnxFaultError
+
+MODEL_LAYOUTS = ("nchw", "nhwc")
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """How a batch of samples becomes a batch of model inputs; ``model_layout`` names the result."""
+
+    name: str
+    model_layout: str  # flat, hw, nchw, nhwc or same
+    apply: Callable[[np.ndarray], np.ndarray]
+
+
+def _identity(x):
+    return x
+
+
+def _flatten(x):
+    return x.reshape(len(x), -1)
+
+
+_IDENTITY_LAYOUT = {"flat": "flat", "hw": "hw", "hwc": "nhwc", "chw": "nchw"}
+
+
+def _candidates(layout: str, shape: tuple[int, ...]) -> list[Adaptation]:
+    c_last, c_first = shape[-1], shape[0]
+    table = {
+        "hw": [Adaptation("flatten", "flat", _flatten),
+               Adaptation("add a channel axis in front (NCHW)", "nchw", lambda x: x[:, None]),
+               Adaptation("add a channel axis at the end (NHWC)", "nhwc", lambda x: x[..., None])],
+        "hwc": [Adaptation("flatten", "flat", _flatten),
+                Adaptation("NHWC → NCHW", "nchw", lambda x: x.transpose(0, 3, 1, 2))]
+               + ([Adaptation("drop the channel axis", "hw", lambda x: x[..., 0])] if c_last == 1 else []),
+        "chw": [Adaptation("flatten", "flat", _flatten),
+                Adaptation("NCHW → NHWC", "nhwc", lambda x: x.transpose(0, 2, 3, 1))]
+               + ([Adaptation("drop the channel axis", "hw", lambda x: x[:, 0])] if c_first == 1 else []),
+    }
+    identity = Adaptation("as is", _IDENTITY_LAYOUT.get(layout, "same"), _identity)
+    return [identity, *table.get(layout, [])]
+
+
+def _fits(shape: tuple[int, ...], model_shape: tuple[int | None, ...]) -> bool:
+    return len(shape) == len(model_shape) and all(m is None or m == s for s, m in zip(shape, model_shape))
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+def plan_layout(sample_shape: tuple[int, ...], layout: str | None, model_shape: tuple[int | None, ...],
+                choice: str | None = None) -> Adaptation:
+    """The one adaptation from ``sample_shape`` (declared ``layout``) to ``model_shape``."""
+    if choice is not None and choice not in MODEL_LAYOUTS:
+        raise OnnxFaultError(f"unknown --layout '{choice}'; use nchw or nhwc")
+    assumptions = [layout] if layout else (["hwc", "chw"] if len(sample_shape) == 3 else [None])
+    probe = np.arange(int(np.prod(sample_shape)), dtype=np.int64).reshape((1, *sample_shape))
+    distinct: list[tuple[Adaptation, np.ndarray]] = []
+    for assumed in assumptions:
+        for cand in _candidates(assumed, sample_shape):
+            if choice and cand.model_layout in MODEL_LAYOUTS and cand.model_layout != choice:
+                continue
+            out = cand.apply(probe)
+            if _fits(out.shape[1:], model_shape) and not any(np.array_equal(out, d) for _, d in distinct):
+                distinct.append((cand, out))
+    if len(distinct) == 1:
+        return distinct[0][0]
+    if not distinct:
+        raise OnnxFaultError(f"data samples of shape {_fmt(sample_shape)} fit no layout of the model input "
+                             f"{_fmt(model_shape)}; reshape the data"
+                             + ("" if choice is None else " or try the other --layout"))
+    ways = "; ".join(c.name for c, _ in distinct)
+    raise OnnxFaultError(f"data samples of shape {_fmt(sample_shape)} fit the model input {_fmt(model_shape)} "
+                         f"in several ways ({ways}); choose with --layout nchw|nhwc")
+
+
+def channel_axis_of(model_layout: str, ndim: int) -> int | None:
+    """Batch-inclusive channel axis of adapted inputs, or None when there is no channel axis."""
+    if model_layout == "nchw":
+        return 1
+    if model_layout == "nhwc":
+        return ndim - 1
+    return None

@@ -1,0 +1,68 @@
+"""``evaluate``: accuracy, per-class accuracy and the confusion matrix of a model on labelled data."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .data import DataOptions, Dataset, open_dataset
+from .model import Model, load_model
+from .spectrum import check_labels
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """``m[true, predicted]`` counts (int64)."""
+    return np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes)
+
+
+@dataclass
+class EvaluateResult:
+    model: str
+    data: str
+    confusion: np.ndarray  # [true, predicted]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def samples(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def correct(self) -> int:
+        return int(np.trace(self.confusion))
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.samples
+
+    def per_class(self) -> list[dict]:
+        rows = []
+        for c, row in enumerate(self.confusion):
+            n = int(row.sum())
+            rows.append({"class": c, "samples": n, "correct": int(row[c]),
+                         "accuracy": (int(row[c]) / n) if n else None})
+        return rows
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "data": self.data, "samples": self.samples, "correct": self.correct,
+                "accuracy": self.accuracy, "per_class": self.per_class(), "confusion": self.confusion}
+
+
+def evaluate(model: str | Path | Model, data: str | Path | Dataset, *, device: str = "auto",
+             data_options: DataOptions | None = None,
+             on_batch: Callable[[int], None] | None = None) -> EvaluateResult:
+    """Run the model over ``data`` (streamed in batches) and compare predictions with labels."""
+    model = model if isinstance(model, Model) else load_model(model)
+    dataset = data if isinstance(data, Dataset) else open_dataset(data, model.input_shape, data_options)
+    check_labels(dataset, model.num_classes)
+    session = model.session(device)
+    confusion = np.zeros((model.num_classes, model.num_classes), np.int64)
+    for x, y in dataset.batches():
+        predictions = session.run(x)[0].argmax(axis=-1)
+        confusion += confusion_matrix(y, predictions, model.num_classes)
+        if on_batch is not None:
+            on_batch(len(y))
+    source = data.source.description if isinstance(data, Dataset) else str(data)
+    return EvaluateResult(model.path, source, confusion, list(model.notes))

@@ -1,0 +1,281 @@
+"""Graph surgery on ONNX models with onnx-graphsurgeon.
+
+Every function takes a ``ModelProto`` and returns a new one; the caller's model is never edited.
+
+Candidate neuron layers (``candidate_layers``) follow DeepFault's "trainable layers except the output
+layer", read off the ONNX graph:
+
+* the output of every activation node (Relu, LeakyRelu, PRelu, Elu, Selu, Celu, Sigmoid, Tanh,
+  HardSigmoid, HardSwish, Softplus, Softsign, ThresholdedRelu, Gelu, Mish, Clip with min 0 as in
+  ReLU6, and x·sigmoid(x) / x·hardsigmoid(x) written as a Mul);
+* the output of every linear unit (Gemm, MatMul, Conv, ConvTranspose; a following constant bias Add and
+  a BatchNormalization belong to the unit) that is NOT directly followed by an activation;
+* minus the class-score layer (the last linear unit before the model output) and everything after it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from .errors import OnnxFaultError, close_matches_hint
+
+ACTIVATIONS = frozenset({
+    "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "Tanh", "HardSigmoid",
+    "HardSwish", "Softplus", "Softsign", "ThresholdedRelu", "Gelu", "Mish", "Clip",
+})
+LINEAR = frozenset({"Gemm", "MatMul", "Conv", "ConvTranspose"})
+# Ops that keep the channel axis where it is (used to find the channel axis of a tensor).
+_CHANNEL_PRESERVING = ACTIVATIONS | {
+    "Add", "Sub", "Mul", "Div", "Dropout", "Identity", "Cast", "Neg", "Abs", "Sqrt", "Exp", "Log",
+}
+_CHANNELS_FIRST = frozenset({
+    "Conv", "ConvTranspose", "BatchNormalization", "InstanceNormalization", "MaxPool", "AveragePool",
+    "LpPool", "GlobalAveragePool", "GlobalMaxPool", "LRN",
+})
+
+
+@dataclass(frozen=True)
+class CandidateTensor:
+    """A tensor that holds neurons, and the op that produced it (``Swish`` for x·sigmoid(x))."""
+
+    tensor: str
+    op: str
+
+
+def _graph(model: onnx.ModelProto) -> gs.Graph:
+    return gs.import_onnx(model)
+
+
+def _export(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
+    out = gs.export_onnx(graph)
+    out.ir_version = like.ir_version
+    del out.opset_import[:]
+    out.opset_import.extend(like.opset_import)
+    out.producer_name = like.producer_name
+    out.producer_version = like.producer_version
+    return out
+
+
+def tensor_names(model: onnx.ModelProto) -> list[str]:
+    """Names of all variable (non-constant) tensors, in graph order."""
+    return [name for name, t in _graph(model).tensors().items() if isinstance(t, gs.Variable)]
+
+
+def _lookup(graph: gs.Graph, names: list[str]) -> list[gs.Variable]:
+    tensors = graph.tensors()
+    variables = [n for n, t in tensors.items() if isinstance(t, gs.Variable)]
+    found = []
+    for name in names:
+        tensor = tensors.get(name)
+        if not isinstance(tensor, gs.Variable):
+            raise OnnxFaultError(close_matches_hint(name, variables, "tensor") + " (see `onnxfault inspect`)")
+        found.append(tensor)
+    return found
+
+
+def _as_output(tensor: gs.Variable) -> gs.Variable:
+    if tensor.dtype is None:
+        tensor.dtype = np.float32
+    return tensor
+
+
+def expose_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """Return a copy of ``model`` whose outputs are its own outputs followed by the tensors ``names``."""
+    graph = _graph(model)
+    present = {t.name for t in graph.outputs}
+    for tensor in _lookup(graph, list(names)):
+        if tensor.name not in present:
+            graph.outputs.append(_as_output(tensor))
+            present.add(tensor.name)
+    return _export(graph, model)
+
+
+def cut_at(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """Return the sub-model from the input up to the tensors ``names`` (its only outputs)."""
+    graph = _graph(model)
+    graph.outputs = [_as_output(t) for t in _lookup(graph, list(names))]
+    graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    return _export(graph, model)
+
+
+def _constant_value(tensor) -> np.ndarray | None:
+    if isinstance(tensor, gs.Constant):
+        return np.asarray(tensor.values)
+    if len(tensor.inputs) == 1 and tensor.inputs[0].op == "Constant":
+        value = tensor.inputs[0].attrs.get("value")
+        return None if value is None else np.asarray(value.values)
+    return None
+
+
+def _is_constant(tensor) -> bool:
+    return _constant_value(tensor) is not None
+
+
+def _is_relu_clip(node: gs.Node) -> bool:
+    """Clip(min=0, max=anything) is a (capped) ReLU, e.g. ReLU6."""
+    if "min" in node.attrs:  # opset < 11
+        return float(node.attrs["min"]) == 0.0
+    if len(node.inputs) > 1 and node.inputs[1].name:
+        value = _constant_value(node.inputs[1])
+        return value is not None and value.size == 1 and float(value.reshape(-1)[0]) == 0.0
+    return False
+
+
+def _activation_label(node: gs.Node) -> str | None:
+    """The activation a node computes, or None; x·sigmoid(x) reads as Swish at the Mul."""
+    if node.op == "Clip":
+        return "Clip" if _is_relu_clip(node) else None
+    if node.op in ACTIVATIONS:
+        if node.op in ("Sigmoid", "HardSigmoid") and _gating_mul(node) is not None:
+            return None  # the Mul that follows is the activation
+        return node.op
+    if node.op == "Mul":
+        for operand in node.inputs:
+            for producer in operand.inputs:
+                if producer.op in ("Sigmoid", "HardSigmoid") and _gating_mul(producer) is node:
+                    return "Swish" if producer.op == "Sigmoid" else "HardSwish"
+    return None
+
+
+def _gating_mul(gate: gs.Node) -> gs.Node | None:
+    """The Mul computing x·gate(x) for a Sigmoid/HardSigmoid node, if there is one."""
+    x = gate.inputs[0]
+    for consumer in gate.outputs[0].outputs:
+        if consumer.op == "Mul" and any(t is x for t in consumer.inputs):
+            return consumer
+    return None
+
+
+def _unit_output(node: gs.Node, graph_outputs: set[str]) -> gs.Variable:
+    """Output of a linear unit: the node's output, extended over a constant bias Add and a BatchNorm."""
+    tensor = node.outputs[0]
+    while tensor.name not in graph_outputs and len(tensor.outputs) == 1:
+        nxt = tensor.outputs[0]
+        bias_add = nxt.op == "Add" and any(_is_constant(t) for t in nxt.inputs if t is not tensor)
+        if not (bias_add or nxt.op == "BatchNormalization"):
+            break
+        tensor = nxt.outputs[0]
+    return tensor
+
+
+def _class_score_nodes(graph: gs.Graph, output: str) -> set[int]:
+    """ids of the last linear node(s) on every path back from ``output``."""
+    start = graph.tensors()[output]
+    found, seen, stack = set(), set(), [start]
+    while stack:
+        tensor = stack.pop()
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        for node in tensor.inputs:
+            if node.op in LINEAR:
+                found.add(id(node))
+            else:
+                stack.extend(t for t in node.inputs if isinstance(t, gs.Variable))
+    return found
+
+
+def _descendants(nodes: list[gs.Node], roots: set[int]) -> set[int]:
+    """ids of ``roots`` and every node downstream of them (``nodes`` in topological order)."""
+    reached = set(roots)
+    produced: set[int] = set()
+    for node in nodes:
+        if id(node) in reached or any(id(t) in produced for t in node.inputs):
+            reached.add(id(node))
+            produced.update(id(t) for t in node.outputs)
+    return reached
+
+
+def _sorted_graph(model: onnx.ModelProto) -> gs.Graph:
+    graph = _graph(model)
+    graph.toposort()
+    return graph
+
+
+def candidate_layers(model: onnx.ModelProto, output: str) -> list[CandidateTensor]:
+    """Tensors holding neurons, in topological order (the rule is in the module docstring)."""
+    graph = _sorted_graph(model)
+    outputs = {t.name for t in graph.outputs}
+    excluded = _descendants(graph.nodes, _class_score_nodes(graph, output))
+    found: list[CandidateTensor] = []
+    for node in graph.nodes:
+        if id(node) in excluded:
+            continue
+        label = _activation_label(node)
+        if label is not None:
+            found.append(CandidateTensor(node.outputs[0].name, label))
+        elif node.op in LINEAR:
+            tensor = _unit_output(node, outputs)
+            if not any(_activation_label(c) or c.op in ("Sigmoid", "HardSigmoid") for c in tensor.outputs):
+                found.append(CandidateTensor(tensor.name, node.op))
+    return found
+
+
+def upstream_tensors(model: onnx.ModelProto, output: str) -> list[CandidateTensor]:
+    """Every intermediate tensor before the class-score layer (``--layers all``), in topological order."""
+    graph = _sorted_graph(model)
+    excluded = _descendants(graph.nodes, _class_score_nodes(graph, output))
+    return [
+        CandidateTensor(t.name, node.op)
+        for node in graph.nodes if id(node) not in excluded and node.op != "Constant"
+        for t in node.outputs if t.dtype is None or np.issubdtype(np.dtype(t.dtype), np.floating)
+    ]
+
+
+def channel_axis(model: onnx.ModelProto, tensor: str) -> int:
+    """Axis (batch included) that holds channels: 1 for conv-like outputs, tracked through Transposes."""
+    graph = _graph(model)
+    current = graph.tensors()[tensor]
+    perms: list[list[int]] = []
+    while current.inputs:
+        node = current.inputs[0]
+        if node.op in _CHANNELS_FIRST:
+            break
+        if node.op == "Transpose" and "perm" in node.attrs:
+            perms.append(list(node.attrs["perm"]))
+        elif node.op not in _CHANNEL_PRESERVING:
+            break
+        variables = [t for t in node.inputs if isinstance(t, gs.Variable)]
+        if not variables:
+            break
+        current = variables[0]
+    axis = 1
+    for perm in reversed(perms):
+        axis = perm.index(axis) if axis in perm else axis
+    return axis
+
+
+def make_batch_dynamic(model: onnx.ModelProto, input_name: str) -> onnx.ModelProto:
+    """Return a copy whose batch dimension (axis 0 of input and outputs) is symbolic.
+
+    Reshape targets that spell the fixed batch size as their first entry get 0 (copy the input's
+    dimension). The result must be verified by running it; some graphs bake the batch in elsewhere.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    dim0 = next(i for i in graph.input if i.name == input_name).type.tensor_type.shape.dim[0]
+    batch = dim0.dim_value
+    for value in list(graph.input) + list(graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) and dims[0].HasField("dim_value") and dims[0].dim_value == batch:
+            dims[0].dim_param = "N"
+    del graph.value_info[:]
+    inits = {i.name: i for i in graph.initializer}
+    constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
+    for node in graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2:
+            continue
+        proto = inits.get(node.input[1])
+        if proto is None and node.input[1] in constants:
+            proto = next((a.t for a in constants[node.input[1]].attribute if a.name == "value"), None)
+        if proto is None:
+            continue
+        shape = onnx.numpy_helper.to_array(proto).copy()
+        if shape.ndim == 1 and shape.size > 1 and shape[0] == batch:
+            shape[0] = 0
+            proto.CopyFrom(onnx.numpy_helper.from_array(shape, proto.name))
+    return out

@@ -1,0 +1,20 @@
+"""``inspect``: what a model takes, returns, and which of its tensors hold neurons."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .model import Model, load_model
+
+
+def inspect_model(model: str | Path | Model) -> dict:
+    """Input/output names and shapes, opset and candidate layers (tensor, op, shape, neuron counts)."""
+    model = model if isinstance(model, Model) else load_model(model)
+    return {
+        "model": model.path,
+        "opset": model.opset,
+        "input": {"name": model.input_name, "shape": ["N", *model.input_shape]},
+        "output": {"name": model.output_name, "classes": model.num_classes},
+        "batch": "dynamic" if model.fixed_batch is None else model.fixed_batch,
+        "notes": model.notes,
+        "layers": [{**layer.to_json("channel"), "elements": layer.neurons("element")} for layer in model.layers],
+    }

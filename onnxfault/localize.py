@@ -1,0 +1,135 @@
+"""``localize``: rank the neurons of a model by suspiciousness (DeepFault step 1)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .data import DataOptions, Dataset, open_dataset
+from .errors import OnnxFaultError
+from .measures import get_measure, rank, score
+from .model import Layer, Model, load_model
+from .spectrum import Outcome, Spectrum, hit_spectrum
+
+
+@dataclass(frozen=True)
+class SuspiciousNeuron:
+    """One ranked neuron: ``index`` is the flat C-order position within ``tensor`` (per sample)."""
+
+    rank: int
+    tensor: str
+    index: int
+    score: float
+    as_: int
+    af: int
+    ns: int
+    nf: int
+
+    def to_json(self) -> dict:
+        return {"rank": self.rank, "tensor": self.tensor, "index": self.index, "score": self.score,
+                "as": self.as_, "af": self.af, "ns": self.ns, "nf": self.nf}
+
+
+@dataclass
+class LocalizeResult:
+    """What ``localize`` found; ``to_json()`` is the ``--json`` file."""
+
+    model: str
+    data: str
+    measure: str
+    spectrum: Spectrum
+    scores: np.ndarray  # one per neuron, concatenated in layer order
+    neurons: list[SuspiciousNeuron]
+    params: dict
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def layers(self) -> list[Layer]:
+        return self.spectrum.layers
+
+    def to_json(self) -> dict:
+        sp = self.spectrum
+        return {
+            "model": self.model,
+            "data": self.data,
+            "measure": self.measure,
+            "mode": sp.outcome.mode,
+            "class": sp.outcome.cls,
+            "target": sp.outcome.target,
+            "samples": sp.samples,
+            "failing": sp.failing,
+            "accuracy": sp.correct / sp.samples,
+            "granularity": sp.granularity,
+            "threshold": sp.threshold,
+            "params": self.params,
+            "layers": [layer.to_json(sp.granularity) for layer in sp.layers],
+            "neurons": [n.to_json() for n in self.neurons],
+        }
+
+    def spectra_arrays(self) -> dict[str, np.ndarray]:
+        """All counts and scores, one entry per neuron (``--spectra`` file)."""
+        sp = self.spectrum
+        layer, index = sp.layer_of(np.arange(sp.counts.shape[1]))
+        return {"tensors": np.array([layer.tensor for layer in sp.layers]), "layer": layer, "index": index,
+                "as": sp.as_, "af": sp.af, "ns": sp.ns, "nf": sp.nf, "scores": self.scores,
+                "offsets": sp.offsets}
+
+
+def outcome_for(cls: int | None, target: int | None) -> Outcome:
+    if cls is not None and target is not None:
+        raise OnnxFaultError("--class and --target exclude each other; use --target T with --classes to narrow samples")
+    if target is not None:
+        return Outcome("target", target=target)
+    if cls is not None:
+        return Outcome("class", cls=cls)
+    return Outcome("all")
+
+
+def top_k(spectrum: Spectrum, scores: np.ndarray, k: int) -> list[SuspiciousNeuron]:
+    """The ``k`` best neurons, ties broken by layer order then index."""
+    layer, index = spectrum.layer_of(np.arange(len(scores)))
+    order = rank(scores, layer, index)[:k]
+    counts = spectrum.counts
+    return [
+        SuspiciousNeuron(r + 1, spectrum.layers[layer[p]].tensor, int(index[p]), float(scores[p]),
+                         *(int(c) for c in counts[:, p]))
+        for r, p in enumerate(order)
+    ]
+
+
+def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: str | Sequence[str] = "auto",
+             measure: str = "ochiai", k: int = 10, cls: int | None = None, target: int | None = None,
+             granularity: str = "channel", threshold: float = 0.0, star: float = 3.0, seed: int = 0,
+             device: str = "auto", data_options: DataOptions | None = None,
+             on_batch: Callable[[int], None] | None = None) -> LocalizeResult:
+    """Hit spectrum of the chosen layers over ``data`` and the ``k`` most suspicious neurons.
+
+    ``cls`` keeps only samples labelled ``cls`` (DeepFault); ``target`` explains "predicted as target"
+    (``data_options.classes`` narrows the samples). Returns a :class:`LocalizeResult`.
+    """
+    get_measure(measure)  # fail fast on an unknown name
+    if k < 1:
+        raise OnnxFaultError(f"-k must be at least 1 (got {k})")
+    outcome = outcome_for(cls, target)
+    model = model if isinstance(model, Model) else load_model(model)
+    chosen = model.select_layers(layers)
+    if isinstance(data, Dataset):
+        dataset = data
+    else:
+        options = data_options or DataOptions()
+        if cls is not None:
+            options = DataOptions(**{**options.__dict__, "classes": [cls]})
+        dataset = open_dataset(data, model.input_shape, options)
+    spectrum = hit_spectrum(model, dataset, chosen, outcome, granularity=granularity, threshold=threshold,
+                            device=device, on_batch=on_batch)
+    scores = score(measure, spectrum.counts, star=star, seed=seed)
+    warnings = list(model.notes)
+    total = len(scores)
+    if k > total:
+        warnings.append(f"-k {k} is more than the {total} neurons in the chosen layers; showing all {total}")
+        k = total
+    params = {"k": k, "star": star, "seed": seed, "layers": layers if isinstance(layers, str) else list(layers)}
+    return LocalizeResult(model.path, str(data if not isinstance(data, Dataset) else data.source.description),
+                          get_measure(measure).name, spectrum, scores, top_k(spectrum, scores, k), params, warnings)

@@ -1,0 +1,250 @@
+"""Loading an ONNX classifier: validation, input/output discovery, dynamic batch, neuron layers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+
+from . import graph as g
+from .errors import OnnxFaultError
+from .runtime import Session
+
+_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
+GRANULARITIES = ("channel", "element")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A tensor that holds neurons.
+
+    ``shape`` is per sample (batch axis dropped); ``channel_axis`` indexes ``shape`` and is None for
+    1-D tensors, where channel and element granularity coincide.
+    """
+
+    tensor: str
+    op: str
+    shape: tuple[int, ...]
+    channel_axis: int | None
+
+    def neurons(self, granularity: str = "channel") -> int:
+        if granularity == "channel" and self.channel_axis is not None:
+            return self.shape[self.channel_axis]
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def to_json(self, granularity: str = "channel") -> dict:
+        return {"tensor": self.tensor, "op": self.op, "shape": list(self.shape),
+                "neurons": self.neurons(granularity)}
+
+
+@dataclass
+class Model:
+    """A validated ONNX classifier, ready to run (batch axis dynamic when that could be arranged)."""
+
+    path: str
+    proto: onnx.ModelProto
+    input_name: str
+    input_shape: tuple[int | None, ...]  # per sample
+    output_name: str
+    num_classes: int
+    opset: int
+    fixed_batch: int | None = None  # set when the batch could not be made dynamic
+    notes: list[str] = field(default_factory=list)
+    _layers: list[Layer] | None = field(default=None, repr=False)
+
+    def session(self, device: str = "auto", outputs: list[str] | None = None) -> Session:
+        """A session whose outputs are the class scores followed by the tensors ``outputs``."""
+        names = list(dict.fromkeys([self.output_name, *(outputs or [])]))
+        proto = g.expose_outputs(self.proto, names) if outputs else self.proto
+        if len(proto.graph.output) != len(names):
+            proto = _only_outputs(proto, names)
+        return Session(proto, self.input_name, device, self.fixed_batch)
+
+    @property
+    def layers(self) -> list[Layer]:
+        """Candidate neuron layers (``--layers auto``)."""
+        if self._layers is None:
+            self._layers = self._describe(g.candidate_layers(self.proto, self.output_name))
+        return self._layers
+
+    def all_layers(self) -> list[Layer]:
+        """Every intermediate float tensor before the class-score layer (``--layers all``)."""
+        return self._describe(g.upstream_tensors(self.proto, self.output_name))
+
+    def named_layers(self, names: list[str]) -> list[Layer]:
+        """Layers for explicit tensor names (unknown names fail with close matches)."""
+        known = {c.tensor: c for c in g.upstream_tensors(self.proto, self.output_name)}
+        g.expose_outputs(self.proto, names)  # raises on unknown names
+        producers = _producers(self.proto)
+        return self._describe([known.get(n) or g.CandidateTensor(n, producers.get(n, "?")) for n in names])
+
+    def select_layers(self, spec: str | list[str] = "auto") -> list[Layer]:
+        """``auto``, ``all`` or a comma-separated list / list of tensor names."""
+        if isinstance(spec, str) and spec == "auto":
+            layers = self.layers
+        elif isinstance(spec, str) and spec == "all":
+            layers = self.all_layers()
+        else:
+            names = [n.strip() for n in spec.split(",")] if isinstance(spec, str) else list(spec)
+            layers = self.named_layers([n for n in names if n])
+        if not layers:
+            raise OnnxFaultError("the model has no neuron layers before its class-score layer; "
+                                 "name tensors with --layers T1,T2 (see `onnxfault inspect`)")
+        return layers
+
+    def _describe(self, candidates: list[g.CandidateTensor]) -> list[Layer]:
+        shapes = self._per_sample_shapes([c.tensor for c in candidates])
+        return [
+            Layer(c.tensor, c.op, shapes[c.tensor],
+                  None if len(shapes[c.tensor]) < 2 else g.channel_axis(self.proto, c.tensor) - 1)
+            for c in candidates
+        ]
+
+    def _per_sample_shapes(self, names: list[str]) -> dict[str, tuple[int, ...]]:
+        """Static shapes from shape inference; a zero-input run fills in whatever is unknown."""
+        inferred = _inferred_shapes(self.proto)
+        shapes = {n: inferred[n] for n in names if n in inferred}
+        missing = [n for n in names if n not in shapes]
+        if missing:
+            if any(d is None for d in self.input_shape):
+                raise OnnxFaultError("cannot determine layer shapes: the model input has dynamic sizes "
+                                     f"{self.input_shape}; export the model with fixed sizes")
+            outs = self.session("cpu", missing).run(np.zeros((1, *self.input_shape), np.float32))
+            shapes.update({n: tuple(int(d) for d in o.shape[1:]) for n, o in zip(missing, outs[1:])})
+        return shapes
+
+
+def _only_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    by_name = {o.name: o for o in model.graph.output}
+    del out.graph.output[:]
+    out.graph.output.extend(by_name[n] for n in names)
+    return out
+
+
+def _producers(model: onnx.ModelProto) -> dict[str, str]:
+    return {o: n.op_type for n in model.graph.node for o in n.output}
+
+
+def _dims(value: onnx.ValueInfoProto) -> tuple[int | None, ...] | None:
+    tensor_type = value.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim)
+
+
+def _inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Per-sample shapes known statically (all non-batch dims fixed)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # inference is best effort; a run fills in the rest
+        return {}
+    shapes = {}
+    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
+        dims = _dims(value)
+        if dims and all(d is not None for d in dims[1:]):
+            shapes[value.name] = tuple(dims[1:])
+    return shapes
+
+
+def _read_proto(path: Path) -> onnx.ModelProto:
+    if not path.exists():
+        raise OnnxFaultError(f"model file {path} does not exist; check the path")
+    if not path.is_file():
+        raise OnnxFaultError(f"model path {path} is not a file; give an .onnx file")
+    try:
+        return onnx.load(str(path))
+    except (DecodeError, ValueError, RuntimeError) as err:
+        raise OnnxFaultError(f"{path} is not a readable ONNX model (truncated or not ONNX?): "
+                             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+    except OSError as err:
+        raise OnnxFaultError(f"cannot read model {path}: {err.strerror or err}") from err
+
+
+def _check(proto: onnx.ModelProto, path: Path) -> None:
+    if not proto.graph.node or not proto.opset_import:
+        raise OnnxFaultError(f"{path} is not an ONNX model (no graph or opset found); give an .onnx file")
+    try:
+        if proto.ByteSize() < 2**31 - 1:
+            onnx.checker.check_model(proto)
+        else:
+            onnx.checker.check_model(str(path))
+    except Exception as err:  # onnx raises ValidationError and friends
+        raise OnnxFaultError(f"{path} fails the ONNX checker: {str(err).splitlines()[0]}") from err
+
+
+def _single_input(proto: onnx.ModelProto) -> onnx.ValueInfoProto:
+    initializers = {i.name for i in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs) or "none"
+        raise OnnxFaultError(f"the model has {len(inputs)} inputs ({names}); onnxfault needs a classifier "
+                             "with exactly one input")
+    value = inputs[0]
+    elem = value.type.tensor_type.elem_type
+    if elem not in _FLOAT_TYPES:
+        raise OnnxFaultError(f"model input '{value.name}' has type {onnx.TensorProto.DataType.Name(elem)}; "
+                             "onnxfault needs a float input (float32/float16/float64)")
+    dims = _dims(value)
+    if not dims:
+        raise OnnxFaultError(f"model input '{value.name}' has no known rank; re-export it with a shaped input")
+    return value
+
+
+def _class_output(proto: onnx.ModelProto) -> tuple[str, int | None]:
+    for value in proto.graph.output:
+        dims = _dims(value)
+        if value.type.tensor_type.elem_type in _FLOAT_TYPES and dims is not None and len(dims) == 2:
+            return value.name, dims[1]
+    names = ", ".join(o.name for o in proto.graph.output)
+    raise OnnxFaultError(f"no class-score output found among ({names}); onnxfault needs a float output "
+                         "of shape (batch, classes)")
+
+
+def _batch_is_dynamic(value: onnx.ValueInfoProto) -> bool:
+    dim0 = value.type.tensor_type.shape.dim[0]
+    return not dim0.HasField("dim_value")
+
+
+def _verify_batch(model: Model, reference: onnx.ModelProto, batch: int) -> bool:
+    """True when the dynamic-batch model gives, for a batch of 2, what the original gives per sample."""
+    if any(d is None for d in model.input_shape):
+        return False
+    rng = np.random.default_rng(0)
+    x = rng.random((2, *model.input_shape), dtype=np.float32)
+    try:
+        got = model.session("cpu").run(x)[0]
+        original = Session(_only_outputs(reference, [model.output_name]), model.input_name, "cpu", batch)
+        want = original.run(x)[0]
+    except OnnxFaultError:
+        return False
+    return got.shape == want.shape and np.allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def load_model(path: str | Path) -> Model:
+    """Load, check and prepare an ONNX classifier (see module docstring)."""
+    path = Path(path)
+    proto = _read_proto(path)
+    _check(proto, path)
+    value = _single_input(proto)
+    output, classes = _class_output(proto)
+    dims = _dims(value)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    model = Model(str(path), proto, value.name, dims[1:], output, classes or 0, opset)
+    if not _batch_is_dynamic(value):
+        batch = dims[0]
+        model.proto = g.make_batch_dynamic(proto, value.name)
+        if not _verify_batch(model, proto, batch):
+            model.proto, model.fixed_batch = proto, batch
+            model.notes.append(f"the model's batch size is fixed at {batch} and could not be made dynamic; "
+                               f"running {batch} sample(s) at a time (slower)")
+        else:
+            model.notes.append(f"the model's fixed batch size {batch} was made dynamic (verified on a batch of 2)")
+    if not model.num_classes:
+        if any(d is None for d in model.input_shape):
+            raise OnnxFaultError("cannot tell the number of classes: the output and input shapes are dynamic")
+        model.num_classes = int(model.session("cpu").run(np.zeros((1, *model.input_shape), np.float32))[0].shape[-1])
+    return model

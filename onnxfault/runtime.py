@@ -1,0 +1,78 @@
+"""Forward passes on onnxruntime: provider choice and one session per model variant."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from .errors import OnnxFaultError
+
+DEVICES = ("auto", "cpu", "cuda")
+_CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
+
+
+def providers_for(device: str) -> list[str]:
+    """Execution providers for ``--device``; ``cuda`` without onnxruntime-gpu is an error."""
+    if device not in DEVICES:
+        raise OnnxFaultError(f"unknown device '{device}'; use one of {', '.join(DEVICES)}")
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return [_CPU]
+    if _CUDA in available:
+        return [_CUDA, _CPU]
+    if device == "cuda":
+        raise OnnxFaultError(
+            "--device cuda needs onnxruntime's CUDA provider; install it with `pip install onnxfault[gpu]` "
+            "(onnxruntime-gpu) or use --device cpu"
+        )
+    return [_CPU]
+
+
+class Session:
+    """An onnxruntime session for one model variant, returning float32/int outputs as numpy arrays.
+
+    ``fixed_batch`` (a model whose batch size could not be made dynamic) makes ``run`` feed the model
+    chunks of exactly that size, padding the last one.
+    """
+
+    def __init__(self, model: onnx.ModelProto, input_name: str, device: str = "auto",
+                 fixed_batch: int | None = None):
+        providers = providers_for(device)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(model.SerializeToString(), options, providers=providers)
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise OnnxFaultError(f"onnxruntime cannot run the model: {str(err).splitlines()[0]}") from err
+        if device == "cuda" and _CUDA not in self._session.get_providers():
+            raise OnnxFaultError("--device cuda: no usable GPU is visible to onnxruntime; use --device cpu")
+        self.input_name = input_name
+        self.output_names = [o.name for o in self._session.get_outputs()]
+        elem = next(i for i in self._session.get_inputs() if i.name == input_name).type
+        self._dtype = {"tensor(float16)": np.float16, "tensor(double)": np.float64}.get(elem, np.float32)
+        self.fixed_batch = fixed_batch
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self._session.get_providers()[0] == _CUDA else "cpu"
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """All outputs for the batch ``x`` (first axis = samples)."""
+        x = np.ascontiguousarray(x, dtype=self._dtype)
+        if self.fixed_batch is None:
+            return self._session.run(None, {self.input_name: x})
+        b = self.fixed_batch
+        parts = []
+        for start in range(0, len(x), b):
+            chunk = x[start:start + b]
+            pad = b - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
+            outs = self._session.run(None, {self.input_name: chunk})
+            parts.append([o[: b - pad] for o in outs])
+        return [np.concatenate([p[i] for p in parts]) for i in range(len(self.output_names))]
+
+    def run_named(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Outputs for the batch ``x`` by tensor name."""
+        return dict(zip(self.output_names, self.run(x)))
