@@ -16,9 +16,9 @@ _EXPORTS = {
     "DataOptions": "data", "Dataset": "data", "open_dataset": "data",
     "Outcome": "spectrum", "Spectrum": "spectrum", "hit_spectrum": "spectrum",
     "MEASURES": "measures", "get_measure": "measures", "score": "measures",
-    "localize": "localize", "LocalizeResult": "localize", "SuspiciousNeuron": "localize",
-    "evaluate": "evaluate", "EvaluateResult": "evaluate",
-    "inspect_model": "inspect",
+    "localize": "localization", "LocalizeResult": "localization", "SuspiciousNeuron": "localization",
+    "evaluate": "evaluation", "EvaluateResult": "evaluation",
+    "inspect_model": "inspection",
     "expose_outputs": "graph", "cut_at": "graph",
 }
 __all__ = sorted(_EXPORTS)

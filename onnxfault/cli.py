@@ -95,7 +95,7 @@ def inspect(model: ModelArg,
             json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False) -> None:
     """Show a model's input, output, opset and candidate neuron layers."""
     from .files import json_safe
-    from .inspect import inspect_model
+    from .inspection import inspect_model
 
     info = inspect_model(model)
     if json:
@@ -127,7 +127,7 @@ def evaluate(model: ModelArg, data: DataOpt,
              device: DeviceOpt = "auto", quiet: QuietOpt = False) -> None:
     """Accuracy, per-class accuracy and confusion matrix of a model on labelled data."""
     from .data import open_dataset
-    from .evaluate import evaluate as run_evaluate
+    from .evaluation import evaluate as run_evaluate
     from .files import check_writable, write_json
     from .model import load_model
 
@@ -174,7 +174,7 @@ def localize(model: ModelArg, data: DataOpt,
     """Rank neurons by suspiciousness from their hit spectrum (DeepFault)."""
     from .data import open_dataset
     from .files import check_writable, write_json, write_npz
-    from .localize import localize as run_localize, outcome_for
+    from .localization import localize as run_localize, outcome_for
     from .measures import get_measure
     from .model import load_model
     from .spectrum import validate_outcome

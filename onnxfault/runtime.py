@@ -40,7 +40,7 @@ class Session:
                  fixed_batch: int | None = None):
         providers = providers_for(device)
         options = ort.SessionOptions()
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # failures surface as OnnxFaultError, not log lines
         try:
             self._session = ort.InferenceSession(model.SerializeToString(), options, providers=providers)
         except Exception as err:  # onnxruntime raises its own exception types
@@ -61,7 +61,7 @@ class Session:
         """All outputs for the batch ``x`` (first axis = samples)."""
         x = np.ascontiguousarray(x, dtype=self._dtype)
         if self.fixed_batch is None:
-            return self._session.run(None, {self.input_name: x})
+            return self._run(x)
         b = self.fixed_batch
         parts = []
         for start in range(0, len(x), b):
@@ -69,9 +69,16 @@ class Session:
             pad = b - len(chunk)
             if pad:
                 chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
-            outs = self._session.run(None, {self.input_name: chunk})
+            outs = self._run(chunk)
             parts.append([o[: b - pad] for o in outs])
         return [np.concatenate([p[i] for p in parts]) for i in range(len(self.output_names))]
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        try:
+            return self._session.run(None, {self.input_name: x})
+        except Exception as err:  # onnxruntime's own exception types
+            raise OnnxFaultError(f"onnxruntime failed to run the model on a batch of shape {x.shape}: "
+                                 f"{str(err).splitlines()[0]}") from err
 
     def run_named(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs for the batch ``x`` by tensor name."""
