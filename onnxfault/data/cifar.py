@@ -1,7 +1,7 @@
 """CIFAR-10/100 "python version" batches, read WITHOUT running pickle code.
 
 The files are pickles of a dict holding bytes, lists, ints and one uint8 numpy array. The unpickler
-below resolves only the three numpy names needed to rebuild that array; any other global (the way a
+below resolves only the numpy names needed to rebuild that array (and ``_codecs.encode`` for bytes); any other global (the way a
 malicious pickle runs code) is refused, and so are object arrays.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ _ALLOWED = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 spell a bytes object
 }
 
 

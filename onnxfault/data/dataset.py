@@ -70,7 +70,7 @@ class Dataset:
         self.indices = _select(source.labels, options)
         self.labels = source.labels[self.indices]
         self.adaptation: Adaptation = plan_layout(source.sample_shape, source.layout, model_shape, options.layout)
-        self.scale = 1.0 if options.raw or source.dtype != np.uint8 else 1.0 / 255.0
+        self.divisor = 1.0 if options.raw or source.dtype != np.uint8 else 255.0
         out_shape = self.adaptation.apply(np.zeros((1, *source.sample_shape))).shape
         self._mean, self._std = _normalizer(options, out_shape, channel_axis_of(self.adaptation.model_layout, len(out_shape)))
         if options.batch_size < 1:
@@ -109,8 +109,8 @@ class Dataset:
 
     def _prepare(self, raw: np.ndarray, offset: int) -> np.ndarray:
         x = self.adaptation.apply(raw).astype(np.float32)
-        if self.scale != 1.0:
-            x *= np.float32(self.scale)
+        if self.divisor != 1.0:
+            x /= np.float32(self.divisor)  # x / 255 in float32, exactly as Keras/PyTorch pipelines do
         if self._mean is not None:
             x -= self._mean
             x /= self._std

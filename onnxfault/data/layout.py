@@ -1,7 +1,10 @@
 """Fitting data samples to the model input: flatten, add/drop a channel axis, NHWC↔NCHW.
 
-Every adaptation that turns the sample shape into the model's per-sample shape is a candidate;
-candidates with the same effect count once. Exactly one must remain (``--layout`` picks among several).
+Data already shaped exactly like the (fully static) model input is used as is. Otherwise every
+adaptation that turns the sample shape into the model's per-sample shape is a candidate; candidates with
+the same effect count once, and exactly one must remain. ``--layout nchw|nhwc`` names the model input's
+layout, and for samples whose own layout is unknown (3-D arrays from an .npz with no telling channel
+axis) it states theirs too.
 """
 from __future__ import annotations
 
@@ -65,7 +68,14 @@ def plan_layout(sample_shape: tuple[int, ...], layout: str | None, model_shape: 
     """The one adaptation from ``sample_shape`` (declared ``layout``) to ``model_shape``."""
     if choice is not None and choice not in MODEL_LAYOUTS:
         raise OnnxFaultError(f"unknown --layout '{choice}'; use nchw or nhwc")
-    assumptions = [layout] if layout else (["hwc", "chw"] if len(sample_shape) == 3 else [None])
+    if choice is None and None not in model_shape and tuple(sample_shape) == tuple(model_shape):
+        return _candidates(layout, sample_shape)[0]
+    if layout:
+        assumptions = [layout]
+    elif len(sample_shape) == 3:
+        assumptions = [{"nchw": "chw", "nhwc": "hwc"}[choice]] if choice else ["hwc", "chw"]
+    else:
+        assumptions = [None]
     probe = np.arange(int(np.prod(sample_shape)), dtype=np.int64).reshape((1, *sample_shape))
     distinct: list[tuple[Adaptation, np.ndarray]] = []
     for assumed in assumptions:
