@@ -1,0 +1,54 @@
+"""Packaging: adapters/ installs as onnxfault.adapters only; the CLI starts without heavy imports."""
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+
+from conftest import ROOT
+
+
+def run_python(code: str, cwd) -> str:
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def test_only_onnxfault_is_a_top_level_package(tmp_path):
+    assert importlib.metadata.distribution("onnxfault").read_text("top_level.txt").split() == ["onnxfault"]
+    code = ("import importlib.util, onnxfault.adapters as a;"
+            "print(importlib.util.find_spec('adapters') is None, callable(a.from_torch))")
+    assert run_python(code, tmp_path).split() == ["True", "True"]
+
+
+def test_wheel_holds_no_top_level_adapters(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("onnxfault-*.whl")
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert tops == {"onnxfault", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
+    assert "onnxfault/adapters/torch_export.py" in zipfile.ZipFile(wheel).namelist()
+
+
+def test_cli_and_adapters_import_lazily(tmp_path):
+    code = ("import sys, onnxfault.cli, onnxfault.adapters;"
+            "print(*[m in sys.modules for m in ('onnxruntime', 'onnx', 'torch', 'numpy')])")
+    assert run_python(code, tmp_path).split() == ["False"] * 4
+
+
+def test_from_torch_round_trip(tmp_path):
+    import torch
+
+    from onnxfault import load_model
+    from onnxfault.adapters import from_torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.ELU(), torch.nn.Linear(8, 3))
+    x = torch.rand(5, 3, 2, 2)
+    path = from_torch(net, x[:1], tmp_path / "net.onnx")
+    model = load_model(path)
+    assert model.fixed_batch is None and [l.op for l in model.layers] == ["Elu"]
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.allclose(model.session("cpu").run(x.numpy())[0], want, atol=1e-5)
