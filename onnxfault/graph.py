@@ -279,3 +279,90 @@ def make_batch_dynamic(model: onnx.ModelProto, input_name: str) -> onnx.ModelPro
             shape[0] = 0
             proto.CopyFrom(onnx.numpy_helper.from_array(shape, proto.name))
     return out
+
+
+ACTIVITY = "onnxfault__activity"
+_NONNEGATIVE = frozenset({"Relu", "Sigmoid", "Softplus", "HardSigmoid"})
+
+
+def _nonnegative(variable: gs.Variable) -> bool:
+    """True when the tensor's producer can only output values ≥ 0."""
+    if len(variable.inputs) != 1:
+        return False
+    node = variable.inputs[0]
+    return node.op in _NONNEGATIVE or (node.op == "Clip" and _is_relu_clip(node))
+
+
+def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, ...]]],
+                    threshold: float) -> tuple[onnx.ModelProto, list[int]]:
+    """Add one bool output ``onnxfault__activity`` of shape (N, neurons): every probe's neuron values
+    compared with ``threshold`` (strictly greater), flattened and concatenated.
+
+    A probe ``(tensor, axes)`` takes the mean of ``tensor`` over ``axes`` (batch-inclusive; they must leave
+    (N, C)) as the neuron value, in float64 so that its sign does not depend on summation order; with no
+    axes each element is a neuron. For non-negative activations (Relu, ReLU6-style Clip, Sigmoid, …) and
+    ``threshold ≤ 0``, ``mean > threshold ⇔ max > threshold`` exactly, and the cheaper float32 ReduceMax
+    is used. Probes whose values share a dtype are compared by one node, so the columns come grouped:
+    the returned list gives the probe index of each column block, in output order.
+    Only this bool matrix leaves onnxruntime, not the activations.
+    """
+    graph = _graph(model)
+    groups: dict[object, list[tuple[int, gs.Variable]]] = {}
+    for i, ((_, axes), value) in enumerate(zip(probes, _lookup(graph, [t for t, _ in probes]))):
+        dtype = value.dtype or np.float32
+        if axes:
+            axes_const = gs.Constant(f"onnxfault__axes{i}", np.asarray(axes, np.int64))
+            if not (_nonnegative(value) and threshold <= 0):
+                wide = gs.Variable(f"onnxfault__f64_{i}", dtype=np.float64)
+                graph.nodes.append(gs.Node("Cast", inputs=[value], outputs=[wide], attrs={"to": onnx.TensorProto.DOUBLE}))
+                value, dtype, op = wide, np.float64, "ReduceMean"
+            else:
+                op = "ReduceMax"
+            reduced = gs.Variable(f"onnxfault__value{i}", dtype=dtype)
+            graph.nodes.append(gs.Node(op, inputs=[value, axes_const], outputs=[reduced], attrs={"keepdims": 0}))
+            value = reduced
+        elif value.shape is None or len(value.shape) != 2:  # (N, C, H, W) element probes become (N, C·H·W)
+            rows = gs.Variable(f"onnxfault__rows{i}", dtype=dtype)
+            graph.nodes.append(gs.Node("Flatten", inputs=[value], outputs=[rows], attrs={"axis": 1}))
+            value = rows
+        groups.setdefault(np.dtype(dtype), []).append((i, value))
+    blocks = []
+    for g_index, (dtype, members) in enumerate(groups.items()):
+        values = _concat(graph, [v for _, v in members], f"onnxfault__values{g_index}", dtype)
+        active = gs.Variable(f"onnxfault__active{g_index}", dtype=np.bool_)
+        delta = gs.Constant(f"onnxfault__threshold{g_index}", np.asarray(threshold, dtype))
+        graph.nodes.append(gs.Node("Greater", inputs=[values, delta], outputs=[active]))
+        blocks.append(active)
+    activity = _concat(graph, blocks, ACTIVITY, np.bool_)
+    if activity.name != ACTIVITY:
+        graph.nodes.append(gs.Node("Identity", inputs=[activity], outputs=[gs.Variable(ACTIVITY, dtype=np.bool_)]))
+        activity = graph.nodes[-1].outputs[0]
+    graph.outputs.append(activity)
+    out = _export(graph, model)
+    if any(o.version < 18 for o in out.opset_import if o.domain in ("", "ai.onnx")):
+        out = _reduce_axes_as_attribute(out)
+    return out, [i for members in groups.values() for i, _ in members]
+
+
+def _concat(graph: gs.Graph, tensors: list[gs.Variable], name: str, dtype) -> gs.Variable:
+    """``tensors`` joined along axis 1 (the tensor itself when there is only one)."""
+    if len(tensors) == 1:
+        return tensors[0]
+    joined = gs.Variable(name, dtype=dtype)
+    graph.nodes.append(gs.Node("Concat", inputs=list(tensors), outputs=[joined], attrs={"axis": 1}))
+    return joined
+
+
+def _reduce_axes_as_attribute(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Before opset 18 ReduceMean/ReduceMax take ``axes`` as an attribute, not an input."""
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type in ("ReduceMean", "ReduceMax") and len(node.input) == 2 and node.input[1] in inits:
+            axes = onnx.numpy_helper.to_array(inits[node.input[1]]).tolist()
+            del node.input[1]
+            node.attribute.append(onnx.helper.make_attribute("axes", axes))
+    used = {i for n in model.graph.node for i in n.input}
+    kept = [i for i in model.graph.initializer if i.name in used or i.name in {g.name for g in model.graph.input}]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    return model

@@ -57,10 +57,15 @@ class Model:
     def session(self, device: str = "auto", outputs: list[str] | None = None) -> Session:
         """A session whose outputs are the class scores followed by the tensors ``outputs``."""
         names = list(dict.fromkeys([self.output_name, *(outputs or [])]))
-        proto = g.expose_outputs(self.proto, names) if outputs else self.proto
-        if len(proto.graph.output) != len(names):
-            proto = _only_outputs(proto, names)
+        return self.session_for(_only_outputs(g.expose_outputs(self.proto, names), names), device)
+
+    def session_for(self, proto: onnx.ModelProto, device: str = "auto") -> Session:
+        """A session for a variant of this model (same input), e.g. one made by graph surgery."""
         return Session(proto, self.input_name, device, self.fixed_batch)
+
+    def scores_only(self) -> onnx.ModelProto:
+        """The model with the class scores as its only output."""
+        return _only_outputs(self.proto, [self.output_name])
 
     @property
     def layers(self) -> list[Layer]:
@@ -136,12 +141,17 @@ def _dims(value: onnx.ValueInfoProto) -> tuple[int | None, ...] | None:
     return tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim)
 
 
+def _with_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with inferred tensor shapes and types recorded (best effort: unchanged on failure)."""
+    try:
+        return onnx.shape_inference.infer_shapes(model)
+    except Exception:  # inference is best effort; a run fills in what is missing
+        return model
+
+
 def _inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     """Per-sample shapes known statically (all non-batch dims fixed)."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # inference is best effort; a run fills in the rest
-        return {}
+    inferred = _with_shapes(model)
     shapes = {}
     for value in list(inferred.graph.value_info) + list(inferred.graph.output):
         dims = _dims(value)
@@ -243,6 +253,7 @@ def load_model(path: str | Path) -> Model:
                                f"running {batch} sample(s) at a time (slower)")
         else:
             model.notes.append(f"the model's fixed batch size {batch} was made dynamic (verified on a batch of 2)")
+    model.proto = _with_shapes(model.proto)
     if not model.num_classes:
         if any(d is None for d in model.input_shape):
             raise OnnxFaultError("cannot tell the number of classes: the output and input shapes are dynamic")

@@ -7,7 +7,10 @@ A neuron is *active* when its value is strictly greater than the threshold δ. I
 itself (``element`` granularity) or, for tensors with spatial axes, the mean over them per channel
 (``channel``, DeepFault's rule; the same as ``element`` for 1-D tensors).
 
-Counting is vectorized over the batch and every neuron of a layer: no Python loop over either.
+Graph surgery adds the neuron values (channel means) and their comparison with δ to the model
+(``graph.expose_activity``), so one forward pass per batch yields the predictions and one bool activity
+matrix over every neuron of every chosen layer. Counting is one matrix product per batch: no Python loop
+over neurons, samples or layers.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import numpy as np
 
 from .data import Dataset
 from .errors import OnnxFaultError
+from .graph import expose_activity
 from .model import GRANULARITIES, Layer, Model
 
 MODES = ("all", "class", "target")
@@ -37,25 +41,23 @@ class Outcome:
         return predictions != labels
 
 
-def neuron_values(activations: np.ndarray, layer: Layer, granularity: str) -> np.ndarray:
-    """``(N, neurons)`` values of one layer for a batch of ``N`` samples."""
-    n = len(activations)
+def probe_axes(layer: Layer, granularity: str) -> tuple[int, ...]:
+    """Batch-inclusive axes averaged into one neuron value: the spatial axes for ``channel``, else none."""
     if granularity == "element" or layer.channel_axis is None:
-        return activations.reshape(n, -1)
-    axis = layer.channel_axis + 1
-    spatial = tuple(a for a in range(1, activations.ndim) if a != axis)
-    # float64 accumulation: the channel mean's sign must not depend on summation order.
-    values = activations.mean(axis=spatial, dtype=np.float64)
-    return values.reshape(n, -1)
+        return ()
+    return tuple(a + 1 for a in range(len(layer.shape)) if a != layer.channel_axis)
 
 
 def count_hits(active: np.ndarray, failed: np.ndarray) -> np.ndarray:
-    """``(4, neurons)`` int64 counts (as, af, ns, nf) for one batch: ``active`` is (N, neurons) bool."""
-    active_failed = np.count_nonzero(active[failed], axis=0)
-    active_all = np.count_nonzero(active, axis=0)
+    """``(4, neurons)`` int64 counts (as, af, ns, nf) for one batch: ``active`` is (N, neurons) bool.
+
+    One matrix product [passed, failed]ᵀ · active gives (as, af); float32 sums of 0/1 are exact below 2²⁴.
+    """
+    wide = np.float32 if len(failed) < 2**24 else np.float64
+    outcome = np.stack([~failed, failed], axis=1).astype(wide)
+    a_s, a_f = np.rint(outcome.T @ active.astype(wide)).astype(np.int64)
     n_failed = int(np.count_nonzero(failed))
-    a_s = active_all - active_failed
-    return np.stack([a_s, active_failed, (len(failed) - n_failed) - a_s, n_failed - active_failed]).astype(np.int64)
+    return np.stack([a_s, a_f, (len(failed) - n_failed) - a_s, n_failed - a_f])
 
 
 @dataclass
@@ -117,26 +119,33 @@ def check_labels(dataset: Dataset, num_classes: int) -> None:
 def hit_spectrum(model: Model, dataset: Dataset, layers: list[Layer], outcome: Outcome = Outcome(), *,
                  granularity: str = "channel", threshold: float = 0.0, device: str = "auto",
                  on_batch: Callable[[int], None] | None = None) -> Spectrum:
-    """One forward pass per batch gives the predictions and every layer's activations; count them."""
+    """One forward pass per batch gives the predictions and every layer's activity; count them."""
     if granularity not in GRANULARITIES:
         raise OnnxFaultError(f"unknown granularity '{granularity}'; use channel or element")
     validate_outcome(outcome, model.num_classes)
     check_labels(dataset, model.num_classes)
-    session = model.session(device, [layer.tensor for layer in layers])
-    total = sum(layer.neurons(granularity) for layer in layers)
-    counts = np.zeros((4, total), np.int64)
+    probes = [(layer.tensor, probe_axes(layer, granularity)) for layer in layers]
+    proto, column_order = expose_activity(model.scores_only(), probes, threshold)
+    session = model.session_for(proto, device)
+    sizes = [layer.neurons(granularity) for layer in layers]
+    counts = np.zeros((4, sum(sizes)), np.int64)
     samples = failing = correct = 0
-    offsets = np.concatenate([[0], np.cumsum([layer.neurons(granularity) for layer in layers])])
     for x, y in dataset.batches():
-        outputs = session.run_named(x)
-        predictions = outputs[model.output_name].argmax(axis=-1)
+        scores, active = session.run(x)
+        predictions = scores.argmax(axis=-1)
         failed = outcome.failed(predictions, y)
-        for layer, start, stop in zip(layers, offsets[:-1], offsets[1:]):
-            active = neuron_values(outputs[layer.tensor], layer, granularity) > threshold
-            counts[:, start:stop] += count_hits(active, failed)
+        counts += count_hits(active.reshape(len(y), -1), failed)
         samples += len(y)
         failing += int(np.count_nonzero(failed))
         correct += int(np.count_nonzero(predictions == y))
         if on_batch is not None:
             on_batch(len(y))
+    counts = counts[:, _unpermute(column_order, sizes)]  # activity columns come grouped by dtype
     return Spectrum(layers, granularity, threshold, outcome, counts, samples, failing, correct)
+
+
+def _unpermute(column_order: list[int], sizes: list[int]) -> np.ndarray:
+    """Indices that put activity columns (probe blocks in ``column_order``) back into layer order."""
+    starts = np.concatenate([[0], np.cumsum([sizes[i] for i in column_order])])
+    where = {probe: start for probe, start in zip(column_order, starts)}
+    return np.concatenate([np.arange(where[i], where[i] + size) for i, size in enumerate(sizes)]).astype(np.int64)
