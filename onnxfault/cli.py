@@ -141,7 +141,8 @@ def evaluate(model: ModelArg, data: DataOpt,
     _warn(result.warnings)
     if json:
         write_json(json, result.to_json())
-    out.print(f"accuracy {100 * result.accuracy:.2f} % ({result.correct}/{result.samples}) on {dataset.source.description}")
+    out.print(f"accuracy {100 * result.accuracy:.2f} % ({result.correct}/{result.samples}) on "
+              f"{dataset.source.description}", soft_wrap=True)
     if not quiet:
         from rich.table import Table
 
@@ -208,10 +209,11 @@ def _print_ranking(result) -> None:
     from rich.table import Table
 
     info = result.to_json()
-    mode = {"all": "all samples", "class": f"class {info['class']}", "target": f"target {info['target']}"}[info["mode"]]
-    out.print(f"{info['samples']} samples ({mode}), {info['failing']} failing, accuracy "
+    failing = {"all": "misclassified", "class": f"of class {info['class']} misclassified",
+               "target": f"predicted as target {info['target']}"}[info["mode"]]
+    out.print(f"{info['samples']} samples, {info['failing']} {failing}, accuracy "
               f"{100 * info['accuracy']:.2f} %; {sum(l['neurons'] for l in info['layers'])} neurons in "
-              f"{len(info['layers'])} layers ({info['granularity']})")
+              f"{len(info['layers'])} layers ({info['granularity']})", soft_wrap=True)
     table = Table(title=f"top {len(info['neurons'])} by {info['measure']}")
     for column in ("rank", "tensor", "index", "score", "as", "af", "ns", "nf"):
         table.add_column(column, justify="left" if column == "tensor" else "right")

@@ -126,6 +126,10 @@ def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: s
                             device=device, on_batch=on_batch)
     scores = score(measure, spectrum.counts, star=star, seed=seed)
     warnings = list(model.notes)
+    if spectrum.failing == 0:
+        what = f"predicted as the target {target}" if target is not None else "misclassified"
+        warnings.append(f"no sample is {what}: af = 0 for every neuron, so the ranking carries no information; "
+                        "use more or other samples")
     total = len(scores)
     if k > total:
         warnings.append(f"-k {k} is more than the {total} neurons in the chosen layers; showing all {total}")

@@ -170,3 +170,9 @@ def test_real_process_exit_code_and_stderr(tmp_path, sample_npz):
                           capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and proc.stdout == ""
+
+
+def test_no_failing_sample_warns(cli, lenet_onnx, sample_npz):
+    result = cli("localize", lenet_onnx, "--data", sample_npz, "--target", "9", "--classes", "4,7", "-q")
+    assert result.exit_code == 0
+    assert "warning: no sample is predicted as the target 9" in result.stderr

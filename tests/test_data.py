@@ -132,6 +132,9 @@ def test_malicious_pickle_is_refused(tmp_path):
 def test_npz_rejects_object_arrays_and_missing_keys(tmp_path):
     path = tmp_path / "obj.npz"
     np.savez(path, x=np.array([{"a": 1}], dtype=object), y=np.zeros(1))
+    with pytest.raises(OnnxFaultError, match="array 'x' .* has type object"):
+        open_source(path)
+    np.savez(path, x=np.zeros((1, 4)), y=np.array([{"a": 1}], dtype=object))
     with pytest.raises(OnnxFaultError, match="Object arrays cannot be loaded"):
         open_source(path)
     other = write_npz(tmp_path / "k.npz", {"images": np.zeros((2, 4)), "y": np.zeros(2)})
@@ -166,3 +169,29 @@ def test_unknown_format_and_missing_file(tmp_path):
         open_source(junk)
     with pytest.raises(OnnxFaultError, match="does not exist"):
         open_source(tmp_path / "nope.npz")
+
+
+@pytest.mark.parametrize("kind", ["idx", "npz", "npz-compressed"])
+def test_streaming_memory_does_not_grow_with_data(tmp_path, kind):
+    import tracemalloc
+
+    images = rng.integers(0, 256, (20_000, 28, 28), dtype=np.uint8)  # 15.7 MB
+    labels = rng.integers(0, 10, 20_000).astype(np.uint8)
+    if kind == "idx":
+        path = write_idx(tmp_path / "big-images-idx3-ubyte.gz", images)
+        write_idx(tmp_path / "big-labels-idx1-ubyte.gz", labels)
+    elif kind == "npz":
+        path = tmp_path / "big.npz"
+        np.savez(path, x=images, y=labels)
+    else:
+        path = write_npz(tmp_path / "big.npz", {"x": images, "y": labels})
+    del images
+    dataset = open_dataset(path, (1, 28, 28), DataOptions(batch_size=256))
+    tracemalloc.start()
+    seen = 0
+    for x, _ in dataset.batches():
+        seen += len(x)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert seen == 20_000
+    assert peak < 4_000_000, f"peak {peak / 1e6:.1f} MB while streaming 15.7 MB of images"

@@ -120,3 +120,16 @@ def test_unfixable_batch_falls_back_to_per_sample_runs(tmp_path):
     x = w(5, 4)
     want = np.maximum(np.concatenate([x, np.repeat(pad, 5, 0)], 1) @ W1, 0) @ W2
     assert np.allclose(loaded.session("cpu").run(x)[0], want, atol=1e-5)
+
+
+def test_layer_selection_all_and_named(lenet_onnx):
+    model = load_model(lenet_onnx)
+    auto = [l.tensor for l in model.select_layers("auto")]
+    everything = model.select_layers("all")
+    ops = [l.op for l in everything]
+    assert set(auto) <= {l.tensor for l in everything}
+    assert ops[:3] == ["Conv", "Relu", "MaxPool"] and "Gemm" in ops  # pre-activation tensors included
+    assert all(l.op != "Gemm" or l.shape != (10,) for l in everything)  # never the class-score layer
+    named = model.select_layers(f"{everything[0].tensor}, {auto[-1]}")
+    assert [(l.tensor, l.op, l.shape, l.channel_axis) for l in named] == [
+        (everything[0].tensor, "Conv", (6, 28, 28), 0), (auto[-1], "Relu", (84,), None)]
