@@ -7,8 +7,9 @@ Run by hand (not in CI); results go to benchmarks/RESULTS.md:
 Nets: a 10×100 dense ReLU net (torch default init, seed 0: random weights) and the shipped LeNet-5-sized
 examples/mnist_lenet.onnx (trained). Data: the 10,000 MNIST test images, held in memory as uint8 so that
 every variant pays the same preprocessing. Channel granularity, threshold 0, mode "all".
-Each time is the best of --repeat runs. "bare forward" and "spectrum" both include building their
-onnxruntime session (the spectrum's on the graph with the activity probe added).
+Each time is the best of --repeat rounds that run the variants in turn, in an order rotated each round
+(so drift in the machine's speed and position effects hit them alike). "bare forward" and "spectrum" both include building their onnxruntime session (the
+spectrum's on the graph with the activity probe added); the DeepFault loop runs once.
 """
 from __future__ import annotations
 
@@ -48,13 +49,20 @@ def dense_10x100(folder: Path) -> Path:
     return from_torch(net, torch.zeros(1, 1, 28, 28), folder / "dense_10x100.onnx")
 
 
-def best(fn, repeat: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
+def interleaved(fns: dict, repeat: int) -> tuple[dict, dict]:
+    """Best time of each function over ``repeat`` rounds; every round runs each once, in an order rotated
+    from round to round, so that drift in the machine's speed and position effects hit all of them alike.
+    Returns (times, last results)."""
+    times = {name: float("inf") for name in fns}
+    results = {}
+    names = list(fns)
+    for round_ in range(repeat):
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            fn = fns[name]
+            start = time.perf_counter()
+            results[name] = fn()
+            times[name] = min(times[name], time.perf_counter() - start)
+    return times, results
 
 
 def bench(path: Path, images: np.ndarray, labels: np.ndarray, repeat: int) -> dict:
@@ -80,29 +88,30 @@ def bench(path: Path, images: np.ndarray, labels: np.ndarray, repeat: int) -> di
     def exposed_forward():
         return [(exposed.run_named(x), y) for x, y in dataset.batches()]
 
-    t_bare, _ = best(bare_forward, repeat)
-    t_spectrum, counts = best(spectrum, repeat)
-    t_probe, probed = best(probe_forward, repeat)
+    probed = probe_forward()
 
     def vectorized_counting():
         return np.sum([count_hits(active, scores.argmax(-1) != y) for (scores, active), y in probed], axis=0)
 
-    t_count, counted = best(vectorized_counting, repeat)
-    t_exposed, batches = best(exposed_forward, 1)
+    times, results = interleaved({"bare": bare_forward, "spectrum": spectrum, "probe": probe_forward,
+                                  "count": vectorized_counting}, repeat)
+    counts, counted = results["spectrum"], results["count"]
+    start = time.perf_counter()
+    batches = exposed_forward()
+    t_exposed = time.perf_counter() - start
     activations = [np.concatenate([o[l.tensor] for o, _ in batches]) for l in layers]
     predictions = np.concatenate([o[model.output_name].argmax(-1) for o, _ in batches])
     start = time.perf_counter()
     looped = deepfault_loop(activations, predictions, labels, lambda p, t: p != t, "channel", 0.0)
     t_loop = time.perf_counter() - start
     assert np.array_equal(counts, looped) and np.array_equal(counted, looped), "spectra differ"
-    return {"net": path.stem, "neurons": int(counts.shape[1]), "bare": t_bare, "spectrum": t_spectrum,
-            "probe": t_probe, "exposed": t_exposed, "count": t_count, "loop": t_loop}
+    return {"net": path.stem, "neurons": int(counts.shape[1]), **times, "exposed": t_exposed, "loop": t_loop}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mnist", type=Path, default=ROOT.parent / "shared/data/mnist/t10k-images-idx3-ubyte.gz")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=8)
     args = parser.parse_args()
     x, y = read_mnist(args.mnist)
     images = (x[:, 0] * 255).round().astype(np.uint8)

@@ -109,9 +109,10 @@ def inspect(model: ModelArg,
     out.print(f"input  {info['input']['name']}  {tuple(info['input']['shape'])}")
     out.print(f"output {info['output']['name']}  {info['output']['classes']} classes")
     _warn(info["notes"])
-    table = Table(title="candidate neuron layers")
-    for column in ("tensor", "op", "shape", "neurons (channel)", "neurons (element)"):
-        table.add_column(column, justify="right" if "neurons" in column else "left")
+    table = Table(title="candidate neuron layers", caption="neurons per channel (default granularity) and per element")
+    for column in ("tensor", "op", "shape", "channels", "elements"):
+        table.add_column(column, justify="right" if column.endswith("s") and column != "tensor" else "left",
+                         overflow="fold", no_wrap=column != "tensor")
     for layer in info["layers"]:
         table.add_row(layer["tensor"], layer["op"], str(tuple(layer["shape"])), str(layer["neurons"]),
                       str(layer["elements"]))
@@ -216,7 +217,8 @@ def _print_ranking(result) -> None:
               f"{len(info['layers'])} layers ({info['granularity']})", soft_wrap=True)
     table = Table(title=f"top {len(info['neurons'])} by {info['measure']}")
     for column in ("rank", "tensor", "index", "score", "as", "af", "ns", "nf"):
-        table.add_column(column, justify="left" if column == "tensor" else "right")
+        table.add_column(column, justify="left" if column == "tensor" else "right", overflow="fold",
+                         no_wrap=column != "tensor")
     for n in info["neurons"]:
         table.add_row(str(n["rank"]), n["tensor"], str(n["index"]), f"{n['score']:.6g}",
                       *(str(n[c]) for c in ("as", "af", "ns", "nf")))
