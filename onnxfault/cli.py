@@ -174,29 +174,23 @@ def localize(model: ModelArg, data: DataOpt,
              mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
              device: DeviceOpt = "auto", quiet: QuietOpt = False) -> None:
     """Rank neurons by suspiciousness from their hit spectrum (DeepFault)."""
-    from .data import open_dataset
     from .files import check_writable, write_json, write_npz
-    from .localization import localize as run_localize, outcome_for
+    from .localization import localize as run_localize, outcome_for, samples_for
     from .measures import get_measure
     from .model import load_model
-    from .spectrum import validate_outcome
 
     for path, flag in ((json, "--json"), (spectra, "--spectra")):
         if path:
             check_writable(path, flag)
     get_measure(measure)
-    outcome = outcome_for(cls, target)
-    options = _data_options(labels, limit, classes, raw, mean, std, layout, batch_size)
-    if cls is not None:
-        options.classes = [cls]
+    outcome_for(cls, target)
     loaded = load_model(model)
-    validate_outcome(outcome, loaded.num_classes)
-    dataset = open_dataset(data, loaded.input_shape, options)
+    dataset = samples_for(loaded, data, _data_options(labels, limit, classes, raw, mean, std, layout, batch_size),
+                          cls, target)
     with _progress(len(dataset), dataset.num_batches, quiet, "hit spectrum") as tick:
         result = run_localize(loaded, dataset, layers=layers, measure=measure, k=k, cls=cls, target=target,
                               granularity=granularity, threshold=threshold, star=star, seed=seed, device=device,
                               on_batch=tick)
-    result.data = str(data)
     _warn(result.warnings)
     if json:
         write_json(json, result.to_json())

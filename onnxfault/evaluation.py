@@ -64,5 +64,4 @@ def evaluate(model: str | Path | Model, data: str | Path | Dataset, *, device: s
         confusion += confusion_matrix(y, predictions, model.num_classes)
         if on_batch is not None:
             on_batch(len(y))
-    source = data.source.description if isinstance(data, Dataset) else str(data)
-    return EvaluateResult(model.path, source, confusion, list(model.notes))
+    return EvaluateResult(model.path, dataset.path, confusion, list(model.notes))

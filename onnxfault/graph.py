@@ -225,10 +225,15 @@ def upstream_tensors(model: onnx.ModelProto, output: str) -> list[CandidateTenso
     ]
 
 
-def channel_axis(model: onnx.ModelProto, tensor: str) -> int:
-    """Axis (batch included) that holds channels: 1 for conv-like outputs, tracked through Transposes."""
+def channel_axes(model: onnx.ModelProto, tensors: list[str]) -> dict[str, int]:
+    """Axis (batch included) that holds channels, per tensor: 1 for conv-like outputs (ONNX is NCHW),
+    followed through Transposes (e.g. the NHWC tensors of converted Keras models)."""
     graph = _graph(model)
-    current = graph.tensors()[tensor]
+    known = graph.tensors()
+    return {name: _channel_axis(known[name]) for name in tensors}
+
+
+def _channel_axis(current: gs.Variable) -> int:
     perms: list[list[int]] = []
     while current.inputs:
         node = current.inputs[0]
@@ -356,13 +361,13 @@ def _concat(graph: gs.Graph, tensors: list[gs.Variable], name: str, dtype) -> gs
 def _reduce_axes_as_attribute(model: onnx.ModelProto) -> onnx.ModelProto:
     """Before opset 18 ReduceMean/ReduceMax take ``axes`` as an attribute, not an input."""
     inits = {i.name: i for i in model.graph.initializer}
+    moved = set()
     for node in model.graph.node:
         if node.op_type in ("ReduceMean", "ReduceMax") and len(node.input) == 2 and node.input[1] in inits:
-            axes = onnx.numpy_helper.to_array(inits[node.input[1]]).tolist()
+            moved.add(node.input[1])
+            node.attribute.append(onnx.helper.make_attribute("axes", onnx.numpy_helper.to_array(inits[node.input[1]]).tolist()))
             del node.input[1]
-            node.attribute.append(onnx.helper.make_attribute("axes", axes))
-    used = {i for n in model.graph.node for i in n.input}
-    kept = [i for i in model.graph.initializer if i.name in used or i.name in {g.name for g in model.graph.input}]
+    kept = [i for i in model.graph.initializer if i.name not in moved]
     del model.graph.initializer[:]
     model.graph.initializer.extend(kept)
     return model

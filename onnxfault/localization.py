@@ -1,7 +1,7 @@
 """``localize``: rank the neurons of a model by suspiciousness (DeepFault step 1)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -11,7 +11,7 @@ from .data import DataOptions, Dataset, open_dataset
 from .errors import OnnxFaultError
 from .measures import get_measure, rank, score
 from .model import Layer, Model, load_model
-from .spectrum import Outcome, Spectrum, hit_spectrum
+from .spectrum import Outcome, Spectrum, hit_spectrum, validate_outcome
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,16 @@ def outcome_for(cls: int | None, target: int | None) -> Outcome:
     return Outcome("all")
 
 
+def samples_for(model: Model, data: str | Path, options: DataOptions | None = None, cls: int | None = None,
+                target: int | None = None) -> Dataset:
+    """The samples ``localize`` counts: ``cls`` keeps only those labelled ``cls`` (checked against the model)."""
+    validate_outcome(outcome_for(cls, target), model.num_classes)
+    options = options or DataOptions()
+    if cls is not None:
+        options = replace(options, classes=[cls])
+    return open_dataset(data, model.input_shape, options)
+
+
 def top_k(spectrum: Spectrum, scores: np.ndarray, k: int) -> list[SuspiciousNeuron]:
     """The ``k`` best neurons, ties broken by layer order then index."""
     layer, index = spectrum.layer_of(np.arange(len(scores)))
@@ -107,7 +117,8 @@ def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: s
     """Hit spectrum of the chosen layers over ``data`` and the ``k`` most suspicious neurons.
 
     ``cls`` keeps only samples labelled ``cls`` (DeepFault); ``target`` explains "predicted as target"
-    (``data_options.classes`` narrows the samples). Returns a :class:`LocalizeResult`.
+    (``data_options.classes`` narrows the samples). ``data`` may be a path or a :class:`Dataset` (used as
+    given: ``cls`` then only sets the mode). Returns a :class:`LocalizeResult`.
     """
     get_measure(measure)  # fail fast on an unknown name
     if k < 1:
@@ -115,13 +126,7 @@ def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: s
     outcome = outcome_for(cls, target)
     model = model if isinstance(model, Model) else load_model(model)
     chosen = model.select_layers(layers)
-    if isinstance(data, Dataset):
-        dataset = data
-    else:
-        options = data_options or DataOptions()
-        if cls is not None:
-            options = DataOptions(**{**options.__dict__, "classes": [cls]})
-        dataset = open_dataset(data, model.input_shape, options)
+    dataset = data if isinstance(data, Dataset) else samples_for(model, data, data_options, cls, target)
     spectrum = hit_spectrum(model, dataset, chosen, outcome, granularity=granularity, threshold=threshold,
                             device=device, on_batch=on_batch)
     scores = score(measure, spectrum.counts, star=star, seed=seed)
@@ -135,5 +140,4 @@ def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: s
         warnings.append(f"-k {k} is more than the {total} neurons in the chosen layers; showing all {total}")
         k = total
     params = {"k": k, "star": star, "seed": seed, "layers": layers if isinstance(layers, str) else list(layers)}
-    return LocalizeResult(model.path, str(data if not isinstance(data, Dataset) else data.source.description),
-                          get_measure(measure).name, spectrum, scores, top_k(spectrum, scores, k), params, warnings)
+    return LocalizeResult(model.path, dataset.path, get_measure(measure).name, spectrum, scores, top_k(spectrum, scores, k), params, warnings)

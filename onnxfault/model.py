@@ -100,17 +100,16 @@ class Model:
         return layers
 
     def _describe(self, candidates: list[g.CandidateTensor]) -> list[Layer]:
-        shapes = self._per_sample_shapes([c.tensor for c in candidates])
-        return [
-            Layer(c.tensor, c.op, shapes[c.tensor],
-                  None if len(shapes[c.tensor]) < 2 else g.channel_axis(self.proto, c.tensor) - 1)
-            for c in candidates
-        ]
+        names = [c.tensor for c in candidates]
+        shapes = self._per_sample_shapes(names)
+        axes = g.channel_axes(self.proto, [n for n in names if len(shapes[n]) >= 2])
+        return [Layer(c.tensor, c.op, shapes[c.tensor], axes[c.tensor] - 1 if c.tensor in axes else None)
+                for c in candidates]
 
     def _per_sample_shapes(self, names: list[str]) -> dict[str, tuple[int, ...]]:
-        """Static shapes from shape inference; a zero-input run fills in whatever is unknown."""
-        inferred = _inferred_shapes(self.proto)
-        shapes = {n: inferred[n] for n in names if n in inferred}
+        """Static shapes recorded by shape inference at load; a zero-input run fills in what is unknown."""
+        recorded = _static_shapes(self.proto)
+        shapes = {n: recorded[n] for n in names if n in recorded}
         missing = [n for n in names if n not in shapes]
         if missing:
             if any(d is None for d in self.input_shape):
@@ -149,11 +148,10 @@ def _with_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
         return model
 
 
-def _inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    """Per-sample shapes known statically (all non-batch dims fixed)."""
-    inferred = _with_shapes(model)
+def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Per-sample shapes recorded in the model whose non-batch dims are all fixed."""
     shapes = {}
-    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
+    for value in list(model.graph.value_info) + list(model.graph.output):
         dims = _dims(value)
         if dims and all(d is not None for d in dims[1:]):
             shapes[value.name] = tuple(dims[1:])
@@ -235,12 +233,16 @@ def _verify_batch(model: Model, reference: onnx.ModelProto, batch: int) -> bool:
 
 
 def load_model(path: str | Path) -> Model:
-    """Load, check and prepare an ONNX classifier (see module docstring)."""
+    """Load and check an ONNX classifier: exactly one float input, a float (batch, classes) output.
+
+    A fixed batch size is made dynamic when a batch of 2 then gives what the original gives; otherwise
+    the model runs in chunks of its fixed size and ``notes`` says so.
+    """
     path = Path(path)
     proto = _read_proto(path)
     _check(proto, path)
     value = _single_input(proto)
-    output, classes = _class_output(proto)
+    output, classes = _class_output(_with_shapes(proto))  # outputs may carry no declared shape
     dims = _dims(value)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     model = Model(str(path), proto, value.name, dims[1:], output, classes or 0, opset)

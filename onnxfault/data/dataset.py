@@ -64,8 +64,10 @@ def open_source(path: str | Path, labels: str | Path | None = None) -> Source:
 class Dataset:
     """The selected samples of a source, adapted to one model input, in float32 batches."""
 
-    def __init__(self, source: Source, model_shape: tuple[int | None, ...], options: DataOptions):
+    def __init__(self, source: Source, model_shape: tuple[int | None, ...], options: DataOptions,
+                 path: str | None = None):
         self.source = source
+        self.path = path or source.description
         self.options = options
         self.indices = _select(source.labels, options)
         self.labels = source.labels[self.indices]
@@ -162,4 +164,4 @@ def _normalizer(options: DataOptions, shape: tuple[int, ...], axis: int | None):
 def open_dataset(path: str | Path, model_shape: tuple[int | None, ...], options: DataOptions | None = None) -> Dataset:
     """Open ``path`` and fit it to a model input of per-sample shape ``model_shape``."""
     options = options or DataOptions()
-    return Dataset(open_source(path, options.labels), tuple(model_shape), options)
+    return Dataset(open_source(path, options.labels), tuple(model_shape), options, str(path))
