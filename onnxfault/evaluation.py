@@ -23,6 +23,7 @@ class EvaluateResult:
     model: str
     data: str
     confusion: np.ndarray  # [true, predicted]
+    device: str = "cpu"
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -47,7 +48,7 @@ class EvaluateResult:
 
     def to_json(self) -> dict:
         return {"model": self.model, "data": self.data, "samples": self.samples, "correct": self.correct,
-                "accuracy": self.accuracy, "per_class": self.per_class(), "confusion": self.confusion}
+                "accuracy": self.accuracy, "per_class": self.per_class(), "confusion": self.confusion, "device": self.device}
 
 
 def evaluate(model: str | Path | Model, data: str | Path | Dataset, *, device: str = "auto",
@@ -64,4 +65,4 @@ def evaluate(model: str | Path | Model, data: str | Path | Dataset, *, device: s
         confusion += confusion_matrix(y, predictions, model.num_classes)
         if on_batch is not None:
             on_batch(len(y))
-    return EvaluateResult(model.path, dataset.path, confusion, list(model.notes))
+    return EvaluateResult(model.path, dataset.path, confusion, session.device, list(model.notes))

@@ -59,11 +59,6 @@ def _export(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def tensor_names(model: onnx.ModelProto) -> list[str]:
-    """Names of all variable (non-constant) tensors, in graph order."""
-    return [name for name, t in _graph(model).tensors().items() if isinstance(t, gs.Variable)]
-
-
 def _lookup(graph: gs.Graph, names: list[str]) -> list[gs.Variable]:
     tensors = graph.tensors()
     variables = [n for n, t in tensors.items() if isinstance(t, gs.Variable)]

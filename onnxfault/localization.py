@@ -64,6 +64,7 @@ class LocalizeResult:
             "granularity": sp.granularity,
             "threshold": sp.threshold,
             "params": self.params,
+            "device": sp.device,
             "layers": [layer.to_json(sp.granularity) for layer in sp.layers],
             "neurons": [n.to_json() for n in self.neurons],
         }

@@ -72,6 +72,7 @@ class Spectrum:
     samples: int
     failing: int
     correct: int
+    device: str = "cpu"
 
     @property
     def offsets(self) -> np.ndarray:
@@ -141,7 +142,7 @@ def hit_spectrum(model: Model, dataset: Dataset, layers: list[Layer], outcome: O
         if on_batch is not None:
             on_batch(len(y))
     counts = counts[:, _unpermute(column_order, sizes)]  # activity columns come grouped by dtype
-    return Spectrum(layers, granularity, threshold, outcome, counts, samples, failing, correct)
+    return Spectrum(layers, granularity, threshold, outcome, counts, samples, failing, correct, session.device)
 
 
 def _unpermute(column_order: list[int], sizes: list[int]) -> np.ndarray:

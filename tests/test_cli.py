@@ -43,7 +43,7 @@ def test_evaluate_json_matches_numpy(cli, dense_onnx, sample_npz, tmp_path):
         x, y = d["x"].astype(np.float32)[:, None] / np.float32(255), d["y"]
     session = ort.InferenceSession(str(dense_onnx), providers=["CPUExecutionProvider"])
     predictions = session.run(None, {"input": x})[0].argmax(1)
-    assert report["samples"] == len(y) == 2000
+    assert report["samples"] == len(y) == 2000 and report["device"] == "cpu"
     assert report["accuracy"] == pytest.approx(np.mean(predictions == y), abs=0)
     assert [c["correct"] for c in report["per_class"]] == [int(np.sum((predictions == y) & (y == c))) for c in range(10)]
     assert np.array_equal(np.array(report["confusion"]).sum(1), np.bincount(y, minlength=10))
@@ -57,7 +57,7 @@ def test_localize_json_and_spectra(cli, lenet_onnx, sample_npz, tmp_path):
     assert result.exit_code == 0, result.output
     report = strict_json(out.read_text())
     assert {"model", "measure", "mode", "samples", "failing", "layers", "neurons"} <= report.keys()
-    assert (report["measure"], report["mode"], report["class"]) == ("tarantula", "class", 9)
+    assert (report["measure"], report["mode"], report["class"], report["device"]) == ("tarantula", "class", 9, "cpu")
     assert [set(l) for l in report["layers"]] == [{"tensor", "op", "shape", "neurons"}] * 4
     neurons = report["neurons"]
     assert [n["rank"] for n in neurons] == list(range(1, 8))

@@ -8,13 +8,12 @@ import numpy as np
 
 from ..errors import OnnxFaultError
 
-# Sample layouts a reader can declare. None: unknown (e.g. an .npz of 3-D samples).
-LAYOUTS = ("flat", "hw", "hwc", "chw")
-
-
 @dataclass
 class Source:
-    """A labelled data set. ``chunks(rows)`` yields consecutive sample blocks of up to ``rows`` rows."""
+    """A labelled data set. ``chunks(rows)`` yields consecutive sample blocks of up to ``rows`` rows.
+
+    ``layout`` is ``flat``, ``hw``, ``hwc``, ``chw`` or None when unknown (e.g. an .npz of 3-D samples).
+    """
 
     description: str
     labels: np.ndarray  # int64, one per sample
