@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {"from_torch": "torch_export"}
+_EXPORTS = {"from_torch": "torch_export", "from_keras": "keras3", "convert": "conversion",
+            "load_legacy_keras": "keras_legacy"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -1,20 +1,32 @@
-"""PyTorch module → ONNX file with a dynamic batch axis.
+"""PyTorch → ONNX with a dynamic batch axis and tensors named after the modules that produce them.
 
 Uses torch's TorchScript-based exporter (``dynamo=False``): it works with torch 2.13 here without extra
-packages, whereas the torch.export-based exporter needs ``onnxscript``.
+packages, whereas the torch.export-based exporter needs ``onnxscript``. That exporter names nodes
+``/<scope>/<module>/<Op>``; the single output of each module's nodes is renamed to the module's
+qualified name (``fc1``, ``features.0``), so it can be named in ``--layers``.
 """
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
 
-from onnxfault.files import write_atomic
+from onnxfault.errors import OnnxFaultError
+
+
+def _module_scope(node_name: str) -> str | None:
+    parts = node_name.strip("/").split("/")
+    return parts[-2] if len(parts) >= 2 else None
 
 
 def from_torch(module, example_input, path: str | Path, *, input_name: str = "input",
-               output_name: str = "logits", opset: int = 17) -> Path:
-    """Export ``module`` (in eval mode) to ``path``; the batch axis of input and output is dynamic."""
+               output_name: str = "logits", opset: int = 17):
+    """Export ``module`` (in eval mode) to ``path``, validated; returns a ConvertResult."""
+    import onnx
     import torch
+
+    from onnxfault.graph import name_scope_outputs
+
+    from .conversion import save_validated
 
     module = module.eval()
 
@@ -24,5 +36,17 @@ def from_torch(module, example_input, path: str | Path, *, input_name: str = "in
             torch.onnx.export(module, (example_input,), str(tmp), dynamo=False, input_names=[input_name],
                               output_names=[output_name], opset_version=opset,
                               dynamic_axes={input_name: {0: "N"}, output_name: {0: "N"}})
+        onnx.save(name_scope_outputs(onnx.load(str(tmp)), _module_scope), str(tmp))
 
-    return write_atomic(path, export)
+    return save_validated(path, export, "torch")
+
+
+def load_torchscript(path: str | Path):
+    """A TorchScript archive (``torch.jit.save``); TorchScript code, not arbitrary pickled objects."""
+    import torch
+
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except (RuntimeError, ValueError) as err:
+        raise OnnxFaultError(f"{path} is not a TorchScript archive ({str(err).splitlines()[0]}); save the "
+                             "model with torch.jit.save, or export it from Python with onnxfault.adapters.from_torch") from err

@@ -3,13 +3,15 @@
 The MNIST training set is not available here, so the 10,000-image MNIST *test* set in
 ../shared/data/mnist is split: images 0..7999 train, 8000..9999 are held out. The held-out images
 (uint8) and labels become ``examples/mnist_sample.npz``; the models become ``mnist_dense.onnx``
-(784-32-32-10 ReLU MLP) and ``mnist_lenet.onnx`` (LeNet-5-sized CNN).
+(784-32-32-10 ReLU MLP) and ``mnist_lenet.onnx`` (LeNet-5-sized CNN); tensors carry the module names
+(``relu1``, ``conv2``, …).
 
     python examples/train_mnist.py [--mnist ../shared/data/mnist]
 """
 from __future__ import annotations
 
 import argparse
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +27,16 @@ TRAIN = 8000
 
 
 def dense_net() -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
-                         nn.Linear(32, 10))
+    return nn.Sequential(OrderedDict(
+        flatten=nn.Flatten(), fc1=nn.Linear(784, 32), relu1=nn.ReLU(), fc2=nn.Linear(32, 32), relu2=nn.ReLU(),
+        fc3=nn.Linear(32, 10)))
 
 
 def lenet() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    return nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(1, 6, 5, padding=2), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),
+        conv2=nn.Conv2d(6, 16, 5), relu2=nn.ReLU(), pool2=nn.MaxPool2d(2), flatten=nn.Flatten(),
+        fc1=nn.Linear(400, 120), relu3=nn.ReLU(), fc2=nn.Linear(120, 84), relu4=nn.ReLU(), fc3=nn.Linear(84, 10)))
 
 
 def load_mnist(folder: Path) -> tuple[np.ndarray, np.ndarray]:

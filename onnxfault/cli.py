@@ -220,6 +220,24 @@ def _print_ranking(result) -> None:
 
 
 @app.command()
+@handles_errors
+def convert(source: Annotated[Path, typer.Argument(help="Keras .json(+.h5)/.h5/.keras or TorchScript .pt", show_default=False)],
+            output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write")],
+            weights: Annotated[Optional[Path], typer.Option("--weights", help="Keras .h5 weights (default: beside the .json)")] = None,
+            input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="per-sample input shape, e.g. 1,28,28 (TorchScript)")] = None,
+            opset: Annotated[int, typer.Option("--opset", help="ONNX opset")] = 17) -> None:
+    """Convert a PyTorch or Keras model to a validated ONNX file."""
+    from .adapters import convert as run_convert
+
+    shape = _numbers(input_shape, "--input-shape", int)
+    result = run_convert(source, output, weights=weights, input_shape=shape, opset=opset)
+    out.print(f"wrote {result.path} ({result.source_kind}, {result.nodes} nodes)", soft_wrap=True)
+    for kind, values in (("input ", result.inputs), ("output", result.outputs)):
+        for name, dims in values:
+            out.print(f"  {kind} {name} {tuple(dims)}", soft_wrap=True)
+
+
+@app.command()
 def measures() -> None:
     """List the suspiciousness measures and their formulas."""
     from rich.table import Table

@@ -8,13 +8,15 @@ layer", read off the ONNX graph:
 * the output of every activation node (Relu, LeakyRelu, PRelu, Elu, Selu, Celu, Sigmoid, Tanh,
   HardSigmoid, HardSwish, Softplus, Softsign, ThresholdedRelu, Gelu, Mish, Clip with min 0 as in
   ReLU6, and x·sigmoid(x) / x·hardsigmoid(x) written as a Mul);
-* the output of every linear unit (Gemm, MatMul, Conv, ConvTranspose; a following constant bias Add and
-  a BatchNormalization belong to the unit) that is NOT directly followed by an activation;
+* the output of every linear unit (Gemm, MatMul, Conv, ConvTranspose; a following constant bias Add or
+  scale Mul, a BatchNormalization and layout/identity ops — Transpose, Identity, Dropout — belong to the
+  unit) that is NOT directly followed by an activation;
 * minus the class-score layer (the last linear unit before the model output) and everything after it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -144,13 +146,18 @@ def _gating_mul(gate: gs.Node) -> gs.Node | None:
     return None
 
 
+_UNIT_PASS_THROUGH = frozenset({"BatchNormalization", "Transpose", "Identity", "Dropout"})
+
+
 def _unit_output(node: gs.Node, graph_outputs: set[str]) -> gs.Variable:
-    """Output of a linear unit: the node's output, extended over a constant bias Add and a BatchNorm."""
+    """Output of a linear unit: the node's output, extended over what still belongs to the unit: a
+    constant bias Add or scale Mul, a BatchNormalization, and layout/identity ops (Transpose, Identity,
+    Dropout) as converters put around NHWC convolutions."""
     tensor = node.outputs[0]
     while tensor.name not in graph_outputs and len(tensor.outputs) == 1:
         nxt = tensor.outputs[0]
-        bias_add = nxt.op == "Add" and any(_is_constant(t) for t in nxt.inputs if t is not tensor)
-        if not (bias_add or nxt.op == "BatchNormalization"):
+        affine = nxt.op in ("Add", "Mul") and any(_is_constant(t) for t in nxt.inputs if t is not tensor)
+        if not (affine or nxt.op in _UNIT_PASS_THROUGH):
             break
         tensor = nxt.outputs[0]
     return tensor
@@ -366,3 +373,33 @@ def _reduce_axes_as_attribute(model: onnx.ModelProto) -> onnx.ModelProto:
     del model.graph.initializer[:]
     model.graph.initializer.extend(kept)
     return model
+
+
+def name_scope_outputs(model: onnx.ModelProto, scope_of: Callable[[str], str | None]) -> onnx.ModelProto:
+    """Rename each scope's single output tensor to the scope's name.
+
+    ``scope_of(node_name)`` gives the scope (a framework layer or module) a node belongs to, or None.
+    A scope's output is the tensor its nodes produce for nodes outside it; scopes with several such
+    tensors, and names already taken, are left alone. Graph inputs and outputs keep their names.
+    """
+    graph = _graph(model)
+    members: dict[str, list[gs.Node]] = {}
+    for node in graph.nodes:
+        scope = scope_of(node.name) if node.name else None
+        if scope:
+            members.setdefault(scope, []).append(node)
+    fixed = {t.name for t in graph.inputs} | {t.name for t in graph.outputs}
+    taken = set(graph.tensors())
+    for scope, nodes in members.items():
+        inside = {id(n) for n in nodes}
+        leaving = {id(t): t for n in nodes for t in n.outputs
+                   if t.name in fixed or any(id(c) not in inside for c in t.outputs)}
+        if len(leaving) != 1:
+            continue
+        (tensor,) = leaving.values()
+        if tensor.name in fixed or scope in taken:
+            continue
+        taken.discard(tensor.name)
+        tensor.name = scope
+        taken.add(scope)
+    return _export(graph, model)

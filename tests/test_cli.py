@@ -132,7 +132,7 @@ BAD = {
     "target out of range": (["localize", "{model}", "--data", "{data}", "--target", "-1"], "--target -1 is out of range"),
     "class and target": (["localize", "{model}", "--data", "{data}", "--class", "1", "--target", "2"], "exclude each other"),
     "unknown measure": (["localize", "{model}", "--data", "{data}", "--measure", "ochaii"], "unknown measure 'ochaii'; did you mean ochiai"),
-    "unknown tensor": (["localize", "{model}", "--data", "{data}", "--layers", "/2/Relu_output_00"], "unknown tensor '/2/Relu_output_00'; did you mean /2/Relu_output_0"),
+    "unknown tensor": (["localize", "{model}", "--data", "{data}", "--layers", "relu_2"], "unknown tensor 'relu_2'; did you mean relu2"),
     "bad granularity": (["localize", "{model}", "--data", "{data}", "--granularity", "pixel"], "unknown granularity 'pixel'"),
     "k below 1": (["localize", "{model}", "--data", "{data}", "-k", "0"], "-k must be at least 1"),
     "NaN in data": (["localize", "{model}", "--data", "{data_nan}"], "data sample 3 contains NaN"),

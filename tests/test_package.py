@@ -43,12 +43,17 @@ def test_from_torch_round_trip(tmp_path):
     from onnxfault import load_model
     from onnxfault.adapters import from_torch
 
+    from collections import OrderedDict
+
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.ELU(), torch.nn.Linear(8, 3))
+    net = torch.nn.Sequential(OrderedDict(flat=torch.nn.Flatten(), fc1=torch.nn.Linear(12, 8), act=torch.nn.ELU(),
+                                          fc2=torch.nn.Linear(8, 3)))
     x = torch.rand(5, 3, 2, 2)
-    path = from_torch(net, x[:1], tmp_path / "net.onnx")
-    model = load_model(path)
-    assert model.fixed_batch is None and [l.op for l in model.layers] == ["Elu"]
+    result = from_torch(net, x[:1], tmp_path / "net.onnx")
+    assert (result.inputs, result.outputs) == ([("input", ["N", 3, 2, 2])], [("logits", ["N", 3])])
+    model = load_model(result.path)
+    assert model.fixed_batch is None and [(l.tensor, l.op) for l in model.layers] == [("act", "Elu")]
+    assert {"flat", "fc1", "act"} <= {v.name for v in model.proto.graph.value_info}
     with torch.no_grad():
         want = net(x).numpy()
     assert np.allclose(model.session("cpu").run(x.numpy())[0], want, atol=1e-5)
