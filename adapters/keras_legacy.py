@@ -232,6 +232,17 @@ def _spatial_out(size: int, kernel: int, stride: int, dilation: int, padding: st
     return (size - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def _pads(shape, layer: KerasLayer, kernel, strides, dilation) -> list[int]:
+    """Explicit ONNX pads (begin h, w, end h, w) for TF's 'same' (the extra cell goes at the end); onnxruntime
+    does not combine auto_pad with dilation."""
+    if layer.config.get("padding", "valid") != "same":
+        return [0, 0, 0, 0]
+    spatial = (shape[0], shape[1]) if _channels_last(layer) else (shape[1], shape[2])
+    totals = [max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+              for n, k, s, d in zip(spatial, kernel, strides, dilation)]
+    return [t // 2 for t in totals] + [t - t // 2 for t in totals]
+
+
 def _conv_like_shape(shape, layer: KerasLayer, kernel, strides, dilation, channels: int | None):
     last = _channels_last(layer)
     h, w, c = (shape[0], shape[1], shape[2]) if last else (shape[1], shape[2], shape[0])
@@ -263,9 +274,8 @@ def _conv2d(g, layer, inputs, shape):
     inputs = [_to_nchw(g, x, layer), g.const(f"{layer.name}/kernel", kernel.transpose(3, 2, 0, 1))]
     if cfg.get("use_bias", True):
         inputs.append(g.const(f"{layer.name}/bias", layer.weights["bias"]))
-    pad = {"auto_pad": "SAME_UPPER"} if padding == "same" else {"pads": [0, 0, 0, 0]}
     out = g.op("Conv", inputs, f"{layer.name}/Conv", kernel_shape=list(kernel.shape[:2]), strides=strides,
-               dilations=dilation, **pad)
+               dilations=dilation, pads=_pads(shape, layer, kernel.shape[:2], strides, dilation))
     out = _from_nchw(g, out, layer, f"{layer.name}/BiasAdd")
     shape = _conv_like_shape(shape, layer, kernel.shape[:2], strides, dilation, kernel.shape[3])
     return _activation(g, cfg.get("activation"), out, layer.name, layer), shape
@@ -276,10 +286,11 @@ def _pool(g, layer, inputs, shape):
     cfg = layer.config
     size = _pair(cfg.get("pool_size", 2))
     strides = _pair(cfg.get("strides") or size)
-    padding = cfg.get("padding", "valid")
-    pad = {"auto_pad": "SAME_UPPER"} if padding == "same" else {"pads": [0, 0, 0, 0]}
+    if cfg.get("padding", "valid") not in ("valid", "same"):
+        raise OnnxFaultError(f"unsupported padding '{cfg['padding']}' in {layer.cls} layer '{layer.name}'")
     op_type = "MaxPool" if layer.cls == "MaxPooling2D" else "AveragePool"
-    out = g.op(op_type, [_to_nchw(g, x, layer)], f"{layer.name}/{op_type}", kernel_shape=size, strides=strides, **pad)
+    out = g.op(op_type, [_to_nchw(g, x, layer)], f"{layer.name}/{op_type}", kernel_shape=size, strides=strides,
+               pads=_pads(shape, layer, size, strides, [1, 1]))
     return _from_nchw(g, out, layer, layer.name), _conv_like_shape(shape, layer, size, strides, [1, 1], None)
 
 

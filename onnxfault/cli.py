@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import OnnxFaultError
 
@@ -63,7 +64,7 @@ def handles_errors(command):
         try:
             return command(*args, **kwargs)
         except OnnxFaultError as error:
-            err.print(f"[bold red]error:[/] {error}", soft_wrap=True, markup=True)
+            err.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -71,7 +72,7 @@ def handles_errors(command):
 
 def _warn(messages) -> None:
     for message in messages:
-        err.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
 
 
 @contextmanager
