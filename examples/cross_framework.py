@@ -1,0 +1,196 @@
+"""The analysis does not depend on the framework a model came from.
+
+The same architectures are built in PyTorch and in Keras 3 (a dense 5×30 LeakyReLU net and a small
+LeNet), PyTorch's weights (briefly trained on the shipped MNIST sample) are copied into Keras, and both
+are exported to ONNX with onnxfault's adapters. A DeepFault legacy Keras model converted by onnxfault's
+reader is also paired with the same weights loaded into a PyTorch re-implementation. For each pair the
+script prints the largest logit difference, whether every spectrum count and the top-10 rankings of
+Tarantula, Ochiai and D* agree, and how tensor names map between the two files.
+
+    python examples/cross_framework.py        # the Keras 3 pairs need `pip install "onnxfault[keras]"`
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SAMPLE = HERE / "mnist_sample.npz"
+DEEPFAULT = HERE.parent.parent / "shared" / "data" / "deepfault-models"
+MEASURES = ("tarantula", "ochiai", "dstar")
+
+
+# ---- the two architectures in PyTorch ---------------------------------------------------------------
+def torch_dense():
+    from torch import nn
+
+    layers = [("flatten", nn.Flatten())]
+    width = 784
+    for i in range(1, 6):
+        layers += [(f"fc{i}", nn.Linear(width, 30, bias=False)), (f"act{i}", nn.LeakyReLU(0.01))]
+        width = 30
+    return nn.Sequential(OrderedDict(layers + [("fc6", nn.Linear(30, 10, bias=False))]))
+
+
+def torch_lenet():
+    from torch import nn
+
+    return nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(1, 6, 5, padding=2), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),
+        conv2=nn.Conv2d(6, 16, 5), relu2=nn.ReLU(), pool2=nn.MaxPool2d(2), flatten=nn.Flatten(),
+        fc1=nn.Linear(400, 120), relu3=nn.ReLU(), fc2=nn.Linear(120, 84), relu4=nn.ReLU(), fc3=nn.Linear(84, 10)))
+
+
+def train_briefly(net, x, y, epochs: int = 1):
+    import torch
+
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(epochs):
+        for start in range(0, len(x), 50):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(net(x[start:start + 50]), y[start:start + 50]).backward()
+            optimizer.step()
+    return net.eval()
+
+
+# ---- the same in Keras 3, with PyTorch's weights ----------------------------------------------------
+def keras_dense(net):
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    model = keras.Sequential([keras.Input((1, 28, 28)), keras.layers.Flatten(name="flatten")])
+    for i in range(1, 6):
+        model.add(keras.layers.Dense(30, use_bias=False, name=f"dense_{i}"))
+        model.add(keras.layers.LeakyReLU(negative_slope=0.01, name=f"leaky_re_lu_{i}"))
+    model.add(keras.layers.Dense(10, use_bias=False, name="dense_6"))
+    for i in range(1, 7):
+        model.get_layer(f"dense_{i}").set_weights([getattr(net, f"fc{i}").weight.detach().numpy().T])
+    return model
+
+
+def keras_lenet(net):
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    L = keras.layers
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)), L.Conv2D(6, 5, padding="same", activation="relu", name="conv2d_1"),
+        L.MaxPooling2D(2, name="max_pooling2d_1"), L.Conv2D(16, 5, activation="relu", name="conv2d_2"),
+        L.MaxPooling2D(2, name="max_pooling2d_2"), L.Flatten(name="flatten"),
+        L.Dense(120, activation="relu", name="dense_1"), L.Dense(84, activation="relu", name="dense_2"),
+        L.Dense(10, name="dense_3")])
+
+    def w(module):
+        return module.weight.detach().numpy(), module.bias.detach().numpy()
+
+    for name, conv in (("conv2d_1", net.conv1), ("conv2d_2", net.conv2)):
+        kernel, bias = w(conv)
+        model.get_layer(name).set_weights([kernel.transpose(2, 3, 1, 0), bias])  # (out,in,kh,kw) → (kh,kw,in,out)
+    kernel, bias = w(net.fc1)  # PyTorch flattens (C,H,W), Keras (H,W,C): reorder the rows
+    model.get_layer("dense_1").set_weights([kernel.reshape(120, 16, 5, 5).transpose(2, 3, 1, 0).reshape(400, 120), bias])
+    for name, fc in (("dense_2", net.fc2), ("dense_3", net.fc3)):
+        kernel, bias = w(fc)
+        model.get_layer(name).set_weights([kernel.T, bias])
+    return model
+
+
+# ---- a DeepFault legacy model and its PyTorch re-implementation --------------------------------------
+def torch_from_deepfault(json_path: Path):
+    """mnist_test_model_5_30_leaky_relu rebuilt in PyTorch from its .h5 kernels (read with h5py)."""
+    import h5py
+    import torch
+    from torch import nn
+
+    net = torch_dense()
+    with h5py.File(json_path.with_suffix(".h5"), "r") as fh:
+        for i in range(1, 7):
+            kernel = np.asarray(fh[f"dense_{i}"][f"dense_{i}"]["kernel:0"])
+            getattr(net, f"fc{i}").weight.data = torch.from_numpy(kernel.T.copy())
+    return nn.Sequential(net, nn.Softmax(dim=-1)).eval()
+
+
+# ---- comparing two ONNX files -----------------------------------------------------------------------
+@dataclass
+class Comparison:
+    pair: str
+    max_logit_diff: float
+    spectra_equal: dict[str, bool]  # measure → every count equal
+    rankings_equal: dict[str, bool]  # measure → same top-10 (layer position, index, score)
+    mapping: list[tuple[str, str]]  # tensor in A ↔ tensor in B, by layer position
+
+
+def compare(pair: str, onnx_a: str, onnx_b: str, data: Path = SAMPLE) -> Comparison:
+    from onnxfault import load_model, localize
+    from onnxfault.data import open_dataset
+
+    a, b = load_model(onnx_a), load_model(onnx_b)
+    logits = [m.session("cpu").run(x)[0] for m in (a, b) for x in [np.concatenate(
+        [batch for batch, _ in open_dataset(data, m.input_shape).batches()])]]
+    spectra, rankings = {}, {}
+    for measure in MEASURES:
+        ra, rb = localize(a, data, measure=measure, k=10), localize(b, data, measure=measure, k=10)
+        spectra[measure] = bool(np.array_equal(ra.spectrum.counts, rb.spectrum.counts))
+        pos_a = {layer.tensor: i for i, layer in enumerate(ra.layers)}
+        pos_b = {layer.tensor: i for i, layer in enumerate(rb.layers)}
+        rankings[measure] = [(pos_a[n.tensor], n.index, n.score) for n in ra.neurons] == \
+                            [(pos_b[n.tensor], n.index, n.score) for n in rb.neurons]
+    mapping = [(la.tensor, lb.tensor) for la, lb in zip(a.layers, b.layers)]
+    if len(a.layers) != len(b.layers):
+        mapping.append((f"{len(a.layers)} layers", f"{len(b.layers)} layers"))
+    return Comparison(pair, float(np.abs(logits[0] - logits[1]).max()), spectra, rankings, mapping)
+
+
+def build_pairs(folder: Path, with_keras: bool = True, with_deepfault: bool = True) -> list[Comparison]:
+    """Export every pair into ``folder`` and compare them."""
+    import torch
+
+    from onnxfault.adapters import convert, from_keras, from_torch
+
+    with np.load(SAMPLE) as sample:
+        x = torch.from_numpy(sample["x"][:1000, None].astype(np.float32) / np.float32(255))
+        y = torch.from_numpy(sample["y"][:1000].astype(np.int64))
+    results = []
+    if with_keras:
+        for name, build, to_keras in (("dense 5×30 LeakyReLU", torch_dense, keras_dense),
+                                      ("LeNet", torch_lenet, keras_lenet)):
+            torch.manual_seed(0)
+            net = train_briefly(build(), x, y)
+            stem = name.split()[0].lower()
+            a = from_torch(net, x[:1], folder / f"{stem}_torch.onnx").path
+            b = from_keras(to_keras(net), folder / f"{stem}_keras.onnx").path
+            results.append(compare(f"{name}: PyTorch vs Keras 3", a, b))
+    if with_deepfault:
+        json_path = DEEPFAULT / "mnist_test_model_5_30_leaky_relu.json"
+        a = convert(json_path, folder / "deepfault_legacy.onnx").path
+        b = from_torch(torch_from_deepfault(json_path), x[:1], folder / "deepfault_torch.onnx").path
+        results.append(compare("DeepFault 5_30_leaky: legacy reader vs PyTorch", a, b))
+    return results
+
+
+def main() -> None:
+    try:
+        import keras  # noqa: F401
+        with_keras = True
+    except ImportError:
+        print("Keras 3 / TensorFlow not installed: skipping the PyTorch vs Keras pairs", file=sys.stderr)
+        with_keras = False
+    with tempfile.TemporaryDirectory() as folder:
+        results = build_pairs(Path(folder), with_keras, DEEPFAULT.is_dir())
+    print(f"| pair | max |logit difference| | identical spectra ({', '.join(MEASURES)}) | identical top-10 |")
+    print("|---|---|---|---|")
+    for r in results:
+        print(f"| {r.pair} | {r.max_logit_diff:.2e} | {all(r.spectra_equal.values())} | {all(r.rankings_equal.values())} |")
+    for r in results:
+        print(f"\n{r.pair}: tensor names")
+        for a, b in r.mapping:
+            print(f"  {a:<24} ↔ {b}")
+
+
+if __name__ == "__main__":
+    main()
