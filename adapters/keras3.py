@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +19,31 @@ from onnxfault.errors import OnnxFaultError
 INSTALL_HINT = "install TensorFlow with `pip install \"onnxfault[keras]\"`"
 
 
+@contextmanager
+def _quiet():
+    """Silence TensorFlow's C++ start-up lines (printed before its logging can be configured) and
+    tf2onnx's numpy warnings; Python exceptions still propagate."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _keras():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     try:
-        import keras
-        import tensorflow  # noqa: F401 - the exporter needs the TensorFlow backend
+        with _quiet():
+            import keras
+            import tensorflow  # noqa: F401 - the exporter needs the TensorFlow backend
     except ImportError as err:
         raise OnnxFaultError(f"reading Keras 3 models needs TensorFlow ({err.name} is missing); {INSTALL_HINT}") from None
     return keras
@@ -63,7 +84,8 @@ def from_keras(model, path: str | Path, *, opset: int = 17):
     names = {layer.name for layer in model.layers}
 
     def export(tmp: Path) -> None:
-        model.export(str(tmp), format="onnx", verbose=False, opset_version=opset)
+        with _quiet():
+            model.export(str(tmp), format="onnx", verbose=False, opset_version=opset)
         onnx.save(name_scope_outputs(onnx.load(str(tmp)), _layer_scope(names)), str(tmp))
 
     return save_validated(path, export, "keras")

@@ -150,10 +150,12 @@ def write_model(tmp_path, config, weights):
 MODELS = {"sequential-channels-first": sequential_channels_first, "functional-channels-last": functional_channels_last}
 
 
+@pytest.mark.parametrize("opset", [13, 17, 21])
 @pytest.mark.parametrize("builder", sorted(MODELS))
-def test_every_layer_matches_numpy(tmp_path, builder):
+def test_every_layer_matches_numpy(tmp_path, builder, opset):
     config, weights, shape = MODELS[builder]()
-    result = convert(write_model(tmp_path, config, weights), tmp_path / "m.onnx")
+    result = convert(write_model(tmp_path, config, weights), tmp_path / "m.onnx", opset=opset)
+    assert load_model(result.path).opset == opset
     x = rng.random((16, *shape)).astype(np.float32)
     as_float32 = {l: {k: v.astype(np.float32) for k, v in w.items()} for l, w in weights.items()}
     want = keras_reference.forward(config, as_float32, x)
@@ -213,6 +215,7 @@ def test_bad_keras_sources(cli, tmp_path):
     write_model(tmp_path, config, weights)
     assert "folder" in one_line_error(cli, tmp_path / "model.json", "-o", tmp_path / "no" / "dir" / "m.onnx")
     assert "cannot tell what kind of model" in one_line_error(cli, tmp_path / "model.txt", "-o", out)
+    assert "--opset 9 is not supported" in one_line_error(cli, tmp_path / "model.json", "-o", out, "--opset", "9")
     assert not out.exists() and not list(tmp_path.glob(".out.onnx*"))
 
 
