@@ -222,6 +222,56 @@ def _print_ranking(result) -> None:
 
 @app.command()
 @handles_errors
+def synthesize(model: ModelArg, data: DataOpt,
+               method: Annotated[str, typer.Option("--method", help="deepfault|hs|fgsm|pgd")],
+               out_dir: Annotated[Path, typer.Option("--out", help="folder for report.json, inputs.npz, samples.png")],
+               cls: Annotated[Optional[int], typer.Option("--class", help="seeds (and spectrum) of class C")] = None,
+               target: Annotated[Optional[int], typer.Option("--target", help="targeted: push seeds not of class T towards T")] = None,
+               samples: Annotated[int, typer.Option("--samples", help="seeds per class (correctly classified)")] = 10,
+               seed: Annotated[int, typer.Option("--seed", help="seed for drawing seeds and the random measure")] = 0,
+               measure: Annotated[str, typer.Option("--measure", help="suspiciousness measure, or random")] = "ochiai",
+               k: Annotated[int, typer.Option("-k", help="number of suspicious neurons")] = 10,
+               layers: Annotated[str, typer.Option("--layers", help="auto|all|T1,T2")] = "auto",
+               granularity: Annotated[str, typer.Option("--granularity", help="channel|element")] = "channel",
+               neurons: Annotated[Optional[Path], typer.Option("--neurons", help="take neurons from a localize --json file")] = None,
+               step: Annotated[Optional[float], typer.Option("--step", help="step size (deepfault, pgd)")] = None,
+               distance: Annotated[Optional[str], typer.Option("--distance", help="L∞ bound d, or none (hs)")] = None,
+               iterations: Annotated[Optional[int], typer.Option("--iterations", help="steps")] = None,
+               epsilon: Annotated[Optional[float], typer.Option("--epsilon", help="sign-step factor (hs)")] = None,
+               cut: Annotated[Optional[str], typer.Option("--cut", help="tensor to cut the sub-model at (hs)")] = None,
+               clip_min: Annotated[Optional[float], typer.Option("--clip-min", help="valid range (default: the data's)")] = None,
+               clip_max: Annotated[Optional[float], typer.Option("--clip-max", help="valid range (default: the data's)")] = None,
+               labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
+               mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
+               device: DeviceOpt = "auto", quiet: QuietOpt = False) -> None:
+    """Synthesize inputs that excite the suspicious neurons (DeepFault, HS-FGSM) or attack (FGSM, PGD)."""
+    from .synthesis import synthesize as run_synthesize
+    from .synthesis.output import check_out_dir, picture, write_run
+
+    check_out_dir(out_dir)
+    bound: object = "default"
+    if distance is not None:
+        bound = None if distance.lower() == "none" else _numbers(distance, "--distance")[0]
+    result = run_synthesize(model, data, method=method, cls=cls, target=target, samples=samples, seed=seed,
+                            measure_name=measure, k=k, layers=layers, granularity=granularity, neurons_file=neurons,
+                            step=step, distance=bound, iterations=iterations, epsilon=epsilon, cut=cut,
+                            clip_min=clip_min, clip_max=clip_max, device=device,
+                            data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size))
+    a = result.arrays
+    sheet = picture(a["original"], a["synthesized"], a["labels"], a["predictions_before"], a["predictions_after"],
+                    result.clip, result.model_layout, result.sample_shape)
+    write_run(out_dir, result.report, a, sheet)
+    if not quiet:
+        r = result.report
+        out.print(f"{r['method']}: {r['seeds']['count']} seeds, accuracy {100 * r['accuracy_before']:.1f} % → "
+                  f"{100 * r['accuracy_after']:.1f} %, success {100 * r['success_rate']:.1f} %"
+                  + ("" if r["target_rate"] is None else f", target rate {100 * r['target_rate']:.1f} %")
+                  + f", L∞ mean {r['distance']['linf']['mean']:.4g}, activation increase "
+                  f"{100 * r['activation_increase']:.1f} %, {r['seconds']:.2f} s; wrote {out_dir}/", soft_wrap=True)
+
+
+@app.command()
+@handles_errors
 def convert(source: Annotated[Path, typer.Argument(help="Keras .json(+.h5)/.h5/.keras or TorchScript .pt", show_default=False)],
             output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write")],
             weights: Annotated[Optional[Path], typer.Option("--weights", help="Keras .h5 weights (default: beside the .json)")] = None,

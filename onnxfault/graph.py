@@ -403,3 +403,17 @@ def name_scope_outputs(model: onnx.ModelProto, scope_of: Callable[[str], str | N
         tensor.name = scope
         taken.add(scope)
     return _export(graph, model)
+
+
+def ancestors(model: onnx.ModelProto, tensor: str) -> set[str]:
+    """Names of ``tensor`` and every tensor it is computed from."""
+    graph = _graph(model)
+    (start,) = _lookup(graph, [tensor])
+    seen, stack = {start.name}, [start]
+    while stack:
+        for node in stack.pop().inputs:
+            for t in node.inputs:
+                if t.name not in seen:
+                    seen.add(t.name)
+                    stack.append(t)
+    return seen

@@ -1,0 +1,91 @@
+"""Gradients with respect to the input of an ONNX (sub-)model, through the ONNX→torch adapter.
+
+The synthesis methods in ``onnxfault.synthesis`` are numpy code; the two objectives they ascend are
+computed here, the only place that touches torch for them:
+
+* ``neuron_ascent``: the mean value of chosen neurons (DeepFault, HS-FGSM);
+* ``loss_gradient``: the cross-entropy of the class scores (FGSM/PGD, untargeted or targeted).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import torch
+
+from onnxfault.errors import OnnxFaultError
+
+from .onnx2torch import to_torch
+
+
+@dataclass(frozen=True)
+class NeuronGroup:
+    """Neurons read from one output of the module: ``mean over axes`` (batch-inclusive; empty for
+    elements), flattened per sample, at the flat ``indices``."""
+
+    output: int
+    axes: tuple[int, ...]
+    indices: tuple[int, ...]
+
+
+def torch_device(device: str) -> torch.device:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise OnnxFaultError("--device cuda: torch sees no CUDA GPU; use --device cpu")
+    return torch.device("cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
+
+
+class Differentiable:
+    """An ONNX model as a frozen torch module on ``device``; all methods take and return numpy."""
+
+    def __init__(self, model: onnx.ModelProto, device: str = "auto"):
+        self.device = torch_device(device)
+        self.module = to_torch(model).to(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    @property
+    def device_name(self) -> str:
+        return self.device.type
+
+    def cuda_peak_mb(self) -> float | None:
+        if self.device.type != "cuda":
+            return None
+        return torch.cuda.max_memory_allocated(self.device) / 2**20
+
+    def _input(self, x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device).requires_grad_(True)
+
+    @staticmethod
+    def _values(outputs, groups: list[NeuronGroup]) -> torch.Tensor:
+        parts = []
+        for group in groups:
+            value = outputs[group.output]
+            if group.axes:
+                value = value.mean(dim=group.axes, dtype=torch.float64)
+            value = value.reshape(len(value), -1)
+            parts.append(value[:, list(group.indices)].to(torch.float64))
+        return torch.cat(parts, dim=1)
+
+    def neuron_ascent(self, x: np.ndarray, groups: list[NeuronGroup]) -> tuple[np.ndarray, np.ndarray]:
+        """Gradient of each sample's mean neuron value (averaged over the chosen neurons), and the values."""
+        xt = self._input(x)
+        values = self._values(self.module(xt), groups)
+        values.mean(dim=1).sum().backward()
+        return xt.grad.detach().cpu().numpy(), values.detach().cpu().numpy()
+
+    def loss_gradient(self, x: np.ndarray, labels: np.ndarray, *, target: int | None = None,
+                      probabilities: bool = False, output: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Gradient of the objective to ascend, and each sample's cross-entropy.
+
+        Untargeted: the cross-entropy of the true label (ascend it). Targeted: minus the cross-entropy of
+        ``target`` (ascending it moves towards the target). ``probabilities``: the scores are already
+        softmax outputs.
+        """
+        xt = self._input(x)
+        scores = self.module(xt)[output].to(torch.float64)
+        log_p = torch.log(scores.clamp_min(1e-12)) if probabilities else torch.log_softmax(scores, dim=-1)
+        wanted = torch.from_numpy(np.asarray(labels if target is None else np.full(len(x), target), np.int64))
+        loss = -log_p.gather(1, wanted.to(self.device)[:, None])[:, 0]
+        (loss.sum() if target is None else -loss.sum()).backward()
+        return xt.grad.detach().cpu().numpy(), loss.detach().cpu().numpy()

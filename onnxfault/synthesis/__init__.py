@@ -1,0 +1,135 @@
+"""Synthesis: turn suspicious neurons into new inputs, and measure them (one schema for every method).
+
+Methods (one module each, one registry): ``deepfault``, ``hs`` (HS-FGSM on a sub-model), and the
+baselines ``fgsm`` and ``pgd``. ``--measure random`` gives DeepFault's random neuron selection.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data import DataOptions, Dataset
+from ..errors import OnnxFaultError
+from ..localization import SuspiciousNeuron, localize, samples_for
+from ..model import Model, load_model
+from .base import METHODS, Problem, get_method
+from .metrics import measure
+from .seeds import choose_seeds
+
+__all__ = ["METHODS", "SynthesisResult", "synthesize", "read_neurons"]
+
+
+@dataclass
+class SynthesisResult:
+    report: dict
+    arrays: dict[str, np.ndarray]  # original, synthesized, labels, predictions_before, predictions_after
+    clip: tuple[float, float]
+    model_layout: str
+    sample_shape: tuple[int, ...]
+
+
+def read_neurons(path: str | Path) -> tuple[list[SuspiciousNeuron], str, str]:
+    """Neurons, granularity and layers spec from a ``localize --json`` file."""
+    try:
+        data = json.loads(Path(path).read_text())
+        neurons = [SuspiciousNeuron(n["rank"], n["tensor"], int(n["index"]), float(n["score"]),
+                                    n["as"], n["af"], n["ns"], n["nf"]) for n in data["neurons"]]
+        return neurons, data.get("granularity", "channel"), ",".join(dict.fromkeys(n.tensor for n in neurons))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise OnnxFaultError(f"cannot read neurons from {path} ({err}); give a `onnxfault localize --json` file") from err
+
+
+def _peak_rss_reset() -> None:
+    try:  # Linux: writing 5 resets the peak resident set size (VmHWM)
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls: int | None = None,
+               target: int | None = None, samples: int = 10, seed: int = 0, measure_name: str = "ochiai",
+               k: int = 10, layers: str = "auto", granularity: str = "channel", neurons_file: str | Path | None = None,
+               step: float | None = None, distance: float | None | str = "default", iterations: int | None = None,
+               epsilon: float | None = None, cut: str | None = None, clip_min: float | None = None,
+               clip_max: float | None = None, device: str = "auto", data_options: DataOptions | None = None,
+               on_batch=None) -> SynthesisResult:
+    """Select suspicious neurons (as ``localize``), draw seeds, run ``method``, and measure the result.
+
+    ``distance`` "default" takes the method's default; None means no L∞ bound. Returns a
+    :class:`SynthesisResult`; ``write_run`` in ``synthesis.output`` writes it."""
+    chosen = get_method(method)
+    params = {**chosen.defaults, **{k_: v for k_, v in (("step", step), ("iterations", iterations),
+                                                          ("epsilon", epsilon)) if v is not None}}
+    params["distance"] = chosen.defaults["distance"] if distance == "default" else distance
+    if params["distance"] is not None and params["distance"] <= 0:
+        raise OnnxFaultError(f"--distance must be > 0 (got {params['distance']}); use none for no bound")
+    if params["iterations"] < 1:
+        raise OnnxFaultError(f"--iterations must be at least 1 (got {params['iterations']})")
+    model = model if isinstance(model, Model) else load_model(model)
+    dataset: Dataset = samples_for(model, data, data_options, None, target)
+    if neurons_file is not None:
+        neurons, granularity, layers = read_neurons(neurons_file)
+    else:
+        def rank(spec: str) -> list[SuspiciousNeuron]:
+            return localize(model, samples_for(model, data, data_options, cls, target), layers=spec,
+                            measure=measure_name, k=k, cls=cls, target=target, granularity=granularity,
+                            seed=seed, device=device, on_batch=on_batch).neurons
+
+        neurons = rank(layers)
+        if chosen.name == "hs" and cut is None:  # the sub-model ends at the top neuron's layer: rank within it
+            layers = neurons[0].tensor
+            neurons = rank(layers)
+    by_tensor = {layer.tensor: layer for layer in model.select_layers(layers)}
+    missing = [n.tensor for n in neurons if n.tensor not in by_tensor]
+    if missing:
+        by_tensor.update({layer.tensor: layer for layer in model.select_layers(",".join(dict.fromkeys(missing)))})
+    x, y, positions, data_range = choose_seeds(model, dataset, samples=samples, seed=seed, cls=cls, target=target,
+                                               device=device)
+    clip = (data_range[0] if clip_min is None else clip_min, data_range[1] if clip_max is None else clip_max)
+    problem = Problem(model, x, y, neurons, by_tensor, granularity, target, clip, params["step"], params["distance"],
+                      params["iterations"], params["epsilon"], cut, device)
+    from ..adapters import gradients  # noqa: F401 - import torch before the clock starts
+
+    _peak_rss_reset()
+    start = time.perf_counter()
+    synthesized = chosen.run(problem)
+    seconds = time.perf_counter() - start
+    peak = _peak_rss_mb()
+    differentiable = problem.extra.get("differentiable")
+    metrics, before, after = measure(model, x, synthesized, y, neurons, by_tensor, granularity, target,
+                                     problem.scores_are_probabilities, device)
+    cuda_peak = differentiable.cuda_peak_mb() if differentiable is not None else None
+    report = {
+        "method": chosen.name, "model": model.path, "data": dataset.path,
+        "params": {**params, "class": cls, "target": target, "samples": samples, "seed": seed,
+                   "measure": None if neurons_file else measure_name, "k": len(neurons), "layers": layers,
+                   "granularity": granularity, "cut": problem.extra.get("cut", cut), "clip": list(clip),
+                   "neurons_file": None if neurons_file is None else str(neurons_file)},
+        "neurons": [n.to_json() for n in neurons],
+        "seeds": {"count": int(len(x)), "indices": positions.tolist()},
+        **metrics,
+        "seconds": seconds,
+        "peak_memory_mb": cuda_peak if cuda_peak is not None else peak,
+        "device": differentiable.device_name if differentiable is not None else "cpu",
+    }
+    arrays = {"original": x, "synthesized": synthesized, "labels": y, "predictions_before": before,
+              "predictions_after": after}
+    return SynthesisResult(report, arrays, clip, dataset.adaptation.model_layout, dataset.source.sample_shape)

@@ -1,0 +1,90 @@
+"""What every synthesis method gets and shares: the problem, the registry, L∞ projection."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import onnx
+
+from ..errors import OnnxFaultError, close_matches_hint
+from ..localization import SuspiciousNeuron
+from ..model import Layer, Model
+from ..spectrum import probe_axes
+
+
+@dataclass
+class Problem:
+    """Seeds to perturb and everything a method may use. ``distance`` None means no L∞ bound."""
+
+    model: Model
+    x: np.ndarray  # seeds, as model inputs (float32)
+    y: np.ndarray  # their labels
+    neurons: list[SuspiciousNeuron]
+    layers: dict[str, Layer]
+    granularity: str
+    target: int | None
+    clip: tuple[float, float]
+    step: float
+    distance: float | None
+    iterations: int
+    epsilon: float
+    cut: str | None
+    device: str = "auto"
+    extra: dict = field(default_factory=dict)
+
+    def differentiable(self, proto: onnx.ModelProto):
+        """``proto`` as a differentiable module (the ONNX→torch adapter)."""
+        from ..adapters.gradients import Differentiable
+
+        return Differentiable(proto, self.device)
+
+    def neuron_groups(self, outputs: list[str]) -> list:
+        """The suspicious neurons as gradient groups over the module outputs named ``outputs``."""
+        from ..adapters.gradients import NeuronGroup
+
+        by_tensor: dict[str, list[int]] = {}
+        for n in self.neurons:
+            by_tensor.setdefault(n.tensor, []).append(n.index)
+        return [NeuronGroup(outputs.index(t), probe_axes(self.layers[t], self.granularity), tuple(idx))
+                for t, idx in by_tensor.items()]
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """Back into the L∞ ball of radius ``distance`` around the seeds, then into the valid range."""
+        if self.distance is not None:
+            x = np.clip(x, self.x - self.distance, self.x + self.distance)
+        return np.clip(x, *self.clip).astype(np.float32)
+
+    @property
+    def scores_are_probabilities(self) -> bool:
+        producers = {o: n.op_type for n in self.model.proto.graph.node for o in n.output}
+        return producers.get(self.model.output_name) == "Softmax"
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    run: Callable[[Problem], np.ndarray]
+    summary: str
+    defaults: dict  # step, distance, iterations, epsilon
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(name: str, summary: str, **defaults):
+    """Decorator adding a synthesis method ``run(problem) -> synthesized inputs`` to the registry."""
+
+    def add(fn):
+        METHODS[name] = Method(name, fn, summary, defaults)
+        return fn
+
+    return add
+
+
+def get_method(name: str) -> Method:
+    from . import deepfault, fgsm, hs, pgd  # noqa: F401 - registration
+
+    if name not in METHODS:
+        raise OnnxFaultError(close_matches_hint(name, sorted(METHODS), "method"))
+    return METHODS[name]

@@ -1,0 +1,83 @@
+"""Writing a synthesis run: ``report.json``, ``inputs.npz`` and ``samples.png``, all or nothing."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import OnnxFaultError
+from ..files import write_json, write_npz
+
+COLUMNS = 10
+
+
+def check_out_dir(out: str | Path) -> Path:
+    out = Path(out)
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.exists() and not out.is_dir():
+        raise OnnxFaultError(f"--out {out} is a file; give a folder")
+    if not parent.is_dir() or not os.access(parent, os.W_OK) or (out.is_dir() and not os.access(out, os.W_OK)):
+        raise OnnxFaultError(f"cannot write to --out {out}: its folder is missing or not writable; choose another")
+    return out
+
+
+def as_images(x: np.ndarray, model_layout: str, sample_shape: tuple[int, ...]) -> np.ndarray:
+    """Model inputs → (N, H, W) or (N, H, W, C) pictures."""
+    if model_layout == "nchw" or (x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3)):
+        x = x.transpose(0, 2, 3, 1)
+    elif x.ndim == 2:
+        shape = sample_shape if int(np.prod(sample_shape)) == x.shape[1] else (1, x.shape[1])
+        x = x.reshape(len(x), *shape)
+        if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
+            x = x.transpose(0, 2, 3, 1)
+    if x.ndim == 4:
+        x = x[..., 0] if x.shape[-1] not in (1, 3) else (x[..., 0] if x.shape[-1] == 1 else x)
+    return x
+
+
+def picture(original, synthesized, labels, before, after, clip, model_layout, sample_shape):
+    """A grid: originals, synthesized inputs and their difference ×10 (grey = no change), with labels."""
+    from PIL import Image, ImageDraw
+
+    low, high = clip
+    span = (high - low) or 1.0
+    rows = [as_images(original, model_layout, sample_shape), as_images(synthesized, model_layout, sample_shape)]
+    rows = [np.clip((r - low) / span, 0, 1) for r in rows]
+    rows.append(np.clip(0.5 + 10 * (rows[1] - rows[0]), 0, 1))
+    n = min(COLUMNS, len(original))
+    h, w = rows[0].shape[1:3]
+    zoom = max(1, 84 // max(h, w))
+    cell_w, cell_h, caption = w * zoom + 6, h * zoom + 6, 14
+    sheet = Image.new("RGB", (92 + n * cell_w, 3 * (cell_h + caption)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (name, row) in enumerate(zip(("original", "synthesized", "change x10"), rows)):
+        top = r * (cell_h + caption)
+        draw.text((4, top + caption + cell_h // 2 - 6), name, fill="black")
+        for i in range(n):
+            pixels = (row[i] * 255).round().astype(np.uint8)
+            tile = Image.fromarray(pixels).resize((w * zoom, h * zoom), Image.NEAREST)
+            left = 92 + i * cell_w
+            sheet.paste(tile.convert("RGB"), (left + 3, top + caption + 3))
+            text = {0: f"y={labels[i]} p={before[i]}", 1: f"p={after[i]}", 2: ""}[r]
+            draw.text((left + 3, top + 1), text, fill="red" if r == 1 and after[i] != labels[i] else "black")
+    return sheet
+
+
+def write_run(out: Path, report: dict, arrays: dict[str, np.ndarray], sheet) -> None:
+    """Write the three files into a temporary folder beside ``out``, then move them in."""
+    out = check_out_dir(out)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if str(out.parent) else "."))
+    try:
+        write_json(staging / "report.json", report)
+        write_npz(staging / "inputs.npz", arrays)
+        sheet.save(staging / "samples.png")
+        out.mkdir(exist_ok=True)
+        for name in ("inputs.npz", "samples.png", "report.json"):
+            os.replace(staging / name, out / name)
+    except OSError as err:
+        raise OnnxFaultError(f"cannot write to --out {out}: {err.strerror or err}") from err
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
