@@ -417,3 +417,18 @@ def ancestors(model: onnx.ModelProto, tensor: str) -> set[str]:
                     seen.add(t.name)
                     stack.append(t)
     return seen
+
+
+_MONOTONIC = frozenset({"Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "Tanh", "HardSigmoid",
+                        "Softplus", "Softsign", "Clip", "ThresholdedRelu"})
+
+
+def pre_activations(model: onnx.ModelProto, tensors: list[str]) -> dict[str, str]:
+    """For tensors made by an elementwise increasing activation, the activation's input (the unit's
+    pre-activation, the output of DeepFault's "trainable layer"); other tensors map to themselves."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    out = {}
+    for tensor in tensors:
+        node = producers.get(tensor)
+        out[tensor] = node.input[0] if node is not None and node.op_type in _MONOTONIC else tensor
+    return out

@@ -39,14 +39,26 @@ class Problem:
 
         return Differentiable(proto, self.device)
 
+    def ascent_tensors(self) -> dict[str, str]:
+        """Neuron tensor → tensor whose value is ascended: its pre-activation for an increasing activation.
+
+        Ascending the pre-activation moves the activation the same way, and still has a gradient where a
+        ReLU is inactive (suspicious neurons often are, on correctly classified seeds); it is the value of
+        DeepFault's "trainable layer" output. Spectra are unchanged: the sign is the same."""
+        from .. import graph
+
+        return graph.pre_activations(self.model.proto, list(dict.fromkeys(n.tensor for n in self.neurons)))
+
     def neuron_groups(self, outputs: list[str]) -> list:
-        """The suspicious neurons as gradient groups over the module outputs named ``outputs``."""
+        """The suspicious neurons as gradient groups over the module outputs named ``outputs`` (which
+        hold the ascent tensors)."""
         from ..adapters.gradients import NeuronGroup
 
+        ascent = self.ascent_tensors()
         by_tensor: dict[str, list[int]] = {}
         for n in self.neurons:
             by_tensor.setdefault(n.tensor, []).append(n.index)
-        return [NeuronGroup(outputs.index(t), probe_axes(self.layers[t], self.granularity), tuple(idx))
+        return [NeuronGroup(outputs.index(ascent[t]), probe_axes(self.layers[t], self.granularity), tuple(idx))
                 for t, idx in by_tensor.items()]
 
     def project(self, x: np.ndarray) -> np.ndarray:

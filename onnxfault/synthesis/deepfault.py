@@ -1,7 +1,8 @@
 """DeepFault (Eniser, Gerasimou, Sen — FASE 2019), Algorithm 2, batched.
 
 The gradient of each suspicious neuron's value with respect to the input, on the FULL model, averaged
-over the k neurons, times ``step``; the change is clipped to ±``distance`` (L∞) around the seed and the
+over the k neurons, times ``step`` (for a neuron at an increasing activation's output, its pre-activation
+is the value ascended, as DeepFault differentiates its Dense layers' outputs); the change is clipped to ±``distance`` (L∞) around the seed and the
 result to the valid range. ``iterations`` > 1 repeats the step with projection (our extension; 1 = the
 paper). Defaults: step 1, distance 0.1, iterations 1.
 """
@@ -16,7 +17,7 @@ from .base import Problem, register
 @register("deepfault", "DeepFault: ascend the mean of the suspicious neurons on the full model (L∞)",
           step=1.0, distance=0.1, iterations=1, epsilon=0.0)
 def run(p: Problem) -> np.ndarray:
-    tensors = list(dict.fromkeys(n.tensor for n in p.neurons))
+    tensors = list(dict.fromkeys(p.ascent_tensors().values()))
     outputs = [p.model.output_name, *tensors]
     full = p.differentiable(graph.expose_outputs(p.model.scores_only(), tensors))
     groups = p.neuron_groups(outputs)

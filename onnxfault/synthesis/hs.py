@@ -2,7 +2,7 @@
 
 The model is cut at the tensor holding the chosen neurons (``cut``; default the top neuron's layer), and
 only that sub-model is converted to torch and differentiated. Each of ``iterations`` steps adds
-``epsilon`` · sign(∇ Σ suspicious neurons). The paper puts no bound on the distance: ``distance`` None
+``epsilon`` · sign(∇ Σ suspicious neurons) (pre-activations for neurons at an increasing activation). The paper puts no bound on the distance: ``distance`` None
 keeps that; by default the change stays within L∞ 0.1, and inputs always stay in the valid range.
 Targeted (``target``): neurons from a targeted spectrum, seeds not of class T. Defaults: epsilon 0.01,
 iterations 10, distance 0.1.
@@ -19,10 +19,11 @@ from .base import Problem, register
 @register("hs", "HS-FGSM: sign steps on the suspicious neurons through a sub-model cut at their layer",
           step=0.0, distance=0.1, iterations=10, epsilon=0.01)
 def run(p: Problem) -> np.ndarray:
-    tensors = list(dict.fromkeys(n.tensor for n in p.neurons))
+    neuron_tensors = list(dict.fromkeys(n.tensor for n in p.neurons))
+    tensors = list(dict.fromkeys(p.ascent_tensors().values()))
     cut = p.cut or p.neurons[0].tensor
     upstream = graph.ancestors(p.model.proto, cut)
-    outside = [t for t in tensors if t not in upstream]
+    outside = [t for t in neuron_tensors if t not in upstream]
     if outside:
         raise OnnxFaultError(f"--cut {cut} is not downstream of the suspicious neurons in {outside[0]}; "
                              f"cut at {outside[0]} or a later tensor")
