@@ -183,3 +183,13 @@ def test_unsupported_op_is_named(cli, mish_model, tmp_path):
     np.savez(data, x=np.random.default_rng(0).random((20, 784), dtype=np.float32), y=np.zeros(20, np.int64))
     result = cli("synthesize", mish_model, "--data", data, "--method", "deepfault", "--out", tmp_path / "run")
     assert result.exit_code == 1 and "does not support op Mish" in result.stderr
+
+
+def test_chunked_runs_equal_one_batch(dense_onnx, sample_npz):
+    from onnxfault.data import DataOptions
+
+    whole = synthesize(dense_onnx, sample_npz, method="pgd", samples=3, iterations=3)
+    chunked = synthesize(dense_onnx, sample_npz, method="pgd", samples=3, iterations=3,
+                         data_options=DataOptions(batch_size=7))
+    assert np.array_equal(whole.arrays["original"], chunked.arrays["original"])
+    assert np.allclose(whole.arrays["synthesized"], chunked.arrays["synthesized"], atol=1e-6)

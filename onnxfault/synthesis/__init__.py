@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,16 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def run_in_chunks(run, problem: Problem, size: int) -> np.ndarray:
+    """``run`` on ``size`` seeds at a time (memory stays bounded); methods treat samples independently."""
+    parts = []
+    for start in range(0, len(problem.x), size):
+        part = replace(problem, x=problem.x[start:start + size], y=problem.y[start:start + size], extra={})
+        parts.append(run(part))
+        problem.extra.update(part.extra)
+    return np.concatenate(parts)
+
+
 def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls: int | None = None,
                target: int | None = None, samples: int = 10, seed: int = 0, measure_name: str = "ochiai",
                k: int = 10, layers: str = "auto", granularity: str = "channel", neurons_file: str | Path | None = None,
@@ -108,9 +118,10 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
                       params["iterations"], params["epsilon"], cut, device)
     from ..adapters import gradients  # noqa: F401 - import torch before the clock starts
 
+    size = (data_options or DataOptions()).batch_size
     _peak_rss_reset()
     start = time.perf_counter()
-    synthesized = chosen.run(problem)
+    synthesized = run_in_chunks(chosen.run, problem, size)
     seconds = time.perf_counter() - start
     peak = _peak_rss_mb()
     differentiable = problem.extra.get("differentiable")
