@@ -3,7 +3,7 @@
 Uses torch's TorchScript-based exporter (``dynamo=False``): it works with torch 2.13 here without extra
 packages, whereas the torch.export-based exporter needs ``onnxscript``. That exporter names nodes
 ``/<scope>/<module>/<Op>``; the single output of each module's nodes is renamed to the module's
-qualified name (``fc1``, ``features.0``), so it can be named in ``--layers``.
+qualified name (``fc1``, ``features.0``, ``6.block.2``), so it can be named in ``--layers``.
 """
 from __future__ import annotations
 
@@ -14,8 +14,15 @@ from onnxfault.errors import OnnxFaultError
 
 
 def _module_scope(node_name: str) -> str | None:
-    parts = node_name.strip("/").split("/")
-    return parts[-2] if len(parts) >= 2 else None
+    """``/6/block/block.2/Relu`` → ``6.block.2``: the node's module, as a qualified name."""
+    parts = node_name.strip("/").split("/")[:-1]
+    if not parts:
+        return None
+    name, last = parts[0], parts[0]
+    for part in parts[1:]:  # a segment may repeat its parent's name as a prefix ("block", "block.2")
+        name = name[: len(name) - len(last)] + part if part.startswith(last + ".") else f"{name}.{part}"
+        last = part
+    return name
 
 
 def from_torch(module, example_input, path: str | Path, *, input_name: str = "input",

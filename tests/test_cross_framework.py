@@ -29,4 +29,4 @@ def test_deepfault_legacy_reader_and_pytorch_agree(tmp_path):
     if not cross_framework.DEEPFAULT.is_dir():
         pytest.skip(f"needs DeepFault's models at {cross_framework.DEEPFAULT}")
     (result,) = cross_framework.build_pairs(tmp_path, with_keras=False, with_deepfault=True)
-    check(result, [f"leaky_re_lu_{i}" for i in range(1, 6)], [f"act{i}" for i in range(1, 6)])
+    check(result, [f"leaky_re_lu_{i}" for i in range(1, 6)], [f"0.act{i}" for i in range(1, 6)])  # wrapped as module 0
