@@ -201,14 +201,18 @@ def _torch_pad(pads: list[int]) -> list[int]:
     return out
 
 
+def _geometry(node: Node, w: torch.Tensor) -> tuple[list[int], list[int], list[int]]:
+    """Kernel size, strides and dilations of a convolution with weights ``w``."""
+    k = list(w.shape[2:])
+    return k, list(node.attr("strides", [1] * len(k))), list(node.attr("dilations", [1] * len(k)))
+
+
 @converter("Conv")
 def _conv(node: Node) -> OpFn:
     group = node.attr("group", 1)
 
     def conv(x, w, b=None):
-        k = list(w.shape[2:])
-        strides = list(node.attr("strides", [1] * len(k)))
-        dilations = list(node.attr("dilations", [1] * len(k)))
+        k, strides, dilations = _geometry(node, w)
         pads = _spatial_pads(node, x, k, strides, dilations)
         fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[len(k)]
         if any(pads):
@@ -223,9 +227,7 @@ def _conv_transpose(node: Node) -> OpFn:
     group = node.attr("group", 1)
 
     def deconv(x, w, b=None):
-        k = list(w.shape[2:])
-        strides = list(node.attr("strides", [1] * len(k)))
-        dilations = list(node.attr("dilations", [1] * len(k)))
+        k, strides, dilations = _geometry(node, w)
         pads = list(node.attr("pads", [0] * (2 * len(k))))
         if pads[:len(k)] != pads[len(k):]:
             raise OnnxFaultError(f"ConvTranspose '{node.name}' with asymmetric pads is not supported")
