@@ -31,7 +31,14 @@ class Problem:
     epsilon: float
     cut: str | None
     device: str = "auto"
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # what a run reports back (differentiable, cut)
+    cache: dict = field(default_factory=dict)  # shared by the chunks of one problem
+
+    def once(self, key: str, build):
+        """``build()`` the first time ``key`` is asked for, for every chunk of this problem."""
+        if key not in self.cache:
+            self.cache[key] = build()
+        return self.cache[key]
 
     def differentiable(self, proto: onnx.ModelProto):
         """``proto`` as a differentiable module (the ONNX→torch adapter)."""

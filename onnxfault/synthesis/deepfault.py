@@ -17,10 +17,12 @@ from .base import Problem, register
 @register("deepfault", "DeepFault: ascend the mean of the suspicious neurons on the full model (L∞)",
           step=1.0, distance=0.1, iterations=1, epsilon=0.0)
 def run(p: Problem) -> np.ndarray:
-    tensors = list(dict.fromkeys(p.ascent_tensors().values()))
-    outputs = [p.model.output_name, *tensors]
-    full = p.differentiable(graph.expose_outputs(p.model.scores_only(), tensors))
-    groups = p.neuron_groups(outputs)
+    def build():
+        tensors = list(dict.fromkeys(p.ascent_tensors().values()))
+        outputs = [p.model.output_name, *tensors]
+        return p.differentiable(graph.expose_outputs(p.model.scores_only(), tensors)), p.neuron_groups(outputs)
+
+    full, groups = p.once("deepfault", build)
     x = p.x.copy()
     for _ in range(p.iterations):
         grad, _ = full.neuron_ascent(x, groups)

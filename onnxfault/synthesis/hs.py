@@ -19,17 +19,20 @@ from .base import Problem, register
 @register("hs", "HS-FGSM: sign steps on the suspicious neurons through a sub-model cut at their layer",
           step=0.0, distance=0.1, iterations=10, epsilon=0.01)
 def run(p: Problem) -> np.ndarray:
-    neuron_tensors = list(dict.fromkeys(n.tensor for n in p.neurons))
-    tensors = list(dict.fromkeys(p.ascent_tensors().values()))
     cut = p.cut or p.neurons[0].tensor
-    upstream = graph.ancestors(p.model.proto, cut)
-    outside = [t for t in neuron_tensors if t not in upstream]
-    if outside:
-        raise OnnxFaultError(f"--cut {cut} is not downstream of the suspicious neurons in {outside[0]}; "
-                             f"cut at {outside[0]} or a later tensor")
-    outputs = [cut, *[t for t in tensors if t != cut]]
-    sub = p.differentiable(graph.cut_at(p.model.proto, outputs))
-    groups = p.neuron_groups(outputs)
+
+    def build():
+        neuron_tensors = list(dict.fromkeys(n.tensor for n in p.neurons))
+        tensors = list(dict.fromkeys(p.ascent_tensors().values()))
+        upstream = graph.ancestors(p.model.proto, cut)
+        outside = [t for t in neuron_tensors if t not in upstream]
+        if outside:
+            raise OnnxFaultError(f"--cut {cut} is not downstream of the suspicious neurons in {outside[0]}; "
+                                 f"cut at {outside[0]} or a later tensor")
+        outputs = [cut, *[t for t in tensors if t != cut]]
+        return p.differentiable(graph.cut_at(p.model.proto, outputs)), p.neuron_groups(outputs)
+
+    sub, groups = p.once("hs", build)
     x = p.x.copy()
     for _ in range(p.iterations):
         grad, _ = sub.neuron_ascent(x, groups)

@@ -11,7 +11,7 @@ from .base import Problem, register
 @register("pgd", "PGD baseline: projected L∞ sign steps on the cross-entropy (untargeted or --target)",
           step=0.01, distance=0.1, iterations=20, epsilon=0.0)
 def run(p: Problem) -> np.ndarray:
-    full = p.differentiable(p.model.scores_only())
+    full = p.once("full", lambda: p.differentiable(p.model.scores_only()))
     x = p.x.copy()
     for _ in range(p.iterations):
         grad, _ = full.loss_gradient(x, p.y, target=p.target, probabilities=p.scores_are_probabilities)
