@@ -20,6 +20,7 @@ _EXPORTS = {
     "evaluate": "evaluation", "EvaluateResult": "evaluation",
     "inspect_model": "inspection",
     "expose_outputs": "graph", "cut_at": "graph",
+    "synthesize": "synthesis", "SynthesisResult": "synthesis",
 }
 __all__ = sorted(_EXPORTS)
 
