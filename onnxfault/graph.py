@@ -73,6 +73,11 @@ def _lookup(graph: gs.Graph, names: list[str]) -> list[gs.Variable]:
     return found
 
 
+def require_tensors(model: onnx.ModelProto, names: list[str]) -> None:
+    """Fail with close matches when a name is not a variable tensor of ``model``."""
+    _lookup(_graph(model), list(names))
+
+
 def _as_output(tensor: gs.Variable) -> gs.Variable:
     if tensor.dtype is None:
         tensor.dtype = np.float32

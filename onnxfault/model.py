@@ -80,10 +80,9 @@ class Model:
 
     def named_layers(self, names: list[str]) -> list[Layer]:
         """Layers for explicit tensor names (unknown names fail with close matches)."""
-        known = {c.tensor: c for c in g.upstream_tensors(self.proto, self.output_name)}
-        g.expose_outputs(self.proto, names)  # raises on unknown names
+        g.require_tensors(self.proto, names)
         producers = _producers(self.proto)
-        return self._describe([known.get(n) or g.CandidateTensor(n, producers.get(n, "?")) for n in names])
+        return self._describe([g.CandidateTensor(n, producers.get(n, "input")) for n in names])
 
     def select_layers(self, spec: str | list[str] = "auto") -> list[Layer]:
         """``auto``, ``all`` or a comma-separated list / list of tensor names."""

@@ -107,10 +107,7 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
         if chosen.name == "hs" and cut is None:  # the sub-model ends at the top neuron's layer: rank within it
             layers = neurons[0].tensor
             neurons = rank(layers)
-    by_tensor = {layer.tensor: layer for layer in model.select_layers(layers)}
-    missing = [n.tensor for n in neurons if n.tensor not in by_tensor]
-    if missing:
-        by_tensor.update({layer.tensor: layer for layer in model.select_layers(",".join(dict.fromkeys(missing)))})
+    by_tensor = {layer.tensor: layer for layer in model.select_layers(list(dict.fromkeys(n.tensor for n in neurons)))}
     x, y, positions, data_range = choose_seeds(model, dataset, samples=samples, seed=seed, cls=cls, target=target,
                                                device=device)
     clip = (data_range[0] if clip_min is None else clip_min, data_range[1] if clip_max is None else clip_max)
