@@ -492,20 +492,26 @@ class OnnxModule(torch.nn.Module):
             constants = [initializers.get(name) if name else None for name in node.input]
             fn = fn_maker(Node(node.name or node.output[0], node.op_type, _attributes(node), constants, self.opset))
             self._steps.append((fn, list(node.input), list(node.output)))
+        # after step i, drop the tensors nothing later reads (autograd keeps what backward needs)
+        last_use = {name: i for i, (_, ins, _) in enumerate(self._steps) for name in ins if name}
+        keep = set(self.output_names) | set(self._buffer_of)
+        self._free_after = [[] for _ in self._steps]
+        for name, i in last_use.items():
+            if name not in keep:
+                self._free_after[i].append(name)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         env: dict[str, torch.Tensor | None] = {self.input_name: x, "": None}
         for name, buffer in self._buffer_of.items():
             env[name] = getattr(self, buffer)
-        for fn, inputs, outputs in self._steps:
+        for (fn, inputs, outputs), dead in zip(self._steps, self._free_after):
             args = [env[name] for name in inputs]
             while args and args[-1] is None:  # trailing optional inputs
                 args.pop()
-            result = fn(*args)
-            if len(outputs) == 1:
-                env[outputs[0]] = result
-            else:
-                env[outputs[0]] = result  # extra outputs (e.g. Dropout's mask) are unused by inference
+            env[outputs[0]] = fn(*args)  # extra outputs (e.g. Dropout's mask) are unused by inference
+            del args
+            for name in dead:
+                env.pop(name, None)
         return [env[name] for name in self.output_names]
 
 

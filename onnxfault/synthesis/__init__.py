@@ -66,12 +66,15 @@ def _peak_rss_mb() -> float:
 
 def run_in_chunks(run, problem: Problem, size: int) -> np.ndarray:
     """``run`` on ``size`` seeds at a time (memory stays bounded); methods treat samples independently."""
-    parts = []
+    out = None  # filled in place: no list of chunks and concatenated copy side by side
     for start in range(0, len(problem.x), size):
         part = replace(problem, x=problem.x[start:start + size], y=problem.y[start:start + size], extra={})
-        parts.append(run(part))
+        result = run(part)
+        if out is None:
+            out = np.empty((len(problem.x), *result.shape[1:]), result.dtype)
+        out[start:start + len(result)] = result
         problem.extra.update(part.extra)
-    return np.concatenate(parts)
+    return out
 
 
 def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls: int | None = None,
