@@ -89,3 +89,17 @@ class Differentiable:
         loss = -log_p.gather(1, wanted.to(self.device)[:, None])[:, 0]
         (loss.sum() if target is None else -loss.sum()).backward()
         return xt.grad.detach().cpu().numpy(), loss.detach().cpu().numpy()
+
+    def value_and_jacobian(self, x: np.ndarray, output: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The flattened ``output`` at the single sample ``x`` (batch of 1) and its (out, in) Jacobian, in
+        float64: for a piecewise-linear module, the exact linear map of the sample's linear region."""
+        shape = x.shape[1:]
+
+        def flat(xt: torch.Tensor) -> torch.Tensor:
+            return self.module(xt.reshape(1, *shape))[output].reshape(-1)
+
+        point = torch.from_numpy(np.ascontiguousarray(x, np.float32).reshape(-1)).to(self.device)
+        with torch.no_grad():
+            value = flat(point)
+        jac = torch.autograd.functional.jacobian(flat, point, vectorize=True)
+        return value.cpu().numpy().astype(np.float64), jac.detach().cpu().numpy().astype(np.float64)

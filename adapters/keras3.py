@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from onnxfault.errors import OnnxFaultError
+from onnxfault.quiet import silenced_fds
 
 INSTALL_HINT = "install TensorFlow with `pip install \"onnxfault[keras]\"`"
 
@@ -23,18 +24,9 @@ INSTALL_HINT = "install TensorFlow with `pip install \"onnxfault[keras]\"`"
 def _quiet():
     """Silence TensorFlow's C++ start-up lines (printed before its logging can be configured) and
     tf2onnx's numpy warnings; Python exceptions still propagate."""
-    import sys
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with silenced_fds(2), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _keras():

@@ -37,6 +37,16 @@ LayoutOpt = Annotated[Optional[str], typer.Option("--layout", help="model input 
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="samples per forward pass", rich_help_panel="Data")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto|cpu|cuda (cuda needs onnxfault[gpu])", rich_help_panel="Run")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, no table", rich_help_panel="Run")]
+PermutationsOpt = Annotated[int, typer.Option("--permutations", help="Monte-Carlo permutations", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
+NoiseOpt = Annotated[float, typer.Option("--noise", help="std of the Gaussian input noise Δx", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
+ShapleySamplesOpt = Annotated[int, typer.Option("--shapley-samples", help="samples the loss change is averaged over", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
+LambdaOpt = Annotated[float, typer.Option("--lambda", help="excitable: normalised value > λ", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
+
+
+def _shapley(permutations, noise, shapley_samples, lambda_):
+    from .shapley import ShapleyOptions
+
+    return ShapleyOptions(permutations, noise, shapley_samples, lambda_).check()
 
 
 def _numbers(text: Optional[str], flag: str, kind=float) -> Optional[list]:
@@ -173,8 +183,9 @@ def localize(model: ModelArg, data: DataOpt,
              spectra: Annotated[Optional[Path], typer.Option("--spectra", help="write all counts and scores to FILE.npz")] = None,
              labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
              mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
-             device: DeviceOpt = "auto", quiet: QuietOpt = False) -> None:
-    """Rank neurons by suspiciousness from their hit spectrum (DeepFault)."""
+             device: DeviceOpt = "auto", quiet: QuietOpt = False, permutations: PermutationsOpt = 20,
+             noise: NoiseOpt = 0.1, shapley_samples: ShapleySamplesOpt = 100, lambda_: LambdaOpt = 0.5) -> None:
+    """Rank neurons by suspiciousness from their hit spectrum (DeepFault), or by Shapley value (DeepSensor)."""
     from .files import check_writable, write_json, write_npz
     from .localization import localize as run_localize, outcome_for, samples_for
     from .measures import get_measure
@@ -184,6 +195,7 @@ def localize(model: ModelArg, data: DataOpt,
         if path:
             check_writable(path, flag)
     get_measure(measure)
+    shapley = _shapley(permutations, noise, shapley_samples, lambda_)
     outcome_for(cls, target)
     loaded = load_model(model)
     dataset = samples_for(loaded, data, _data_options(labels, limit, classes, raw, mean, std, layout, batch_size),
@@ -191,7 +203,7 @@ def localize(model: ModelArg, data: DataOpt,
     with _progress(len(dataset), dataset.num_batches, quiet, "hit spectrum") as tick:
         result = run_localize(loaded, dataset, layers=layers, measure=measure, k=k, cls=cls, target=target,
                               granularity=granularity, threshold=threshold, star=star, seed=seed, device=device,
-                              on_batch=tick)
+                              on_batch=tick, shapley=shapley)
     _warn(result.warnings)
     if json:
         write_json(json, result.to_json())
@@ -223,13 +235,13 @@ def _print_ranking(result) -> None:
 @app.command()
 @handles_errors
 def synthesize(model: ModelArg, data: DataOpt,
-               method: Annotated[str, typer.Option("--method", help="deepfault|hs|fgsm|pgd")],
+               method: Annotated[str, typer.Option("--method", help="deepfault|hs|fgsm|pgd|deepsensor|patch")],
                out_dir: Annotated[Path, typer.Option("--out", help="folder for report.json, inputs.npz, samples.png")],
                cls: Annotated[Optional[int], typer.Option("--class", help="seeds (and spectrum) of class C")] = None,
                target: Annotated[Optional[int], typer.Option("--target", help="targeted: push seeds not of class T towards T")] = None,
                samples: Annotated[int, typer.Option("--samples", help="seeds per class (correctly classified)")] = 10,
                seed: Annotated[int, typer.Option("--seed", help="seed for drawing seeds and the random measure")] = 0,
-               measure: Annotated[str, typer.Option("--measure", help="suspiciousness measure, or random")] = "ochiai",
+               measure: Annotated[Optional[str], typer.Option("--measure", help="suspiciousness measure, or random [default: ochiai; shapley for deepsensor]", show_default=False)] = None,
                k: Annotated[int, typer.Option("-k", help="number of suspicious neurons")] = 10,
                layers: Annotated[str, typer.Option("--layers", help="auto|all|T1,T2")] = "auto",
                granularity: Annotated[str, typer.Option("--granularity", help="channel|element")] = "channel",
@@ -243,12 +255,23 @@ def synthesize(model: ModelArg, data: DataOpt,
                clip_max: Annotated[Optional[float], typer.Option("--clip-max", help="valid range (default: the data's)")] = None,
                labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
                mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
-               device: DeviceOpt = "auto", quiet: QuietOpt = False) -> None:
-    """Synthesize inputs that excite the suspicious neurons (DeepFault, HS-FGSM) or attack (FGSM, PGD)."""
+               device: DeviceOpt = "auto", quiet: QuietOpt = False, permutations: PermutationsOpt = 20,
+               noise: NoiseOpt = 0.1, shapley_samples: ShapleySamplesOpt = 100, lambda_: LambdaOpt = 0.5,
+               population: Annotated[int, typer.Option("--population", help="particles per seed", rich_help_panel="deepsensor")] = 100,
+               stop_fitness: Annotated[float, typer.Option("--stop-fitness", help="stop a seed at this fitness (fraction of excitable neurons active)", rich_help_panel="deepsensor")] = 1.0,
+               objective: Annotated[str, typer.Option("--objective", help="pixels (fewest changed elements, MILP) | l1 (LP)", rich_help_panel="patch")] = "pixels",
+               max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="at most this many changed input elements", rich_help_panel="patch")] = None,
+               time_limit: Annotated[float, typer.Option("--time-limit", help="seconds per MILP", rich_help_panel="patch")] = 10.0) -> None:
+    """Synthesize inputs: excite suspicious neurons (DeepFault, HS-FGSM, DeepSensor), patch (AIGENT) or attack (FGSM, PGD)."""
     from .synthesis import synthesize as run_synthesize
     from .synthesis.output import check_out_dir, picture, write_run
 
+    from .synthesis import check_options
+
     check_out_dir(out_dir)
+    options = check_options({"population": population, "stop_fitness": stop_fitness} if method == "deepsensor" else
+                            {"objective": objective, "max_pixels": max_pixels, "time_limit": time_limit}
+                            if method == "patch" else {})
     bound: object = "default"
     if distance is not None:
         bound = None if distance.lower() == "none" else _numbers(distance, "--distance")[0]
@@ -256,7 +279,8 @@ def synthesize(model: ModelArg, data: DataOpt,
                             measure_name=measure, k=k, layers=layers, granularity=granularity, neurons_file=neurons,
                             step=step, distance=bound, iterations=iterations, epsilon=epsilon, cut=cut,
                             clip_min=clip_min, clip_max=clip_max, device=device,
-                            data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size))
+                            data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size),
+                            shapley=_shapley(permutations, noise, shapley_samples, lambda_), options=options)
     a = result.arrays
     sheet = picture(a["original"], a["synthesized"], a["labels"], a["predictions_before"], a["predictions_after"],
                     result.clip, result.model_layout, result.sample_shape)
@@ -268,6 +292,16 @@ def synthesize(model: ModelArg, data: DataOpt,
                   + ("" if r["target_rate"] is None else f", target rate {100 * r['target_rate']:.1f} %")
                   + f", L∞ mean {r['distance']['linf']['mean']:.4g}, activation increase "
                   f"{100 * r['activation_increase']:.1f} %, {r['seconds']:.2f} s; wrote {out_dir}/", soft_wrap=True)
+        if "test_errors" in r:
+            out.print(f"deepsensor: {len(r['neurons'])} excitable neurons, {r['test_errors']} test errors in "
+                      f"{r['examples_evaluated']} examples, {r['error_categories']} error categories "
+                      f"({r['categories_per_seed']:.2f} per seed)", soft_wrap=True)
+        if "defect_detection_rate" in r:
+            pixels = r["pixels_modified"]
+            out.print(f"patch: defect detection {100 * r['defect_detection_rate']:.1f} %"
+                      + ("" if pixels is None else f", pixels modified mean {pixels['mean']:.1f} "
+                         f"({pixels['percent']:.2f} %)") + f", Pielou {r['pielou']:.3f}"
+                      + "".join(f"; {n}× {stage}" for stage, n in r["failures"].items()), soft_wrap=True)
 
 
 @app.command()

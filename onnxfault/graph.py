@@ -103,6 +103,47 @@ def cut_at(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return _export(graph, model)
 
 
+MASK = "onnxfault__mask"
+
+
+def insert_masks(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, ...], int]]) -> onnx.ModelProto:
+    """Add a float input ``onnxfault__mask`` of shape (N, neurons) multiplied into each probed tensor.
+
+    A probe ``(tensor, shape, channel_axis)`` gives the tensor's per-sample ``shape`` and the axis (per
+    sample) that indexes its neurons, or None when every element is a neuron. Its mask columns (in probe
+    order) are reshaped to broadcast over the other axes; every consumer of the tensor then reads the
+    masked tensor, so a 0 in the mask zeroes that neuron for that row.
+    """
+    graph = _graph(model)
+    mask = gs.Variable(MASK, dtype=np.float32, shape=["N", sum(_neuron_count(s, a) for _, s, a in probes)])
+    graph.inputs.append(mask)
+    start = 0
+    for i, ((_, shape, axis), tensor) in enumerate(zip(probes, _lookup(graph, [t for t, _, _ in probes]))):
+        count = _neuron_count(shape, axis)
+        part = gs.Variable(f"onnxfault__mask{i}", dtype=np.float32)
+        bounds = [gs.Constant(f"onnxfault__mask{i}_{n}", np.asarray(v, np.int64))
+                  for n, v in (("start", [start]), ("end", [start + count]), ("axis", [1]))]
+        graph.nodes.append(gs.Node("Slice", inputs=[mask, *bounds], outputs=[part]))
+        target = [-1, *shape] if axis is None else [-1, *(count if a == axis else 1 for a in range(len(shape)))]
+        shaped = gs.Variable(f"onnxfault__mask{i}_shaped", dtype=np.float32)
+        graph.nodes.append(gs.Node("Reshape", inputs=[part, gs.Constant(f"onnxfault__mask{i}_shape",
+                                                                         np.asarray(target, np.int64))],
+                                   outputs=[shaped]))
+        masked = gs.Variable(f"{tensor.name}__masked", dtype=tensor.dtype)
+        for consumer in list(tensor.outputs):
+            for j, t in enumerate(consumer.inputs):
+                if t is tensor:
+                    consumer.inputs[j] = masked
+        graph.nodes.append(gs.Node("Mul", inputs=[tensor, shaped], outputs=[masked]))
+        start += count
+    graph.toposort()
+    return _export(graph, model)
+
+
+def _neuron_count(shape: tuple[int, ...], axis: int | None) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if axis is None else int(shape[axis])
+
+
 def _constant_value(tensor) -> np.ndarray | None:
     if isinstance(tensor, gs.Constant):
         return np.asarray(tensor.values)

@@ -26,10 +26,11 @@ class SuspiciousNeuron:
     af: int
     ns: int
     nf: int
+    extra: dict | None = field(default=None, compare=False)  # e.g. the raw Shapley value and its error
 
     def to_json(self) -> dict:
         return {"rank": self.rank, "tensor": self.tensor, "index": self.index, "score": self.score,
-                "as": self.as_, "af": self.af, "ns": self.ns, "nf": self.nf}
+                "as": self.as_, "af": self.af, "ns": self.ns, "nf": self.nf, **(self.extra or {})}
 
 
 @dataclass
@@ -44,6 +45,7 @@ class LocalizeResult:
     neurons: list[SuspiciousNeuron]
     params: dict
     warnings: list[str] = field(default_factory=list)
+    details: dict[str, np.ndarray] = field(default_factory=dict)  # per-neuron values besides the score
 
     @property
     def layers(self) -> list[Layer]:
@@ -75,7 +77,7 @@ class LocalizeResult:
         layer, index = sp.layer_of(np.arange(sp.counts.shape[1]))
         return {"tensors": np.array([layer.tensor for layer in sp.layers]), "layer": layer, "index": index,
                 "as": sp.as_, "af": sp.af, "ns": sp.ns, "nf": sp.nf, "scores": self.scores,
-                "offsets": sp.offsets}
+                "offsets": sp.offsets, **self.details}
 
 
 def outcome_for(cls: int | None, target: int | None) -> Outcome:
@@ -98,30 +100,52 @@ def samples_for(model: Model, data: str | Path, options: DataOptions | None = No
     return open_dataset(data, model.input_shape, options)
 
 
-def top_k(spectrum: Spectrum, scores: np.ndarray, k: int) -> list[SuspiciousNeuron]:
-    """The ``k`` best neurons, ties broken by layer order then index."""
+def top_k(spectrum: Spectrum, scores: np.ndarray, k: int,
+          details: dict[str, np.ndarray] | None = None) -> list[SuspiciousNeuron]:
+    """The ``k`` best neurons, ties broken by layer order then index (``details`` ride along)."""
     layer, index = spectrum.layer_of(np.arange(len(scores)))
     order = rank(scores, layer, index)[:k]
     counts = spectrum.counts
     return [
         SuspiciousNeuron(r + 1, spectrum.layers[layer[p]].tensor, int(index[p]), float(scores[p]),
-                         *(int(c) for c in counts[:, p]))
+                         *(int(c) for c in counts[:, p]),
+                         extra={key: float(v[p]) for key, v in details.items()} if details else None)
         for r, p in enumerate(order)
     ]
+
+
+def shapley_scores(model: Model, dataset: Dataset, layers: list[Layer], granularity: str, options,
+                   target: int | None, seed: int, device: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Normalised Shapley values (the scores) and the raw values with their standard errors, estimated on
+    ``options.samples`` samples drawn from ``dataset`` with ``seed``; the loss is against the labels, or
+    against ``target`` when given."""
+    from .shapley import neuron_shapley
+
+    options.check()
+    rng = np.random.default_rng(seed)
+    positions = np.sort(rng.choice(len(dataset), size=min(options.samples, len(dataset)), replace=False))
+    labels = dataset.labels[positions] if target is None else np.full(len(positions), target, np.int64)
+    estimate = neuron_shapley(model, dataset.take(positions), labels, layers, granularity=granularity,
+                              options=options, seed=seed, device=device)
+    return estimate.normalized, {"shapley": estimate.values, "shapley_stderr": estimate.stderr}
 
 
 def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: str | Sequence[str] = "auto",
              measure: str = "ochiai", k: int = 10, cls: int | None = None, target: int | None = None,
              granularity: str = "channel", threshold: float = 0.0, star: float = 3.0, seed: int = 0,
              device: str = "auto", data_options: DataOptions | None = None,
-             on_batch: Callable[[int], None] | None = None) -> LocalizeResult:
+             on_batch: Callable[[int], None] | None = None, shapley=None) -> LocalizeResult:
     """Hit spectrum of the chosen layers over ``data`` and the ``k`` most suspicious neurons.
 
     ``cls`` keeps only samples labelled ``cls`` (DeepFault); ``target`` explains "predicted as target"
     (``data_options.classes`` narrows the samples). ``data`` may be a path or a :class:`Dataset` (used as
-    given: ``cls`` then only sets the mode). Returns a :class:`LocalizeResult`.
+    given: ``cls`` then only sets the mode). ``shapley`` (a :class:`~onnxfault.shapley.ShapleyOptions`)
+    tunes ``measure="shapley"``. Returns a :class:`LocalizeResult`.
     """
-    get_measure(measure)  # fail fast on an unknown name
+    from .shapley import ShapleyOptions
+
+    chosen_measure = get_measure(measure)  # fail fast on an unknown name
+    shapley = (shapley or ShapleyOptions()).check()
     if k < 1:
         raise OnnxFaultError(f"-k must be at least 1 (got {k})")
     outcome = outcome_for(cls, target)
@@ -130,7 +154,11 @@ def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: s
     dataset = data if isinstance(data, Dataset) else samples_for(model, data, data_options, cls, target)
     spectrum = hit_spectrum(model, dataset, chosen, outcome, granularity=granularity, threshold=threshold,
                             device=device, on_batch=on_batch)
-    scores = score(measure, spectrum.counts, star=star, seed=seed)
+    details: dict[str, np.ndarray] = {}
+    if chosen_measure.needs_model:
+        scores, details = shapley_scores(model, dataset, chosen, granularity, shapley, target, seed, device)
+    else:
+        scores = score(measure, spectrum.counts, star=star, seed=seed)
     warnings = list(model.notes)
     if spectrum.failing == 0:
         what = f"predicted as the target {target}" if target is not None else "misclassified"
@@ -141,4 +169,8 @@ def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: s
         warnings.append(f"-k {k} is more than the {total} neurons in the chosen layers; showing all {total}")
         k = total
     params = {"k": k, "star": star, "seed": seed, "layers": layers if isinstance(layers, str) else list(layers)}
-    return LocalizeResult(model.path, dataset.path, get_measure(measure).name, spectrum, scores, top_k(spectrum, scores, k), params, warnings)
+    if chosen_measure.needs_model:
+        params.update(permutations=shapley.permutations, noise=shapley.noise, shapley_samples=shapley.samples,
+                      **{"lambda": shapley.lambda_, "excitable": int(np.count_nonzero(scores > shapley.lambda_))})
+    return LocalizeResult(model.path, dataset.path, chosen_measure.name, spectrum, scores,
+                          top_k(spectrum, scores, k, details), params, warnings, details)

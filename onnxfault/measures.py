@@ -26,17 +26,18 @@ class Measure:
     fn: MeasureFn
     formula: str
     reference: str
+    needs_model: bool = False  # scores come from the model itself, not from the counts
 
 
 MEASURES: dict[str, Measure] = {}
 _ALIASES: dict[str, str] = {}
 
 
-def register(name: str, formula: str, reference: str, aliases: tuple[str, ...] = ()):
+def register(name: str, formula: str, reference: str, aliases: tuple[str, ...] = (), needs_model: bool = False):
     """Decorator adding a measure to the registry under ``name`` (and ``aliases``)."""
 
     def add(fn: MeasureFn) -> MeasureFn:
-        MEASURES[name] = Measure(name, fn, formula, reference)
+        MEASURES[name] = Measure(name, fn, formula, reference, needs_model)
         for alias in aliases:
             _ALIASES[alias] = name
         return fn
@@ -143,6 +144,13 @@ def wong2(as_, af, ns, nf, **_):
           "DeepFault's random selection (Eniser et al., FASE 2019)")
 def random(as_, af, ns, nf, *, seed: int = 0, **_):
     return np.random.default_rng(seed).random(np.shape(as_))
+
+
+@register("shapley", "Monte-Carlo Shapley value of the neuron for the loss change under input noise, min-max "
+          "normalised per layer (see onnxfault.shapley)", "DeepSensor (Jin et al., 2022)", needs_model=True)
+def shapley(as_, af, ns, nf, **_):
+    raise OnnxFaultError("the shapley measure is computed from the model, not from spectrum counts; "
+                         "use localize(..., measure='shapley')")
 
 
 def get_measure(name: str) -> Measure:

@@ -68,6 +68,11 @@ class Model:
         return _only_outputs(self.proto, [self.output_name])
 
     @property
+    def scores_are_probabilities(self) -> bool:
+        """True when the class scores come out of a Softmax (else they are logits)."""
+        return _producers(self.proto).get(self.output_name) == "Softmax"
+
+    @property
     def layers(self) -> list[Layer]:
         """Candidate neuron layers (``--layers auto``)."""
         if self._layers is None:

@@ -57,25 +57,27 @@ class Session:
     def device(self) -> str:
         return "cuda" if self._session.get_providers()[0] == _CUDA else "cpu"
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        """All outputs for the batch ``x`` (first axis = samples)."""
-        x = np.ascontiguousarray(x, dtype=self._dtype)
+    def run(self, x: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        """All outputs for the batch ``x`` (first axis = samples); ``extra`` feeds further inputs whose
+        first axis is also the sample axis (e.g. a neuron mask)."""
+        feeds = {self.input_name: np.ascontiguousarray(x, dtype=self._dtype), **(extra or {})}
         if self.fixed_batch is None:
-            return self._run(x)
+            return self._run(feeds)
         b = self.fixed_batch
         parts = []
         for start in range(0, len(x), b):
-            chunk = x[start:start + b]
-            pad = b - len(chunk)
+            chunk = {name: value[start:start + b] for name, value in feeds.items()}
+            pad = b - len(chunk[self.input_name])
             if pad:
-                chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
+                chunk = {name: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for name, v in chunk.items()}
             outs = self._run(chunk)
             parts.append([o[: b - pad] for o in outs])
         return [np.concatenate([p[i] for p in parts]) for i in range(len(self.output_names))]
 
-    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        x = feeds[self.input_name]
         try:
-            return self._session.run(None, {self.input_name: x})
+            return self._session.run(None, feeds)
         except Exception as err:  # onnxruntime's own exception types
             raise OnnxFaultError(f"onnxruntime failed to run the model on a batch of shape {x.shape}: "
                                  f"{str(err).splitlines()[0]}") from err

@@ -109,6 +109,18 @@ class Dataset:
             if start > last:
                 return
 
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        """The prepared inputs at ``positions`` (within the selection, ascending), in one streamed pass."""
+        positions = np.asarray(positions, np.int64)
+        rows, start = [], 0
+        for x, _ in self.batches():
+            inside = positions[(positions >= start) & (positions < start + len(x))]
+            rows.append(x[inside - start])
+            start += len(x)
+            if len(positions) and start > positions[-1]:
+                break
+        return np.concatenate(rows) if rows else np.zeros((0,), np.float32)
+
     def _prepare(self, raw: np.ndarray, offset: int) -> np.ndarray:
         x = self.adaptation.apply(raw).astype(np.float32)
         if self.divisor != 1.0:

@@ -1,7 +1,9 @@
 """Synthesis: turn suspicious neurons into new inputs, and measure them (one schema for every method).
 
-Methods (one module each, one registry): ``deepfault``, ``hs`` (HS-FGSM on a sub-model), and the
-baselines ``fgsm`` and ``pgd``. ``--measure random`` gives DeepFault's random neuron selection.
+Methods (one module each, one registry): ``deepfault``, ``hs`` (HS-FGSM on a sub-model), the baselines
+``fgsm`` and ``pgd``, ``deepsensor`` (particle swarms on the excitable, high-Shapley neurons) and ``patch``
+(AIGENT: weight patches by linear programs, translated into an input change). ``--measure random``
+gives DeepFault's random neuron selection.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from ..data import DataOptions, Dataset
 from ..errors import OnnxFaultError
 from ..localization import SuspiciousNeuron, localize, samples_for
 from ..model import Model, load_model
+from ..shapley import ShapleyOptions
 from .base import METHODS, Problem, get_method
 from .metrics import measure
 from .seeds import choose_seeds
@@ -77,18 +80,48 @@ def run_in_chunks(run, problem: Problem, size: int) -> np.ndarray:
     return out
 
 
+def excitable(neurons: list[SuspiciousNeuron], lambda_: float) -> list[SuspiciousNeuron]:
+    """The neurons whose (normalised Shapley) score is above λ, re-ranked from 1."""
+    kept = [n for n in neurons if n.score > lambda_]
+    if not kept:
+        raise OnnxFaultError(f"no neuron has a normalised Shapley value above --lambda {lambda_}; lower it")
+    return [replace(n, rank=r + 1) for r, n in enumerate(kept)]
+
+
+def check_options(options: dict) -> dict:
+    """Validate method settings (one clear error each)."""
+    if options.get("population", 2) < 2:
+        raise OnnxFaultError(f"--population must be at least 2 (got {options['population']})")
+    if options.get("objective", "pixels") not in ("pixels", "l1"):
+        raise OnnxFaultError(f"--objective must be pixels or l1 (got {options['objective']})")
+    if options.get("max_pixels") is not None and options["max_pixels"] < 1:
+        raise OnnxFaultError(f"--max-pixels must be at least 1 (got {options['max_pixels']})")
+    if not 0 < options.get("stop_fitness", 1.0) <= 1:
+        raise OnnxFaultError(f"--stop-fitness must be in (0, 1] (got {options['stop_fitness']})")
+    return options
+
+
 def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls: int | None = None,
-               target: int | None = None, samples: int = 10, seed: int = 0, measure_name: str = "ochiai",
+               target: int | None = None, samples: int = 10, seed: int = 0, measure_name: str | None = None,
                k: int = 10, layers: str = "auto", granularity: str = "channel", neurons_file: str | Path | None = None,
                step: float | None = None, distance: float | None | str = "default", iterations: int | None = None,
                epsilon: float | None = None, cut: str | None = None, clip_min: float | None = None,
                clip_max: float | None = None, device: str = "auto", data_options: DataOptions | None = None,
-               on_batch=None) -> SynthesisResult:
+               on_batch=None, shapley: ShapleyOptions | None = None, options: dict | None = None) -> SynthesisResult:
     """Select suspicious neurons (as ``localize``), draw seeds, run ``method``, and measure the result.
 
-    ``distance`` "default" takes the method's default; None means no L∞ bound. Returns a
-    :class:`SynthesisResult`; ``write_run`` in ``synthesis.output`` writes it."""
+    ``distance`` "default" takes the method's default; None means no L∞ bound. ``measure_name`` None is
+    ochiai, or shapley for deepsensor, whose neurons are all the excitable ones (normalised Shapley value
+    > ``shapley.lambda_``; -k is ignored). ``options`` holds method settings: deepsensor's ``population``
+    and ``stop_fitness``; patch's ``objective`` (pixels|l1), ``max_pixels`` and ``time_limit``.
+    Returns a :class:`SynthesisResult`; ``write_run`` in ``synthesis.output`` writes it."""
     chosen = get_method(method)
+    shapley = (shapley or ShapleyOptions()).check()
+    options = check_options(options or {})
+    if chosen.name == "deepsensor" and measure_name not in (None, "shapley") and neurons_file is None:
+        raise OnnxFaultError(f"deepsensor chooses neurons by Shapley value, not {measure_name}; "
+                             "drop --measure or use --measure shapley")
+    measure_name = measure_name or ("shapley" if chosen.name == "deepsensor" else "ochiai")
     params = {**chosen.defaults, **{k_: v for k_, v in (("step", step), ("iterations", iterations),
                                                           ("epsilon", epsilon)) if v is not None}}
     params["distance"] = chosen.defaults["distance"] if distance == "default" else distance
@@ -102,20 +135,24 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
         neurons, granularity, layers = read_neurons(neurons_file)
     else:
         def rank(spec: str) -> list[SuspiciousNeuron]:
+            every = chosen.name == "deepsensor"  # all neurons, filtered by λ below
             return localize(model, samples_for(model, data, data_options, cls, target), layers=spec,
-                            measure=measure_name, k=k, cls=cls, target=target, granularity=granularity,
-                            seed=seed, device=device, on_batch=on_batch).neurons
+                            measure=measure_name, k=sum(l.neurons(granularity) for l in model.select_layers(spec))
+                            if every else k, cls=cls, target=target, granularity=granularity,
+                            seed=seed, device=device, on_batch=on_batch, shapley=shapley).neurons
 
         neurons = rank(layers)
         if chosen.name == "hs" and cut is None:  # the sub-model ends at the top neuron's layer: rank within it
             layers = neurons[0].tensor
             neurons = rank(layers)
+    if chosen.name == "deepsensor":
+        neurons = excitable(neurons, shapley.lambda_)
     by_tensor = {layer.tensor: layer for layer in model.select_layers(list(dict.fromkeys(n.tensor for n in neurons)))}
     x, y, positions, data_range = choose_seeds(model, dataset, samples=samples, seed=seed, cls=cls, target=target,
                                                device=device)
     clip = (data_range[0] if clip_min is None else clip_min, data_range[1] if clip_max is None else clip_max)
     problem = Problem(model, x, y, neurons, by_tensor, granularity, target, clip, params["step"], params["distance"],
-                      params["iterations"], params["epsilon"], cut, device)
+                      params["iterations"], params["epsilon"], cut, device, options, seed)
     from ..adapters import gradients  # noqa: F401 - import torch before the clock starts
 
     size = (data_options or DataOptions()).batch_size
@@ -133,10 +170,14 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
         "params": {**params, "class": cls, "target": target, "samples": samples, "seed": seed,
                    "measure": None if neurons_file else measure_name, "k": len(neurons), "layers": layers,
                    "granularity": granularity, "cut": problem.extra.get("cut", cut), "clip": list(clip),
-                   "neurons_file": None if neurons_file is None else str(neurons_file)},
+                   "neurons_file": None if neurons_file is None else str(neurons_file), **options,
+                   **({"permutations": shapley.permutations, "noise": shapley.noise,
+                       "shapley_samples": shapley.samples, "lambda": shapley.lambda_}
+                      if measure_name == "shapley" else {})},
         "neurons": [n.to_json() for n in neurons],
         "seeds": {"count": int(len(x)), "indices": positions.tolist()},
         **metrics,
+        **(chosen.summarize(problem.cache, len(x)) if chosen.summarize else {}),
         "seconds": seconds,
         "peak_memory_mb": cuda_peak if cuda_peak is not None else peak,
         "device": differentiable.device_name if differentiable is not None else "cpu",

@@ -31,6 +31,8 @@ class Problem:
     epsilon: float
     cut: str | None
     device: str = "auto"
+    options: dict = field(default_factory=dict)  # method-specific settings (population, objective, …)
+    seed: int = 0
     extra: dict = field(default_factory=dict)  # what a run reports back (differentiable, cut)
     cache: dict = field(default_factory=dict)  # shared by the chunks of one problem
 
@@ -76,8 +78,7 @@ class Problem:
 
     @property
     def scores_are_probabilities(self) -> bool:
-        producers = {o: n.op_type for n in self.model.proto.graph.node for o in n.output}
-        return producers.get(self.model.output_name) == "Softmax"
+        return self.model.scores_are_probabilities
 
 
 @dataclass(frozen=True)
@@ -86,23 +87,25 @@ class Method:
     run: Callable[[Problem], np.ndarray]
     summary: str
     defaults: dict  # step, distance, iterations, epsilon
+    summarize: Callable[[dict, int], dict] | None = None  # (problem cache, seeds) → extra report keys
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, summary: str, **defaults):
-    """Decorator adding a synthesis method ``run(problem) -> synthesized inputs`` to the registry."""
+def register(name: str, summary: str, summarize: Callable[[dict, int], dict] | None = None, **defaults):
+    """Decorator adding a synthesis method ``run(problem) -> synthesized inputs`` to the registry;
+    ``summarize(cache, seeds)`` adds the method's own report keys from what its chunks left in the cache."""
 
     def add(fn):
-        METHODS[name] = Method(name, fn, summary, defaults)
+        METHODS[name] = Method(name, fn, summary, defaults, summarize)
         return fn
 
     return add
 
 
 def get_method(name: str) -> Method:
-    from . import deepfault, fgsm, hs, pgd  # noqa: F401 - registration
+    from . import deepfault, deepsensor, fgsm, hs, patch, pgd  # noqa: F401 - registration
 
     if name not in METHODS:
         raise OnnxFaultError(close_matches_hint(name, sorted(METHODS), "method"))

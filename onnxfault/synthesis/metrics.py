@@ -4,18 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..localization import SuspiciousNeuron
+from ..loss import cross_entropy
 from ..model import Layer, Model
 from ..spectrum import probe_axes
-
-
-def cross_entropy(scores: np.ndarray, labels: np.ndarray, probabilities: bool) -> np.ndarray:
-    scores = scores.astype(np.float64)
-    if probabilities:
-        log_p = np.log(np.clip(scores, 1e-12, None))
-    else:
-        shifted = scores - scores.max(axis=1, keepdims=True)
-        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return -log_p[np.arange(len(labels)), labels]
 
 
 def neuron_values(outputs: dict[str, np.ndarray], neurons: list[SuspiciousNeuron], layers: dict[str, Layer],

@@ -37,9 +37,4 @@ def choose_seeds(model: Model, dataset: Dataset, *, samples: int, seed: int, cls
                                  "use more data or another class")
         chosen.append(np.sort(rng.choice(candidates, size=min(samples, len(candidates)), replace=False)))
     positions = np.sort(np.concatenate(chosen))
-    rows, start, wanted = [], 0, set(positions.tolist())
-    for x, _ in dataset.batches():
-        picked = [i for i in range(len(x)) if start + i in wanted]
-        rows.append(x[picked])
-        start += len(x)
-    return np.concatenate(rows), labels[positions], positions, (low, high)
+    return dataset.take(positions), labels[positions], positions, (low, high)
