@@ -261,7 +261,8 @@ def synthesize(model: ModelArg, data: DataOpt,
                stop_fitness: Annotated[float, typer.Option("--stop-fitness", help="stop a seed at this fitness (fraction of excitable neurons active)", rich_help_panel="deepsensor")] = 1.0,
                objective: Annotated[str, typer.Option("--objective", help="pixels (fewest changed elements, MILP) | l1 (LP)", rich_help_panel="patch")] = "pixels",
                max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="at most this many changed input elements", rich_help_panel="patch")] = None,
-               time_limit: Annotated[float, typer.Option("--time-limit", help="seconds per MILP", rich_help_panel="patch")] = 10.0) -> None:
+               time_limit: Annotated[float, typer.Option("--time-limit", help="seconds per MILP", rich_help_panel="patch")] = 10.0,
+               hold_inactive: Annotated[bool, typer.Option("--hold-inactive", help="keep inactive neurons inactive too (the paper's fixed phases)", rich_help_panel="patch")] = False) -> None:
     """Synthesize inputs: excite suspicious neurons (DeepFault, HS-FGSM, DeepSensor), patch (AIGENT) or attack (FGSM, PGD)."""
     from .synthesis import synthesize as run_synthesize
     from .synthesis.output import check_out_dir, picture, write_run
@@ -270,7 +271,8 @@ def synthesize(model: ModelArg, data: DataOpt,
 
     check_out_dir(out_dir)
     options = check_options({"population": population, "stop_fitness": stop_fitness} if method == "deepsensor" else
-                            {"objective": objective, "max_pixels": max_pixels, "time_limit": time_limit}
+                            {"objective": objective, "max_pixels": max_pixels, "time_limit": time_limit,
+                             "hold_inactive": hold_inactive}
                             if method == "patch" else {})
     bound: object = "default"
     if distance is not None:

@@ -113,7 +113,7 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
     ``distance`` "default" takes the method's default; None means no L∞ bound. ``measure_name`` None is
     ochiai, or shapley for deepsensor, whose neurons are all the excitable ones (normalised Shapley value
     > ``shapley.lambda_``; -k is ignored). ``options`` holds method settings: deepsensor's ``population``
-    and ``stop_fitness``; patch's ``objective`` (pixels|l1), ``max_pixels`` and ``time_limit``.
+    and ``stop_fitness``; patch's ``objective`` (pixels|l1), ``max_pixels``, ``time_limit`` and ``hold_inactive``.
     Returns a :class:`SynthesisResult`; ``write_run`` in ``synthesis.output`` writes it."""
     chosen = get_method(method)
     shapley = (shapley or ShapleyOptions()).check()

@@ -2,8 +2,12 @@
 Patching"), for one seed of a :class:`~onnxfault.synthesis.chain.DenseChain`. Pure math, solved with
 SciPy's HiGHS (``linprog``/``milp``).
 
-Neuron phases (active z > 0, inactive z ≤ 0) are fixed from the seed, so between two layers the network
-is affine: z_E = M z_m + c. A *property* on layer E is a set of rows G z_E ≥ g0; at the start it is
+Neuron phases (active z > 0, inactive z ≤ 0) are taken from the seed, so between two layers the network
+is affine: z_E = M z_m + c. Active neurons are held active by the LPs; inactive ones are held inactive
+only with ``hold_inactive`` (the paper's fully fixed phases). By default the LPs treat them as staying
+at their inactive slope without forbidding them to turn on; the ONNX re-check decides. Measured with
+``--distance none --objective l1``, 2–3 seeds per class: defect detection 45 % vs 10 % (DeepFault
+3_50_relu) and 96.7 % vs 90 % (shipped mnist_dense), with no input failing the re-check. A *property* on layer E is a set of rows G z_E ≥ g0; at the start it is
 "class j beats every other class by ``MARGIN``" on the logits.
 
 1. ``patch_layer``: patch the edge-layer m (weights into layer m) so that the property holds and every
@@ -11,7 +15,10 @@ is affine: z_E = M z_m + c. A *property* on layer E is a set of rows G z_E ≥ g
    the property rows' coefficients on z_m,i (increment > 0, decrement < 0, unmarked = 0), and every
    weight change into neuron i has sign s_i·sign(h_j). Minimising the largest weight change |ΔW_ij|
    for a change Δz_i = Σ_j ΔW_ij h_j gives ΔW_ij = Δz_i·sign(h_j)/‖h‖₁ (equal magnitudes are optimal),
-   so the LP is over Δz with |Δz_i| ≤ t‖h‖₁, minimising t.
+   so the LP is over Δz with |Δz_i| ≤ t‖h‖₁, minimising t. When the summed rows' marking makes the LP
+   infeasible (a many-row property can pull a neuron both ways), the signs are left free and the marking
+   is read off the solution (on DeepFault's 3_50_relu, 20 seeds, no bound: 45 % detection with this
+   fallback, 10 % without).
 2. ``relaxed_property``: simulate the patched layer (z'_m) and relax the equalities z_m = z'_m of the
    neurons the patch moved into the marking's inequalities s_i z_m,i ≥ s_i z'_m,i. With the old goals
    pulled back to z_m (G M z_m ≥ g0 − G c) and the phases between m and E, this is the property of the
@@ -35,6 +42,7 @@ from .chain import DenseChain
 
 MARGIN = 1e-2  # the wanted class beats every other logit by this much
 PHASE = 1e-6  # active pre-activations stay at least this far above 0
+FREE_SIGNS_FALLBACK = False
 
 
 @dataclass
@@ -55,12 +63,13 @@ class Seed:
     zs: list[np.ndarray]
     hs: list[np.ndarray]
     gates: list[np.ndarray]
+    hold_inactive: bool = False  # also keep inactive neurons inactive (the paper's fully fixed phases)
 
 
-def region(chain: DenseChain, prefix_value: np.ndarray) -> Seed:
+def region(chain: DenseChain, prefix_value: np.ndarray, hold_inactive: bool = False) -> Seed:
     zs, hs = chain.forward(prefix_value)
     gates = [np.where(z > 0, 1.0, slope) for z, slope in zip(zs, chain.slopes)]
-    return Seed(zs, hs, gates)
+    return Seed(zs, hs, gates, hold_inactive)
 
 
 def wins(num_classes: int, cls: int, layer: int) -> Property:
@@ -90,8 +99,9 @@ def _phase_rows(seed: Seed, maps, m: int, e: int) -> tuple[np.ndarray, np.ndarra
     for l in range(m, e):
         M, c = maps[l - m]
         sign = np.where(seed.zs[l] > 0, 1.0, -1.0)
-        rows.append(sign[:, None] * M)
-        rhs.append(np.where(sign > 0, PHASE - c, c))
+        keep = np.ones(len(sign), bool) if seed.hold_inactive else sign > 0
+        rows.append((sign[:, None] * M)[keep])
+        rhs.append(np.where(sign > 0, PHASE - c, c)[keep])
     if not rows:
         return np.zeros((0, len(seed.zs[m]))), np.zeros(0)
     return np.vstack(rows), np.concatenate(rhs)
@@ -125,6 +135,17 @@ def patch_layer(chain: DenseChain, seed: Seed, prop: Property, m: int) -> tuple[
     cost[-1] = 1.0
     rows, rhs = np.vstack(rows), np.concatenate(rhs)
     res = linprog(cost, A_ub=rows, b_ub=rhs, bounds=bounds, method="highs")
+    if res.status != 0:
+        # the summed rows' marking can contradict a many-row property; then each neuron's sign is free
+        # (|Δz_i| ≤ t‖h‖₁ both ways) and the marking is read off the solution
+        free = [np.hstack([-A, np.zeros((len(A), 1))]), np.hstack([-R, np.zeros((len(R), 1))]),
+                np.hstack([np.eye(n), -h_norm * np.ones((n, 1))]), np.hstack([-np.eye(n), -h_norm * np.ones((n, 1))])]
+        res = linprog(cost, A_ub=np.vstack(free), b_ub=np.concatenate([rhs[:len(A) + len(R)], np.zeros(2 * n)]),
+                      bounds=[(None, None)] * n + [(0, None)], method="highs")
+        if res.status == 0:
+            s = np.sign(np.where(np.abs(res.x[:n]) > 1e-12, res.x[:n], 0.0))
+            rows = np.vstack([rows[:len(A) + len(R)], np.hstack([np.diag(s), -h_norm * np.ones((n, 1))])])
+            bounds = [(0, None) if v > 0 else (None, 0) if v < 0 else (0, 0) for v in s] + [(0, None)]
     if res.status != 0:
         return None
     # among the smallest patches, the one that moves the layer least (Σ|Δz|): fewer demands on the cut net

@@ -5,8 +5,8 @@ region, and for each candidate class (``--target`` T, else every other class by 
 the linear programs of ``aigent.attack``. Each input found is re-checked on the ORIGINAL ONNX model
 with onnxruntime; only inputs that are really misclassified (or classified as T) count, and the first
 such class ends the seed's search. Seeds without one are returned unchanged. Options:
-``objective`` ("pixels": fewest changed input elements, MILP; "l1": LP), ``max_pixels`` and
-``time_limit`` (seconds per MILP).
+``objective`` ("pixels": fewest changed input elements, MILP; "l1": LP), ``max_pixels``,
+``time_limit`` (seconds per MILP) and ``hold_inactive`` (see ``aigent``).
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def run(p: Problem) -> np.ndarray:
         low = np.maximum(p.clip[0] - flat, -width)
         high = np.minimum(p.clip[1] - flat, width)
         value, jacobian = prefix(x[None])
-        seed = region(chain, value)
+        seed = region(chain, value, p.options.get("hold_inactive", False))
         candidates = [p.target] if p.target is not None else \
             [int(c) for c in np.argsort(-seed.zs[-1], kind="stable") if c != label]
         record = {"seed": len(records), "attacked": False, "class": None, "pixels": 0, "failures": []}
