@@ -20,8 +20,8 @@ import numpy as np
 from onnxfault import load_model, localize
 from onnxfault.adapters import convert
 from onnxfault.localization import samples_for
+from onnxfault.loss import cross_entropy
 from onnxfault.synthesis.base import Problem, get_method
-from onnxfault.synthesis.metrics import cross_entropy
 from onnxfault.synthesis.seeds import choose_seeds
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -267,13 +267,10 @@ def synthesize(model: ModelArg, data: DataOpt,
     from .synthesis import synthesize as run_synthesize
     from .synthesis.output import check_out_dir, picture, write_run
 
-    from .synthesis import check_options
-
     check_out_dir(out_dir)
-    options = check_options({"population": population, "stop_fitness": stop_fitness} if method == "deepsensor" else
-                            {"objective": objective, "max_pixels": max_pixels, "time_limit": time_limit,
-                             "hold_inactive": hold_inactive}
-                            if method == "patch" else {})
+    options = ({"population": population, "stop_fitness": stop_fitness} if method == "deepsensor" else
+               {"objective": objective, "max_pixels": max_pixels, "time_limit": time_limit,
+                "hold_inactive": hold_inactive} if method == "patch" else {})
     bound: object = "default"
     if distance is not None:
         bound = None if distance.lower() == "none" else _numbers(distance, "--distance")[0]

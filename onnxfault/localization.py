@@ -121,7 +121,6 @@ def shapley_scores(model: Model, dataset: Dataset, layers: list[Layer], granular
     against ``target`` when given."""
     from .shapley import neuron_shapley
 
-    options.check()
     rng = np.random.default_rng(seed)
     positions = np.sort(rng.choice(len(dataset), size=min(options.samples, len(dataset)), replace=False))
     labels = dataset.labels[positions] if target is None else np.full(len(positions), target, np.int64)

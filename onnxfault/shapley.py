@@ -130,11 +130,8 @@ def normalize_per_layer(values: np.ndarray, sizes: list[int]) -> np.ndarray:
 # ---- the model's game ------------------------------------------------------------------------------------
 def masked_model(model: Model, layers: list[Layer], granularity: str, device: str = "auto"):
     """A session over ``model`` with the mask input on the chosen layers, and the neuron count."""
-    probes = []
-    for layer in layers:
-        axes = probe_axes(layer, granularity)
-        axis = None if not axes else next(a for a in range(len(layer.shape)) if a + 1 not in axes)
-        probes.append((layer.tensor, layer.shape, axis))
+    probes = [(layer.tensor, layer.shape, layer.channel_axis if probe_axes(layer, granularity) else None)
+              for layer in layers]
     session = model.session_for(insert_masks(model.scores_only(), probes), device)
     return session, sum(layer.neurons(granularity) for layer in layers)
 

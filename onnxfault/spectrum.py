@@ -141,11 +141,11 @@ def hit_spectrum(model: Model, dataset: Dataset, layers: list[Layer], outcome: O
         correct += int(np.count_nonzero(predictions == y))
         if on_batch is not None:
             on_batch(len(y))
-    counts = counts[:, _unpermute(column_order, sizes)]  # activity columns come grouped by dtype
+    counts = counts[:, layer_order_columns(column_order, sizes)]  # activity columns come grouped by dtype
     return Spectrum(layers, granularity, threshold, outcome, counts, samples, failing, correct, session.device)
 
 
-def _unpermute(column_order: list[int], sizes: list[int]) -> np.ndarray:
+def layer_order_columns(column_order: list[int], sizes: list[int]) -> np.ndarray:
     """Indices that put activity columns (probe blocks in ``column_order``) back into layer order."""
     starts = np.concatenate([[0], np.cumsum([sizes[i] for i in column_order])])
     where = {probe: start for probe, start in zip(column_order, starts)}

@@ -15,6 +15,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..errors import OnnxFaultError
+from ..graph import ACTIVATIONS
 
 PASS_THROUGH = frozenset({"Identity", "Dropout"})
 SCORES = frozenset({"Softmax", "LogSoftmax"})
@@ -132,7 +133,7 @@ def dense_chain(model: onnx.ModelProto, scores: str) -> DenseChain:
         names.insert(0, _name(node))
         before = g.source(inp)
         upstream = g.source(before.input[0]) if before is not None and before.input else None
-        if upstream is None or _dense(g, upstream) is None or before.op_type not in _ACTIVATION_LIKE | {"Relu", "LeakyRelu"}:
+        if upstream is None or _dense(g, upstream) is None or before.op_type not in ACTIVATIONS:
             prefix = inp  # the first fully connected layer: what feeds it is the prefix
             break
         if before.op_type not in ("Relu", "LeakyRelu"):
@@ -145,10 +146,6 @@ def dense_chain(model: onnx.ModelProto, scores: str) -> DenseChain:
         node = upstream
     _check_prefix(g, prefix)
     return DenseChain(prefix, weights, biases, slopes, names)
-
-
-_ACTIVATION_LIKE = frozenset({"PRelu", "Elu", "Selu", "Celu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
-                              "Softplus", "Softsign", "ThresholdedRelu", "Gelu", "Mish", "Clip", "Erf"})
 
 
 def _check_prefix(g: _Graph, tensor: str) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import graph
-from ..spectrum import probe_axes
+from ..spectrum import layer_order_columns, probe_axes
 from .base import Problem, register
 
 ROWS = 8192  # particles evaluated per onnxruntime call (about)
@@ -50,13 +50,23 @@ def _fitness_session(p: Problem):
     probes = [(t, probe_axes(p.layers[t], p.granularity)) for t in tensors]
     proto, order = graph.expose_activity(p.model.scores_only(), probes, 0.0)
     sizes = [p.layers[t].neurons(p.granularity) for t in tensors]
-    start = dict(zip(order, np.concatenate([[0], np.cumsum([sizes[i] for i in order])])))
-    columns = np.array([start[tensors.index(n.tensor)] + n.index for n in p.neurons], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    columns = layer_order_columns(order, sizes)[[offsets[tensors.index(n.tensor)] + n.index for n in p.neurons]]
     return p.model.session_for(proto, p.device), columns
 
 
+def summarize(cache: dict, seeds: int) -> dict:
+    """DeepSensor's own numbers: test errors among all intermediate examples, error categories."""
+    s = cache.get("deepsensor_stats", {})
+    return {"test_errors": s.get("errors", 0), "error_categories": s.get("categories", 0),
+            "categories_per_seed": s.get("categories", 0) / max(seeds, 1),
+            "seeds_with_errors": s.get("seeds_with_errors", 0), "examples_evaluated": s.get("evaluated", 0),
+            "mean_best_fitness": s.get("fitness", 0.0) / max(seeds, 1),
+            "seeds_reaching_stop_fitness": s.get("reached", 0)}
+
+
 @register("deepsensor", "DeepSensor: particle swarms activating the excitable (high-Shapley) neurons",
-          summarize=lambda cache, seeds: summarize(cache, seeds),
+          summarize=summarize,
           step=0.0, distance=0.1, iterations=20, epsilon=0.0)
 def run(p: Problem) -> np.ndarray:
     session, columns = p.once("deepsensor", lambda: _fitness_session(p))
@@ -123,13 +133,3 @@ def _fuzz(p: Problem, session, columns: np.ndarray, x: np.ndarray, y: np.ndarray
     stats["fitness"] += float(gbest_fit.sum())
     stats["reached"] += int((gbest_fit >= stop).sum())
     return np.clip(flat[:, 0] + gbest, *p.clip).reshape(x.shape).astype(np.float32)
-
-
-def summarize(cache: dict, seeds: int) -> dict:
-    """DeepSensor's own numbers: test errors among all intermediate examples, error categories."""
-    s = cache.get("deepsensor_stats", {})
-    return {"test_errors": s.get("errors", 0), "error_categories": s.get("categories", 0),
-            "categories_per_seed": s.get("categories", 0) / max(seeds, 1),
-            "seeds_with_errors": s.get("seeds_with_errors", 0), "examples_evaluated": s.get("evaluated", 0),
-            "mean_best_fitness": s.get("fitness", 0.0) / max(seeds, 1),
-            "seeds_reaching_stop_fitness": s.get("reached", 0)}

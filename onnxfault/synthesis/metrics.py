@@ -21,16 +21,16 @@ def neuron_values(outputs: dict[str, np.ndarray], neurons: list[SuspiciousNeuron
     return np.stack(columns, axis=1)
 
 
-def _stats(values: np.ndarray) -> dict:
+def stats(values: np.ndarray) -> dict:
     return {"mean": float(values.mean()), "max": float(values.max())}
 
 
 def distances(original: np.ndarray, synthesized: np.ndarray) -> dict:
     """Per-sample L0 (changed input elements), L1, L2 and L∞ of the change: mean and max."""
     delta = (synthesized.astype(np.float64) - original.astype(np.float64)).reshape(len(original), -1)
-    return {"l0": _stats(np.count_nonzero(delta, axis=1).astype(np.float64)),
-            "l1": _stats(np.abs(delta).sum(axis=1)), "l2": _stats(np.sqrt((delta ** 2).sum(axis=1))),
-            "linf": _stats(np.abs(delta).max(axis=1))}
+    return {"l0": stats(np.count_nonzero(delta, axis=1).astype(np.float64)),
+            "l1": stats(np.abs(delta).sum(axis=1)), "l2": stats(np.sqrt((delta ** 2).sum(axis=1))),
+            "linf": stats(np.abs(delta).max(axis=1))}
 
 
 def measure(model: Model, original: np.ndarray, synthesized: np.ndarray, labels: np.ndarray,

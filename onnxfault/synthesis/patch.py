@@ -18,6 +18,7 @@ from .. import graph
 from .aigent import attack, region
 from .base import Problem, register
 from .chain import dense_chain
+from .metrics import stats
 
 
 def pielou(classes: list[int], num_classes: int) -> float:
@@ -36,8 +37,8 @@ def summarize(cache: dict, seeds: int) -> dict:
     l2 = np.array([r["l2"] for r in hit], np.float64)
     linf = np.array([r["linf"] for r in hit], np.float64)
 
-    def stats(v: np.ndarray) -> dict | None:
-        return {"mean": float(v.mean()), "max": float(v.max())} if len(v) else None
+    def stats_or_none(v: np.ndarray) -> dict | None:
+        return stats(v) if len(v) else None
 
     stages: dict[str, int] = {}
     for r in records:
@@ -46,7 +47,7 @@ def summarize(cache: dict, seeds: int) -> dict:
     return {
         "defect_detection_rate": len(hit) / max(len(records), 1),
         "pixels_modified": None if not len(hit) else {**stats(pixels), "percent": float(100 * pixels.mean() / size)},
-        "adversarial_l2": stats(l2), "adversarial_linf": stats(linf),
+        "adversarial_l2": stats_or_none(l2), "adversarial_linf": stats_or_none(linf),
         "pielou": pielou([r["class"] for r in hit], cache.get("patch_classes", 2)),
         "seconds_per_input": float(sum(r["seconds"] for r in records) / max(len(records), 1)),
         "failures": stages,
