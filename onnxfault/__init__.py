@@ -1,7 +1,7 @@
 """onnxfault: spectrum-based fault localization (DeepFault) for any ONNX classifier.
 
-The public API mirrors the CLI: :func:`inspect_model`, :func:`evaluate`, :func:`localize`, plus the
-building blocks :func:`load_model`, :func:`open_dataset`, :func:`hit_spectrum` and the measure registry.
+The public API mirrors the CLI: :func:`inspect_model`, :func:`evaluate`, :func:`localize`,
+:func:`synthesize` and :func:`write_report`, plus the building blocks :func:`load_model`, :func:`open_dataset`, :func:`hit_spectrum` and the measure registry.
 Names are imported lazily so that ``onnxfault --help`` stays instant.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ _EXPORTS = {
     "inspect_model": "inspection",
     "expose_outputs": "graph", "cut_at": "graph",
     "synthesize": "synthesis", "SynthesisResult": "synthesis",
+    "build_report": "report", "write_report": "report",
 }
 __all__ = sorted(_EXPORTS)
 

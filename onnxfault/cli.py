@@ -181,6 +181,7 @@ def localize(model: ModelArg, data: DataOpt,
              seed: Annotated[int, typer.Option("--seed", help="seed of the random measure")] = 0,
              json: Annotated[Optional[Path], typer.Option("--json", help="write the ranking as JSON to FILE")] = None,
              spectra: Annotated[Optional[Path], typer.Option("--spectra", help="write all counts and scores to FILE.npz")] = None,
+             report: Annotated[bool, typer.Option("--report", help="also write an HTML report beside the --json file (FILE.html)")] = False,
              labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
              mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
              device: DeviceOpt = "auto", quiet: QuietOpt = False, permutations: PermutationsOpt = 20,
@@ -190,8 +191,12 @@ def localize(model: ModelArg, data: DataOpt,
     from .localization import localize as run_localize, outcome_for, samples_for
     from .measures import get_measure
     from .model import load_model
+    from .provenance import command_line
 
-    for path, flag in ((json, "--json"), (spectra, "--spectra")):
+    if report and not json:
+        raise OnnxFaultError("--report writes the page beside the --json file; add --json FILE")
+    page = json.with_suffix(".html") if report else None
+    for path, flag in ((json, "--json"), (spectra, "--spectra"), (page, "--report")):
         if path:
             check_writable(path, flag)
     get_measure(measure)
@@ -205,12 +210,24 @@ def localize(model: ModelArg, data: DataOpt,
                               granularity=granularity, threshold=threshold, star=star, seed=seed, device=device,
                               on_batch=tick, shapley=shapley)
     _warn(result.warnings)
+    result.provenance["command"] = command_line()
+    html = None
+    if page:  # built before anything is written: a failure leaves no file behind
+        from .report import build_report, localize_run
+
+        html = build_report([localize_run(result, json)])
     if json:
         write_json(json, result.to_json())
     if spectra:
         write_npz(spectra, result.spectra_arrays())
+    if page:
+        from .files import write_atomic
+
+        write_atomic(page, lambda tmp: tmp.write_text(html, encoding="utf-8"))
     if not quiet:
         _print_ranking(result)
+        if page:
+            out.print(f"wrote {page}", soft_wrap=True)
 
 
 def _print_ranking(result) -> None:
@@ -262,8 +279,10 @@ def synthesize(model: ModelArg, data: DataOpt,
                objective: Annotated[str, typer.Option("--objective", help="pixels (fewest changed elements, MILP) | l1 (LP)", rich_help_panel="patch")] = "pixels",
                max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="at most this many changed input elements", rich_help_panel="patch")] = None,
                time_limit: Annotated[float, typer.Option("--time-limit", help="seconds per MILP", rich_help_panel="patch")] = 10.0,
-               hold_inactive: Annotated[bool, typer.Option("--hold-inactive", help="keep inactive neurons inactive too (the paper's fixed phases)", rich_help_panel="patch")] = False) -> None:
+               hold_inactive: Annotated[bool, typer.Option("--hold-inactive", help="keep inactive neurons inactive too (the paper's fixed phases)", rich_help_panel="patch")] = False,
+               report: Annotated[bool, typer.Option("--report", help="also write report.html (the HTML report) into --out")] = False) -> None:
     """Synthesize inputs: excite suspicious neurons (DeepFault, HS-FGSM, DeepSensor), patch (AIGENT) or attack (FGSM, PGD)."""
+    from .provenance import command_line
     from .synthesis import synthesize as run_synthesize
     from .synthesis.output import check_out_dir, picture, write_run
 
@@ -280,10 +299,16 @@ def synthesize(model: ModelArg, data: DataOpt,
                             clip_min=clip_min, clip_max=clip_max, device=device,
                             data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size),
                             shapley=_shapley(permutations, noise, shapley_samples, lambda_), options=options)
+    result.report["command"] = command_line()
     a = result.arrays
     sheet = picture(a["original"], a["synthesized"], a["labels"], a["predictions_before"], a["predictions_after"],
                     result.clip, result.model_layout, result.sample_shape)
-    write_run(out_dir, result.report, a, sheet)
+    page = None
+    if report:
+        from .report import build_report, synthesis_run
+
+        page = build_report([synthesis_run(result.report, a, out_dir)])
+    write_run(out_dir, result.report, a, sheet, page)
     if not quiet:
         r = result.report
         out.print(f"{r['method']}: {r['seeds']['count']} seeds, accuracy {100 * r['accuracy_before']:.1f} % → "
@@ -301,6 +326,18 @@ def synthesize(model: ModelArg, data: DataOpt,
                       + ("" if pixels is None else f", pixels modified mean {pixels['mean']:.1f} "
                          f"({pixels['percent']:.2f} %)") + f", Pielou {r['pielou']:.3f}"
                       + "".join(f"; {n}× {stage}" for stage, n in r["failures"].items()), soft_wrap=True)
+
+
+@app.command()
+@handles_errors
+def report(runs: Annotated[list[Path], typer.Argument(help="localize --json files and synthesize --out folders", show_default=False)],
+           output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")],
+           title: Annotated[Optional[str], typer.Option("--title", help="page title (default: the runs' names)")] = None) -> None:
+    """One self-contained HTML page (figures inlined, no network) for one or more runs; several runs are compared."""
+    from .report import write_report
+
+    path = write_report(runs, output, title)
+    out.print(f"wrote {path} ({len(runs)} run{'s' if len(runs) > 1 else ''})", soft_wrap=True)
 
 
 @app.command()

@@ -11,6 +11,7 @@ from .data import DataOptions, Dataset, open_dataset
 from .errors import OnnxFaultError
 from .measures import get_measure, rank, score
 from .model import Layer, Model, load_model
+from .provenance import stamp
 from .spectrum import Outcome, Spectrum, hit_spectrum, validate_outcome
 
 
@@ -46,6 +47,7 @@ class LocalizeResult:
     params: dict
     warnings: list[str] = field(default_factory=list)
     details: dict[str, np.ndarray] = field(default_factory=dict)  # per-neuron values besides the score
+    provenance: dict = field(default_factory=dict)  # command, created, versions, platform, model_io
 
     @property
     def layers(self) -> list[Layer]:
@@ -67,8 +69,11 @@ class LocalizeResult:
             "threshold": sp.threshold,
             "params": self.params,
             "device": sp.device,
-            "layers": [layer.to_json(sp.granularity) for layer in sp.layers],
+            "layers": [{**layer.to_json(sp.granularity), "channel_axis": layer.channel_axis,
+                        "scores": self.scores[start:end]}
+                       for layer, start, end in zip(sp.layers, sp.offsets[:-1], sp.offsets[1:])],
             "neurons": [n.to_json() for n in self.neurons],
+            **self.provenance,
         }
 
     def spectra_arrays(self) -> dict[str, np.ndarray]:
@@ -172,4 +177,4 @@ def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: s
         params.update(permutations=shapley.permutations, noise=shapley.noise, shapley_samples=shapley.samples,
                       **{"lambda": shapley.lambda_, "excitable": int(np.count_nonzero(scores > shapley.lambda_))})
     return LocalizeResult(model.path, dataset.path, chosen_measure.name, spectrum, scores,
-                          top_k(spectrum, scores, k, details), params, warnings, details)
+                          top_k(spectrum, scores, k, details), params, warnings, details, stamp(model))

@@ -85,3 +85,42 @@ def cli():
         return runner.invoke(app, [str(a) for a in args])
 
     return run
+
+
+def run_cli(*args):
+    """The CLI in-process, with sys.argv as a shell would set it (runs record their command line)."""
+    import sys
+    from unittest import mock
+
+    from typer.testing import CliRunner
+
+    from onnxfault.cli import app
+
+    args = [str(a) for a in args]
+    with mock.patch.object(sys, "argv", ["onnxfault", *args]):
+        return CliRunner().invoke(app, args)
+
+
+@pytest.fixture(scope="session")
+def report_runs(tmp_path_factory):
+    """Real runs on the shipped examples, then their report page: localize at channel and element
+    granularity (LeNet), synthesize deepfault with k = 5 and 10 and fgsm (dense net)."""
+    root = tmp_path_factory.mktemp("runs")
+    lenet = [EXAMPLES / "mnist_lenet.onnx", "--data", EXAMPLES / "mnist_sample.npz"]
+    dense = [EXAMPLES / "mnist_dense.onnx", "--data", EXAMPLES / "mnist_sample.npz", "--samples", "2"]
+    commands = {
+        "loc": ["localize", *lenet, "--layers", "all", "--json", root / "loc.json", "-q"],
+        "elem": ["localize", *lenet, "--layers", "conv2,relu3", "--granularity", "element", "--measure", "tarantula",
+                 "-k", "6", "--json", root / "elem.json", "-q"],
+        "k5": ["synthesize", *dense, "--method", "deepfault", "-k", "5", "--out", root / "k5", "-q"],
+        "k10": ["synthesize", *dense, "--method", "deepfault", "-k", "10", "--out", root / "k10", "-q"],
+        "fgsm": ["synthesize", *dense, "--method", "fgsm", "--out", root / "fgsm", "-q"],
+    }
+    for args in commands.values():
+        result = run_cli(*args)
+        assert result.exit_code == 0, result.output
+    paths = [root / "loc.json", root / "elem.json", root / "k5", root / "k10", root / "fgsm"]
+    out = root / "report.html"
+    result = run_cli("report", *paths, "-o", out)
+    assert result.exit_code == 0, result.output
+    return {"paths": paths, "commands": commands, "html": out.read_text(), "out": out}

@@ -18,6 +18,7 @@ from ..data import DataOptions, Dataset
 from ..errors import OnnxFaultError
 from ..localization import SuspiciousNeuron, localize, samples_for
 from ..model import Model, load_model
+from ..provenance import stamp
 from ..shapley import ShapleyOptions
 from .base import METHODS, Problem, get_method
 from .metrics import measure
@@ -181,6 +182,8 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
         "seconds": seconds,
         "peak_memory_mb": cuda_peak if cuda_peak is not None else peak,
         "device": differentiable.device_name if differentiable is not None else "cpu",
+        "input_layout": {"model": dataset.adaptation.model_layout, "sample_shape": list(dataset.source.sample_shape)},
+        **stamp(model),
     }
     arrays = {"original": x, "synthesized": synthesized, "labels": y, "predictions_before": before,
               "predictions_after": after}

@@ -1,4 +1,4 @@
-"""Writing a synthesis run: ``report.json``, ``inputs.npz`` and ``samples.png``, all or nothing."""
+"""Writing a synthesis run: ``report.json``, ``inputs.npz``, ``samples.png`` (and ``report.html``), all or nothing."""
 from __future__ import annotations
 
 import os
@@ -66,16 +66,21 @@ def picture(original, synthesized, labels, before, after, clip, model_layout, sa
     return sheet
 
 
-def write_run(out: Path, report: dict, arrays: dict[str, np.ndarray], sheet) -> None:
-    """Write the three files into a temporary folder beside ``out``, then move them in."""
+def write_run(out: Path, report: dict, arrays: dict[str, np.ndarray], sheet, page: str | None = None) -> None:
+    """Write the three files (and ``report.html`` when ``page`` is given) into a temporary folder beside
+    ``out``, then move them in."""
     out = check_out_dir(out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if str(out.parent) else "."))
     try:
         write_json(staging / "report.json", report)
         write_npz(staging / "inputs.npz", arrays)
         sheet.save(staging / "samples.png")
+        names = ["inputs.npz", "samples.png", "report.json"]
+        if page is not None:
+            (staging / "report.html").write_text(page, encoding="utf-8")
+            names.insert(0, "report.html")
         out.mkdir(exist_ok=True)
-        for name in ("inputs.npz", "samples.png", "report.json"):
+        for name in names:
             os.replace(staging / name, out / name)
     except OSError as err:
         raise OnnxFaultError(f"cannot write to --out {out}: {err.strerror or err}") from err

@@ -1,0 +1,44 @@
+"""Where a result came from: the command line, package versions and the model's inputs and outputs.
+
+Written into every ``localize --json`` file and ``synthesize`` report so that a report page can show
+its model card without the model or the machine at hand.
+"""
+from __future__ import annotations
+
+import platform
+import shlex
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+
+_PACKAGES = ("onnxfault", "onnx", "onnxruntime", "onnxruntime-gpu", "onnx-graphsurgeon", "numpy", "torch")
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The CLI call as a shell line, with the program shown as ``onnxfault``."""
+    argv = sys.argv if argv is None else argv
+    return shlex.join(["onnxfault", *argv[1:]])
+
+
+def versions() -> dict[str, str]:
+    """Python and the installed versions of the packages a result depends on (absent ones left out)."""
+    found = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def model_io(model) -> dict:
+    """A :class:`~onnxfault.model.Model`'s input, output and opset, as shown on a report's model card."""
+    return {"input": {"name": model.input_name, "shape": ["N", *model.input_shape]},
+            "output": {"name": model.output_name, "classes": model.num_classes}, "opset": model.opset}
+
+
+def stamp(model, command: str | None = None) -> dict:
+    """The provenance keys of a result file: ``command``, ``created``, ``versions``, ``platform``, ``model_io``."""
+    return {"command": command, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions(), "platform": f"{platform.system()} {platform.machine()}",
+            "model_io": model_io(model)}

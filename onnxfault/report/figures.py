@@ -1,0 +1,156 @@
+"""The report's plots, drawn with matplotlib's object API (Agg, no pyplot state) and returned as PNG bytes."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+WIDTH = 10.5  # inches; at DPI this fills the page's main column
+DPI = 110
+COLOURS = ("#0969da", "#cf222e", "#1a7f37", "#8250df", "#bc4c00", "#57606a", "#0a7d91", "#bf3989")
+
+
+def _figure(height: float, width: float = WIDTH):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def png(fig) -> bytes:
+    """The figure as PNG bytes (no timestamp or software tag, so equal figures give equal bytes)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def short(name: str, limit: int = 28) -> str:
+    return name if len(name) <= limit else name[:limit // 2 - 1] + "…" + name[-(limit // 2):]
+
+
+def layer_distribution(layers: list[str], counts: dict[str, list[int]]) -> bytes:
+    """Grouped bars: suspicious neurons per layer, one bar per series (measure), as DeepFault's Fig. 3."""
+    fig = _figure(3.6)
+    ax = fig.add_subplot()
+    x = np.arange(len(layers))
+    width = 0.8 / max(1, len(counts))
+    for i, (name, values) in enumerate(counts.items()):
+        ax.bar(x + (i - (len(counts) - 1) / 2) * width, values, width, label=name, color=COLOURS[i % len(COLOURS)])
+    ax.set_xticks(x, [short(l, 18) for l in layers], rotation=30 if len(layers) > 6 else 0, ha="right"
+                  if len(layers) > 6 else "center")
+    ax.set_ylabel("suspicious neurons")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(frameon=False, ncols=min(4, len(counts)))
+    return png(fig)
+
+
+def score_rows(rows: list[tuple[str, np.ndarray, list[int]]], measure: str) -> bytes:
+    """A heatmap row per layer (neurons left to right), one colour scale; ▼ marks the top-k neurons."""
+    fig = _figure(0.55 * len(rows) + 1.1)
+    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    values = np.concatenate([scores for _, scores, _ in rows])
+    low, high = float(values.min()), float(values.max())
+    image = None
+    for ax, (name, scores, top) in zip(axes, rows):
+        image = ax.imshow(scores[None, :], aspect="auto", cmap="viridis", vmin=low, vmax=high,
+                          interpolation="nearest", extent=(-0.5, len(scores) - 0.5, 0, 1))
+        if top:
+            ax.plot(top, [1.0] * len(top), "v", color="#cf222e", markersize=6, clip_on=False)
+        ax.set_yticks([0.5], [f"{short(name)} ({len(scores)})"])
+        ax.tick_params(axis="x", labelsize=8)
+    axes[-1].set_xlabel("neuron index within the layer")
+    fig.colorbar(image, ax=list(axes), label=measure, fraction=0.02, pad=0.01)
+    return png(fig)
+
+
+def channel_grids(maps: np.ndarray, channels: list[int], tops: dict[int, list[tuple[int, int]]], measure: str,
+                  low: float, high: float) -> bytes:
+    """One small heatmap per channel of a conv layer (element granularity); red circles mark top-k neurons."""
+    columns = min(8, len(channels))
+    rows = -(-len(channels) // columns)
+    fig = _figure(1.35 * rows + 0.6, min(WIDTH, 1.3 * columns + 1.2))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    image = None
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, c in zip(axes.ravel(), channels):
+        image = ax.imshow(maps[c], cmap="viridis", vmin=low, vmax=high, interpolation="nearest")
+        for row, col in tops.get(c, []):
+            ax.plot(col, row, "o", markerfacecolor="none", markeredgecolor="#cf222e", markersize=7)
+        ax.set_title(f"channel {c}", fontsize=8)
+    fig.colorbar(image, ax=list(axes.ravel()), label=measure, fraction=0.02, pad=0.01)
+    return png(fig)
+
+
+def spectrum_bars(names: list[str], failing: np.ndarray, passing: np.ndarray) -> bytes:
+    """Per top neuron: how often it is active on failing (af/F) and on passing (as/P) samples."""
+    fig = _figure(0.32 * len(names) + 1.0)
+    ax = fig.add_subplot()
+    y = np.arange(len(names))
+    ax.barh(y - 0.2, failing, 0.4, label="active on failing samples (af / F)", color=COLOURS[1])
+    ax.barh(y + 0.2, passing, 0.4, label="active on passing samples (as / P)", color=COLOURS[0])
+    ax.set_yticks(y, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("fraction of samples")
+    ax.grid(axis="x", alpha=0.3)
+    fig.legend(frameon=False, loc="outside upper center", ncols=2, fontsize=8)
+    return png(fig)
+
+
+def sample_grid(original: np.ndarray, synthesized: np.ndarray, captions: list[tuple[str, str, bool]],
+                clip: tuple[float, float]) -> bytes:
+    """Rows: originals, synthesized inputs, and their difference ×10 (white = unchanged; red up, blue down).
+
+    Images are (N, H, W) or (N, H, W, 3); ``captions`` per column: (original's, synthesized's, changed)."""
+    low, high = clip
+    span = (high - low) or 1.0
+    n = len(original)
+    fig = _figure(3 * 1.25 + 0.3, min(WIDTH, 1.0 * n + 1.2))
+    axes = fig.subplots(3, n, squeeze=False)
+    change = np.clip(0.5 + 10 * (synthesized - original) / span, 0, 1)
+    for col in range(n):
+        top, bottom, changed = captions[col]
+        for row, (image, cmap, vmin, vmax) in enumerate(((original[col], "gray", low, high),
+                                                         (synthesized[col], "gray", low, high),
+                                                         (change[col], "RdBu_r", 0, 1))):
+            ax = axes[row, col]
+            shown = np.clip((image - vmin) / ((vmax - vmin) or 1.0), 0, 1) if image.ndim == 3 else image
+            ax.imshow(shown, cmap=cmap, vmin=vmin if image.ndim == 2 else None,
+                      vmax=vmax if image.ndim == 2 else None, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(top, fontsize=8)
+            elif row == 1:
+                ax.set_title(bottom, fontsize=8, color="#cf222e" if changed else "black",
+                             fontweight="bold" if changed else "normal")
+    for row, name in enumerate(("original", "synthesized", "change ×10")):
+        axes[row, 0].set_ylabel(name, fontsize=9)
+    return png(fig)
+
+
+def trade_off(series, parameter: str, ylabel: str) -> bytes:
+    """Two panels, a line per series: effectiveness against the parameter, and against seconds (each point
+    labelled with its parameter value). Non-numeric values (a cut tensor) are placed in the runs' order."""
+    fig = _figure(3.8)
+    by_value, by_time = fig.subplots(1, 2)
+    for i, s in enumerate(series):
+        points = [(t, e, v) for t, e, v in zip(s.seconds, s.effectiveness, s.values) if e is not None]
+        if not points:
+            continue
+        seconds, rates, values = zip(*points)
+        colour = COLOURS[i % len(COLOURS)]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        by_value.plot(values if numeric else [str(v) for v in values], rates, "o-", color=colour, label=s.label)
+        by_time.plot(seconds, rates, "o", color=colour, label=s.label)
+        for t, e, v in points:
+            by_time.annotate(f"{parameter}={v}", (t, e), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    by_value.set_xlabel(parameter)
+    by_time.set_xlabel("seconds")
+    for ax in (by_value, by_time):
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(-0.02, 1.05)
+        ax.grid(alpha=0.3)
+    by_value.legend(frameon=False, fontsize=8)
+    return png(fig)

@@ -1,0 +1,147 @@
+"""Reading runs for a report: a ``localize --json`` file or a ``synthesize --out`` folder.
+
+Arrays are read with ``allow_pickle=False``; a file of the wrong kind is one clear error naming it.
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import OnnxFaultError
+
+ARRAYS = ("original", "synthesized", "labels", "predictions_before", "predictions_after")
+_NEEDS = {"localize": ("measure", "layers", "neurons", "samples", "failing", "accuracy"),
+          "synthesize": ("method", "params", "neurons", "seeds", "accuracy_after", "success_rate", "distance",
+                         "seconds")}
+_HINT = "give a `onnxfault localize --json` file or a `onnxfault synthesize --out` folder"
+
+
+@dataclass
+class Run:
+    """One result on the page: ``kind`` is localize or synthesize, ``data`` its JSON, ``arrays`` its inputs."""
+
+    kind: str
+    path: str
+    data: dict
+    arrays: dict[str, np.ndarray] | None = None
+    name: str = ""
+    tag: str = ""  # R1, R2, … in the order given
+
+
+def kind_of(data) -> str | None:
+    """localize, synthesize, or None when ``data`` is neither kind of result."""
+    if not isinstance(data, dict):
+        return None
+    for kind, keys in _NEEDS.items():
+        if all(key in data for key in keys):
+            return kind
+    return None
+
+
+_NUMBER = (int, float)
+_NEURON = {"rank": int, "tensor": str, "index": int, "score": _NUMBER}
+_COUNTS = {"as": int, "af": int, "ns": int, "nf": int}
+_LAYER = {"tensor": str, "op": str, "shape": list, "neurons": int}
+_TOP = {"localize": {"measure": str, "samples": int, "failing": int, "accuracy": _NUMBER},
+        "synthesize": {"method": str, "params": dict, "seeds": dict, "seconds": _NUMBER, "distance": dict}}
+
+
+def _bad(value, kind) -> bool:
+    return isinstance(value, bool) or not isinstance(value, kind)
+
+
+def _check_items(items, fields: dict, where: str) -> str | None:
+    if not isinstance(items, list):
+        return f"{where} is not a list"
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            return f"{where}[{i}] is not an object"
+        for key, kind in fields.items():
+            if _bad(item.get(key), kind):
+                return f"{where}[{i}] has no valid '{key}'"
+    return None
+
+
+def content_problem(data: dict, kind: str) -> str | None:
+    """What is wrong with a run's JSON for the page (None when nothing): the keys and types it relies on."""
+    for key, type_ in _TOP[kind].items():
+        if _bad(data.get(key), type_):
+            return f"'{key}' is missing or of the wrong type"
+    problem = _check_items(data["neurons"], {**_NEURON, **(_COUNTS if kind == "localize" else {})}, "neurons")
+    if problem:
+        return problem
+    if kind == "synthesize":
+        return "seeds has no valid 'count'" if _bad(data["seeds"].get("count"), int) else None
+    problem = _check_items(data["layers"], _LAYER, "layers")
+    if problem:
+        return problem
+    for i, layer in enumerate(data["layers"]):
+        scores = layer.get("scores")
+        if scores is not None and (not isinstance(scores, list) or len(scores) != layer["neurons"]):
+            return f"layers[{i}].scores does not hold one score per neuron"
+    return None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except OSError as err:
+        raise OnnxFaultError(f"cannot read {path}: {err.strerror or err}; {_HINT}") from err
+    except (UnicodeDecodeError, ValueError) as err:
+        raise OnnxFaultError(f"{path} is not JSON ({err}); {_HINT}") from err
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in ARRAYS if key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise OnnxFaultError(f"cannot read {path} ({err}); write it again with `onnxfault synthesize --out`") from err
+    return arrays if len(arrays) == len(ARRAYS) else None
+
+
+def read_run(path: str | Path) -> Run:
+    """The run at ``path``: a localize JSON file, a synthesize folder, or that folder's report.json."""
+    path = Path(path)
+    if path.is_dir():
+        report = path / "report.json"
+        if not report.is_file():
+            raise OnnxFaultError(f"{path} has no report.json; {_HINT}")
+        folder, data = path, _read_json(report)
+    elif path.is_file():
+        folder, data = path.parent, _read_json(path)
+    else:
+        raise OnnxFaultError(f"{path} does not exist; {_HINT}")
+    kind = kind_of(data)
+    if kind is None:
+        raise OnnxFaultError(f"{path} is neither a localize nor a synthesize result; {_HINT}")
+    problem = content_problem(data, kind)
+    if problem:
+        raise OnnxFaultError(f"{path} is not a result onnxfault wrote: {problem}; write it again with "
+                             f"`onnxfault {kind}`")
+    arrays = _read_arrays(folder / "inputs.npz") if kind == "synthesize" else None
+    name = (folder.name if kind == "synthesize" else path.stem) or str(path)
+    return Run(kind, str(path), data, arrays, name)
+
+
+def number_runs(runs: list[Run]) -> list[Run]:
+    """Give each run its tag (R1, R2, …) and a name that is unique on the page."""
+    seen: dict[str, int] = {}
+    for i, run in enumerate(runs):
+        run.tag = f"R{i + 1}"
+        base = run.name or run.kind
+        seen[base] = seen.get(base, 0) + 1
+        run.name = base if seen[base] == 1 else f"{base} ({seen[base]})"
+    return runs
+
+
+def read_runs(paths) -> list[Run]:
+    if not paths:
+        raise OnnxFaultError(f"no run given; {_HINT}")
+    return number_runs([read_run(p) for p in paths])

@@ -1,0 +1,351 @@
+"""The report's sections, each built from the runs it concerns: model card, suspiciousness, synthesis and
+trade-offs. Each returns HTML (empty when no run has anything for it)."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+
+from ..errors import OnnxFaultError
+from . import compare, figures
+from .html import code, definitions, figure, label, number, paragraph, side_by_side, table, text
+from .runs import Run
+
+MAX_ROWS = 40  # layers in one score heatmap
+MAX_GRID_LAYERS = 8  # conv layers drawn channel by channel
+MAX_CHANNELS = 32  # channels per conv layer grid
+MAX_SAMPLES = 10  # columns of the sample grid
+MAX_NEURONS = 20  # rows of a synthesis run's neuron table
+
+
+@contextmanager
+def reading(run: Run):
+    """Turn a malformed run (a key or type that is not what onnxfault writes) into one clear error."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        raise OnnxFaultError(f"{run.path} has unexpected content ({type(err).__name__}: {err}); "
+                             f"write it again with `onnxfault {run.kind}`") from err
+
+
+def what(run: Run) -> str:
+    d = run.data
+    if run.kind == "localize":
+        return d["measure"]
+    measure = d["params"].get("measure")
+    return d["method"] + (f" ({measure})" if measure else "")
+
+
+def title(run: Run) -> str:
+    return f"{run.tag} · {what(run)} · {run.name}"
+
+
+def _h(level: int, content: str, ident: str | None = None) -> str:
+    attrs = f' id="{text(ident)}"' if ident else ""
+    return f"<h{level}{attrs}>{text(content)}</h{level}>\n"
+
+
+# ---- model card -------------------------------------------------------------------------------------
+def model_card(runs: list[Run]) -> str:
+    parts = [table("Runs on this page", ["run", "name", "kind", "measure / method", "model", "data", "device",
+                                         "created"],
+                   [[r.tag, r.name, r.kind, what(r), label(r.data.get("model"), True),
+                     label(r.data.get("data"), True), r.data.get("device", "–"),
+                     _when(r.data.get("created"))] for r in runs],
+                   "runs")]
+    by_model: dict[str, list[Run]] = {}
+    for run in runs:
+        by_model.setdefault(str(run.data.get("model")), []).append(run)
+    for path, members in by_model.items():
+        parts.append(_h(3, f"Model {path}"))
+        io = next((r.data["model_io"] for r in members if isinstance(r.data.get("model_io"), dict)), None)
+        items = [("runs", ", ".join(r.tag for r in members))]
+        if io:
+            items += [("input", f"{io['input']['name']} ({' × '.join(str(d) for d in io['input']['shape'])})"),
+                      ("output", f"{io['output']['name']} ({io['output']['classes']} classes)"),
+                      ("opset", str(io["opset"]))]
+        else:
+            items.append(("inputs and outputs", "not recorded in these runs (written by an older onnxfault)"))
+        parts.append(definitions(items))
+        parts.append(_layers_analysed(members))
+    parts.append(_data_table(runs))
+    parts.append(_h(3, "Command lines"))
+    parts.append(code([f"# {r.tag}\n{r.data.get('command') or 'not recorded (Python API or older onnxfault)'}"
+                       for r in runs]))
+    parts.append(_versions(runs))
+    return "".join(parts)
+
+
+def _when(created: str | None) -> str:
+    return created.replace("T", " ").replace("+00:00", " UTC") if created else "not recorded"
+
+
+def _layers_analysed(members: list[Run]) -> str:
+    rows: dict[str, list] = {}
+    for run in members:
+        with reading(run):
+            if run.kind == "localize":
+                for layer in run.data["layers"]:
+                    rows.setdefault(layer["tensor"], [layer["tensor"], layer["op"], str(tuple(layer["shape"])),
+                                                      number(layer["neurons"]), []])[4].append(run.tag)
+            else:
+                for tensor in dict.fromkeys(n["tensor"] for n in run.data["neurons"]):
+                    rows.setdefault(tensor, [tensor, "–", "–", number(None), []])[4].append(run.tag)
+    body = [[*row[:4], ", ".join(dict.fromkeys(row[4]))] for row in rows.values()]
+    return table("Layers analysed (synthesis runs list the layers of the neurons they excite)",
+                 ["tensor", "op", "shape per sample", "neurons", "runs"], body)
+
+
+def _data_table(runs: list[Run]) -> str:
+    rows = []
+    for run in runs:
+        d = run.data
+        with reading(run):
+            if run.kind == "localize":
+                rows.append([run.tag, label(d["data"], True), number(d["samples"], "samples"),
+                             number(d["failing"], "failing"), number(d["accuracy"], "accuracy", percent=True),
+                             number(None)])
+            else:
+                rows.append([run.tag, label(d["data"], True), number(None), number(None), number(None),
+                             number(d["seeds"]["count"], "seeds")])
+    return _h(3, "Data") + table("Data per run: samples counted for the spectrum, or seeds drawn for synthesis",
+                                 ["run", "data", "samples", "failing", "accuracy", "seeds"], rows, "data")
+
+
+def _versions(runs: list[Run]) -> str:
+    found = [r.data.get("versions") or {} for r in runs]
+    packages = list(dict.fromkeys(p for v in found for p in v))
+    if not packages:
+        return paragraph("Package versions: not recorded in these runs.", "note")
+    platforms = {r.data.get("platform") for r in runs if r.data.get("platform")}
+    note = paragraph(f"Platform: {', '.join(sorted(platforms))}.", "note") if platforms else ""
+    if all(v == found[0] for v in found):
+        return _h(3, "Versions") + table("Versions (the same for every run)", ["package", "version"],
+                                         [[p, label(found[0][p])] for p in packages], "versions") + note
+    return _h(3, "Versions") + table("Versions per run", ["package", *[r.tag for r in runs]],
+                                     [[p, *[label(v.get(p, "–")) for v in found]] for p in packages],
+                                     "versions") + note
+
+
+# ---- suspiciousness ---------------------------------------------------------------------------------
+def suspiciousness(runs: list[Run]) -> str:
+    located = [r for r in runs if r.kind == "localize"]
+    if not located:
+        return ""
+    layers = list(dict.fromkeys(l["tensor"] for r in located for l in r.data["layers"]))
+    counts = {f"{r.tag} {r.data['measure']}": compare.neurons_per_layer(r.data["neurons"], layers) for r in located}
+    parts = [paragraph("A neuron's hit spectrum counts the samples on which it is active or not, and passing "
+                       "(classified correctly, or as the target) or failing: as, af, ns, nf. A measure turns "
+                       "the counts into a suspiciousness score; the top-k neurons are the most suspicious."),
+             figure(figures.layer_distribution(layers, counts),
+                    "Bar chart of how many of the top-k suspicious neurons lie in each layer, per run and measure",
+                    "Suspicious neurons per layer, a bar per run and measure (as DeepFault's Fig. 3).",
+                    "distribution")]
+    for run in located:
+        with reading(run):
+            parts.append(_localize_run(run))
+    return "".join(parts)
+
+
+def _position(layer: dict, index: int, granularity: str) -> str:
+    shape = layer["shape"]
+    if granularity != "element" or len(shape) < 2:
+        return "–"
+    return str(tuple(int(i) for i in np.unravel_index(index, shape)))
+
+
+def _localize_run(run: Run) -> str:
+    d = run.data
+    failing = {"all": "misclassified", "class": f"of class {d.get('class')} misclassified",
+               "target": f"predicted as target {d.get('target')}"}.get(d.get("mode"), "failing")
+    layers = {l["tensor"]: l for l in d["layers"]}
+    extra = [k for k in d["neurons"][0] if k not in ("rank", "tensor", "index", "score", "as", "af", "ns", "nf")] \
+        if d["neurons"] else []
+    element = d.get("granularity") == "element"
+    rows = [[number(n["rank"], "rank"), label(n["tensor"]), number(n["index"], "index"),
+             *([label(_position(layers[n["tensor"]], n["index"], "element"))] if element else []),
+             number(n["score"], "score", digits=6), *(number(n[c], c) for c in ("as", "af", "ns", "nf")),
+             *(number(n[k], k, digits=6) for k in extra)] for n in d["neurons"]]
+    parts = [_h(3, title(run), f"localize-{run.tag}"),
+             paragraph(f"{d['samples']} samples, {d['failing']} {failing} (accuracy {100 * d['accuracy']:.2f} %); "
+                       f"{sum(l['neurons'] for l in d['layers'])} neurons in {len(d['layers'])} layers, "
+                       f"{d.get('granularity', 'channel')} granularity, active when value > {d.get('threshold', 0)}."),
+             table(f"Top {len(rows)} neurons by {d['measure']} ({run.tag})",
+                   ["rank", "tensor", "index", *(["position"] if element else []), "score", "as", "af", "ns", "nf",
+                    *extra], rows, f"topk-{run.tag}")]
+    if d["neurons"]:
+        af, as_ = compare.active_fractions(d["neurons"])
+        names = [f"{n['rank']}. {figures.short(n['tensor'], 20)}[{n['index']}]" for n in d["neurons"]]
+        parts.append(figure(figures.spectrum_bars(names, af, as_),
+                            f"Bar chart of the spectrum of the top {len(names)} neurons of {run.tag}",
+                            "Spectrum of the top neurons: the share of failing samples that activate each one "
+                            "(af / F) beside the share of passing samples (as / P).", f"spectrum-{run.tag}"))
+    parts.append(_heatmaps(run))
+    return "".join(parts)
+
+
+def _heatmaps(run: Run) -> str:
+    d = run.data
+    if any("scores" not in l for l in d["layers"]):
+        return paragraph("Per-neuron scores are not in this file (written by an older onnxfault): "
+                         "run localize again for the heatmaps.", "note")
+    tops: dict[str, list[int]] = {}
+    for n in d["neurons"]:
+        tops.setdefault(n["tensor"], []).append(int(n["index"]))
+    rows, grids = [], []
+    for layer in d["layers"]:
+        scores = np.asarray(layer["scores"], np.float64)
+        axis = layer.get("channel_axis")
+        if d.get("granularity") == "element" and axis is not None and len(layer["shape"]) == 3:
+            grids.append((layer, scores, axis))
+        else:
+            rows.append((layer["tensor"], scores, tops.get(layer["tensor"], [])))
+    parts = []
+    if rows:
+        shown = rows[:MAX_ROWS]
+        parts.append(figure(figures.score_rows(shown, d["measure"]),
+                            f"Heatmap of {d['measure']} scores, a row per layer, for {run.tag}",
+                            f"{d['measure']} score of every neuron, a row per layer (the neuron count in "
+                            "brackets); ▼ marks the top-k neurons."
+                            + (f" First {MAX_ROWS} of {len(rows)} layers." if len(rows) > MAX_ROWS else ""),
+                            f"heatmap-{run.tag}"))
+    for layer, scores, axis in grids[:MAX_GRID_LAYERS]:
+        parts.append(_channel_grid(run, layer, scores, axis, tops.get(layer["tensor"], [])))
+    if len(grids) > MAX_GRID_LAYERS:
+        parts.append(paragraph(f"Channel grids of the first {MAX_GRID_LAYERS} of {len(grids)} conv layers shown.",
+                               "note"))
+    return "".join(parts)
+
+
+def _channel_grid(run: Run, layer: dict, scores: np.ndarray, axis: int, top: list[int]) -> str:
+    shape = layer["shape"]
+    maps = np.moveaxis(scores.reshape(shape), axis, 0)
+    marks: dict[int, list[tuple[int, int]]] = {}
+    for index in top:
+        coords = list(np.unravel_index(index, shape))
+        channel = int(coords.pop(axis))
+        marks.setdefault(channel, []).append((int(coords[0]), int(coords[1])))
+    by_peak = np.argsort(-maps.reshape(len(maps), -1).max(axis=1), kind="stable")
+    chosen = sorted(list(dict.fromkeys([*sorted(marks), *by_peak.tolist()]))[:MAX_CHANNELS])
+    measure = run.data["measure"]
+    low, high = float(scores.min()), float(scores.max())
+    caption = (f"{measure} score per element of {layer['tensor']}, a grid per channel; circles mark "
+               "top-k neurons." + (f" {len(chosen)} of {len(maps)} channels: those holding top-k neurons, "
+                                   "then the highest-scoring." if len(chosen) < len(maps) else ""))
+    return figure(figures.channel_grids(maps, chosen, marks, measure, low, high),
+                  f"Per-channel heatmaps of {layer['tensor']} for {run.tag}", caption,
+                  f"grid-{run.tag}-{layer['tensor']}")
+
+
+# ---- synthesis --------------------------------------------------------------------------------------
+def synthesis(runs: list[Run]) -> str:
+    made = [r for r in runs if r.kind == "synthesize"]
+    if not made:
+        return ""
+    parts = []
+    if len(made) > 1:
+        parts.append(_comparison(made))
+    for run in made:
+        with reading(run):
+            parts.append(_synthesis_run(run))
+    return "".join(parts)
+
+
+def _metric_columns(runs: list[Run], metrics) -> list:
+    return [m for m in metrics if any(compare.lookup(r.data, m[0]) is not None for r in runs)]
+
+
+def _comparison(runs: list[Run]) -> str:
+    columns = _metric_columns(runs, compare.METRICS)
+    flags = {path: compare.best_flags([compare.lookup(r.data, path) for r in runs], better)
+             for path, _, better, _ in columns}
+    rows = [[f"{r.tag} {r.name}", what(r),
+             *(number(compare.lookup(r.data, path), ".".join(path), percent, best=flags[path][i])
+               for path, _, _, percent in columns)] for i, r in enumerate(runs)]
+    return (_h(3, "Comparison", "comparison")
+            + table("Method × metric; ★ marks the best value of each metric (lower accuracy, distances, "
+                    "seconds and memory; higher rates, loss and activation increase)",
+                    ["run", "method", *(name for _, name, _, _ in columns)], rows, "compare"))
+
+
+def _settings(params: dict) -> str:
+    shown = [f"{k} {v}" for k, v in params.items() if v is not None and k != "neurons_file"]
+    return " · ".join(shown)
+
+
+def _synthesis_run(run: Run) -> str:
+    d = run.data
+    parts = [_h(3, title(run), f"synthesize-{run.tag}"),
+             paragraph(f"{d['seeds']['count']} seeds; settings: {_settings(d['params'])}.")]
+    if run.arrays is not None:
+        parts.append(_samples(run))
+    else:
+        parts.append(paragraph("inputs.npz is missing or incomplete: no sample grid.", "note"))
+    metrics = _metric_columns([run], compare.METRICS + compare.EXTRA_METRICS)
+    rows = [[name, number(compare.lookup(d, path), ".".join(path), percent)] for path, name, _, percent in metrics]
+    metrics_table = table(f"Metrics of {run.tag}: rates over the seeds, distances from each seed to its input",
+                          ["metric", "value"], rows, f"metrics-{run.tag}")
+    neurons = d["neurons"][:MAX_NEURONS]
+    neurons_table = table(f"Neurons {run.tag} excites" + (f" (first {MAX_NEURONS} of {len(d['neurons'])})"
+                                                          if len(d["neurons"]) > MAX_NEURONS else ""),
+                          ["rank", "tensor", "index", "score"],
+                          [[number(n["rank"], "rank"), label(n["tensor"]), number(n["index"], "index"),
+                            number(n["score"], "score", digits=6)] for n in neurons],
+                          f"neurons-{run.tag}") if neurons else ""
+    parts.append(side_by_side(metrics_table, neurons_table))
+    return "".join(parts)
+
+
+def _samples(run: Run) -> str:
+    from ..synthesis.output import as_images
+
+    d, a = run.data, run.arrays
+    layout = d.get("input_layout") or {}
+    model_layout = layout.get("model", "nchw" if a["original"].ndim == 4 else "flat")
+    sample_shape = tuple(layout.get("sample_shape") or _square(a["original"]))
+    target = d["params"].get("target")
+    hit = a["predictions_after"] == target if target is not None else a["predictions_after"] != a["labels"]
+    order = np.concatenate([np.flatnonzero(hit), np.flatnonzero(~hit)])[:MAX_SAMPLES]
+    if len(order) == 0:
+        return paragraph("No seeds in this run.", "note")
+    original = as_images(a["original"][order], model_layout, sample_shape)
+    synthesized = as_images(a["synthesized"][order], model_layout, sample_shape)
+    captions = [(f"y={a['labels'][i]} p={a['predictions_before'][i]}", f"p={a['predictions_after'][i]}",
+                 bool(a["predictions_after"][i] != a["predictions_before"][i])) for i in order]
+    clip = tuple(d["params"].get("clip") or (float(a["original"].min()), float(a["original"].max())))
+    return figure(figures.sample_grid(original, synthesized, captions, clip),
+                  f"Grid of {len(order)} seeds of {run.tag}: originals, synthesized inputs and their difference",
+                  f"{len(order)} of {len(hit)} seeds, those that now "
+                  + ("reach the target" if target is not None else "are misclassified")
+                  + " first. Top: original with label y and prediction p; middle: synthesized input and its "
+                    "prediction (bold red when it changed); bottom: the change ×10 (white: none, red: up, blue: down).",
+                  f"samples-{run.tag}")
+
+
+def _square(x: np.ndarray) -> tuple[int, ...]:
+    side = int(round(np.sqrt(x.shape[1]))) if x.ndim == 2 else 0
+    return (1, side, side) if x.ndim == 2 and side * side == x.shape[1] else tuple(x.shape[1:])
+
+
+# ---- trade-offs -------------------------------------------------------------------------------------
+def trade_offs(runs: list[Run]) -> str:
+    series = compare.trade_off_series([(r.tag, r.data) for r in runs if r.kind == "synthesize"])
+    if not series:
+        return ""
+    parts = [paragraph("Runs that share every setting but one (k, iterations, ε, distance, step or cut) form a "
+                       "series: how effective the inputs are against the time it took.")]
+    for parameter in dict.fromkeys(s.parameter for s in series):
+        group = [s for s in series if s.parameter == parameter]
+        measures = {s.measure for s in group}
+        ylabel = measures.pop() if len(measures) == 1 else "success or target rate"
+        parts.append(figure(figures.trade_off(group, parameter, ylabel),
+                            f"Line plot of {ylabel} against seconds as {parameter} varies",
+                            f"Effectiveness ({ylabel}) against seconds as {parameter} varies; each point is a run.",
+                            f"tradeoff-{parameter}"))
+        rows = [[f"{s.label} {tag}", number(value, parameter), number(rate, "effectiveness", percent=True),
+                 number(seconds, "seconds")]
+                for s in group for tag, value, rate, seconds in zip(s.tags, s.values, s.effectiveness, s.seconds)]
+        parts.append(table(f"The points of the plot as {parameter} varies", ["series and run", parameter, ylabel,
+                                                                              "seconds"], rows,
+                           f"tradeoff-table-{parameter}"))
+    return "".join(parts)
