@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -23,12 +24,19 @@ def test_only_onnxfault_is_a_top_level_package(tmp_path):
 
 
 def test_wheel_holds_no_top_level_adapters(tmp_path):
+    # from a copy without build/ and *.egg-info: stale ones let a package missing from pyproject slip in
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info",
+                                                               "__pycache__", ".pytest_cache", "benchmarks"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path), str(ROOT)], check=True, capture_output=True)
+                    str(tmp_path), str(source)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("onnxfault-*.whl")
     tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
     assert tops == {"onnxfault", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
-    assert "onnxfault/adapters/torch_export.py" in zipfile.ZipFile(wheel).namelist()
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "onnxfault/adapters/torch_export.py" in names
+    sources = {str(p.relative_to(ROOT)) for p in (ROOT / "onnxfault").rglob("*.py")}
+    assert sources <= names, f"modules missing from the wheel: {sorted(sources - names)}"
 
 
 def test_cli_and_adapters_import_lazily(tmp_path):
