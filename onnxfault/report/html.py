@@ -128,7 +128,7 @@ def side_by_side(*parts: str) -> str:
 def figure(png: bytes, alt: str, caption: str, figure_id: str | None = None) -> str:
     """A figure with the PNG inlined as a data URI."""
     data = base64.b64encode(png).decode("ascii")
-    ident = f' id="{text(figure_id)}"' if figure_id else ""
+    ident = f' id="{text("_".join(figure_id.split()))}"' if figure_id else ""  # ids hold no whitespace
     return (f'<figure{ident}><img src="data:image/png;base64,{data}" alt="{text(alt)}">'
             f"<figcaption>{text(caption)}</figcaption></figure>\n")
 
