@@ -12,6 +12,7 @@ import shlex
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -216,6 +217,12 @@ def test_bad_input_is_one_line_and_writes_nothing(case, report_runs, tmp_path):
     assert not list(tmp_path.glob(".page.html*"))  # no temp file left behind
 
 
+def test_title_option(report_runs, tmp_path):
+    out = tmp_path / "titled.html"
+    assert run_cli("report", report_runs["paths"][2], "-o", out, "--title", "k <5> & more").exit_code == 0
+    assert "<title>k &lt;5&gt; &amp; more</title>" in out.read_text()
+
+
 def test_localize_report_needs_json(tmp_path):
     result = run_cli("localize", DENSE, "--data", SAMPLE, "--report")
     assert result.exit_code == 1 and "add --json FILE" in result.stderr
@@ -256,3 +263,37 @@ def test_element_positions_follow_the_layer_shape():
     assert _position(layer, 0, "element") == "(0, 0, 0)"
     assert _position(layer, 10 * 10 * 3 + 10 * 4 + 7, "element") == "(3, 4, 7)"
     assert _position(layer, 5, "channel") == "–"
+
+
+def test_channel_maps_put_top_neurons_where_they_are_for_either_layout():
+    chw = np.arange(2 * 3 * 4, dtype=float)  # scores of a (2, 3, 4) layer in flat index order
+    maps, marks = compare.channel_maps(chw, [2, 3, 4], 0, [np.ravel_multi_index((1, 2, 3), (2, 3, 4))])
+    assert maps.shape == (2, 3, 4) and maps[1, 2, 3] == 23 and marks == {1: [(2, 3)]}
+    hwc = np.arange(3 * 4 * 2, dtype=float)  # a channels-last (3, 4, 2) layer
+    maps, marks = compare.channel_maps(hwc, [3, 4, 2], 2, [np.ravel_multi_index((2, 1, 1), (3, 4, 2))])
+    assert maps.shape == (2, 3, 4) and maps[1, 2, 1] == np.ravel_multi_index((2, 1, 1), (3, 4, 2))
+    assert marks == {1: [(2, 1)]}
+    peaks = np.zeros((5, 1, 1))
+    peaks[:, 0, 0] = [0.1, 0.9, 0.5, 0.7, 0.2]
+    assert compare.channels_to_show(peaks, {4: [(0, 0)]}, 3) == [1, 3, 4]  # top-neuron channel first, then peaks
+
+
+def test_non_numeric_trade_parameters_keep_the_given_order():
+    def report(cut, seconds):
+        return {"method": "hs", "model": "m", "data": "d", "params": {"cut": cut, "target": None}, "seconds": seconds,
+                "success_rate": 0.5, "target_rate": None}
+
+    (series,) = compare.trade_off_series([("R1", report("relu3", 2.0)), ("R2", report("conv1", 1.0)),
+                                           ("R3", report("relu1", 1.5))])
+    assert series.parameter == "cut" and series.values == ["relu3", "conv1", "relu1"]
+
+
+def test_sample_grid_draws_colour_and_grey_inputs():
+    from onnxfault.report import figures
+
+    rng = np.random.default_rng(0)
+    for shape in ((3, 8, 8, 3), (3, 12, 10)):
+        x = rng.random(shape)
+        captions = [(f"y={i} p={i}", f"p={i + 1}", True) for i in range(3)]
+        picture = Image.open(io.BytesIO(figures.sample_grid(x, np.clip(x + 0.05, 0, 1), captions, (0.0, 1.0))))
+        assert picture.format == "PNG" and picture.width > 100 and picture.height > 100

@@ -87,6 +87,25 @@ def active_fractions(neurons: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return af, as_
 
 
+def channel_maps(scores: np.ndarray, shape: list[int], channel_axis: int, top: list[int]
+                 ) -> tuple[np.ndarray, dict[int, list[tuple[int, int]]]]:
+    """Element scores of a (C, H, W) or (H, W, C) layer as (C, H, W) maps, and the (row, column) of each top
+    neuron (flat ``top`` indices into ``shape``) per channel."""
+    maps = np.moveaxis(np.asarray(scores).reshape(shape), channel_axis, 0)
+    marks: dict[int, list[tuple[int, int]]] = {}
+    for index in top:
+        coords = [int(c) for c in np.unravel_index(index, shape)]
+        channel = coords.pop(channel_axis)
+        marks.setdefault(channel, []).append((coords[0], coords[1]))
+    return maps, marks
+
+
+def channels_to_show(maps: np.ndarray, marks: dict[int, list], limit: int) -> list[int]:
+    """At most ``limit`` channels, in channel order: those holding top neurons, then the highest-scoring."""
+    by_peak = np.argsort(-maps.reshape(len(maps), -1).max(axis=1), kind="stable").tolist()
+    return sorted(list(dict.fromkeys([*sorted(marks), *by_peak]))[:limit])
+
+
 @dataclass
 class Series:
     """Runs of one method and setting that differ only in ``parameter``, in the parameter's order."""
@@ -100,8 +119,15 @@ class Series:
     tags: list[str]
 
 
-def _sort_key(value):
-    return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
+def _order(members: list[tuple[str, dict]], parameter: str) -> list[tuple[str, dict]]:
+    """Numbers ascending; other values (a cut tensor) keep the order the runs were given in."""
+    def key(item):
+        position, (_, report) = item
+        value = report["params"].get(parameter)
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return (0, value, position) if numeric else (1, 0, position)
+
+    return [member for _, member in sorted(enumerate(members), key=key)]
 
 
 def trade_off_series(reports: list[tuple[str, dict]]) -> list[Series]:
@@ -123,7 +149,7 @@ def trade_off_series(reports: list[tuple[str, dict]]) -> list[Series]:
         if len(varying) != 1:
             continue
         parameter = varying[0]
-        members.sort(key=lambda m: _sort_key(m[1]["params"].get(parameter)))
+        members = _order(members, parameter)
         rates = [effectiveness(r) for _, r in members]
         first = members[0][1]
         measure = first["params"].get("measure")

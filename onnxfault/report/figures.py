@@ -16,10 +16,11 @@ def _figure(height: float, width: float = WIDTH):
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def png(fig) -> bytes:
-    """The figure as PNG bytes (no timestamp or software tag, so equal figures give equal bytes)."""
+def png(fig, tight: bool = False) -> bytes:
+    """The figure as PNG bytes (no software tag); ``tight`` crops it to what is drawn."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
+    fig.savefig(buffer, format="png", metadata={"Software": None}, bbox_inches="tight" if tight else None,
+                pad_inches=0.05)
     return buffer.getvalue()
 
 
@@ -63,23 +64,47 @@ def score_rows(rows: list[tuple[str, np.ndarray, list[int]]], measure: str) -> b
     return png(fig)
 
 
+def _mosaic(tiles: np.ndarray, columns: int, gap: tuple[int, int], fill) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Tiles (N, H, W[, 3]) laid out ``columns`` wide with (row, column) gaps of ``fill``; their top-left corners."""
+    n, h, w = tiles.shape[:3]
+    rows = -(-n // columns)
+    out = np.full((rows * (h + gap[0]) - gap[0], columns * (w + gap[1]) - gap[1], *tiles.shape[3:]), fill,
+                  np.float64)
+    corners = []
+    for i in range(n):
+        top, left = (i // columns) * (h + gap[0]), (i % columns) * (w + gap[1])
+        out[top:top + h, left:left + w] = tiles[i]
+        corners.append((top, left))
+    return out, corners
+
+
+def _image_figure(image: np.ndarray, width: float, top_margin: float, left_margin: float, **imshow):
+    """A figure holding one image, ``width`` inches wide, with margins (fractions of the image) for labels."""
+    rows, cols = image.shape[:2]
+    height = width * (rows * (1 + top_margin)) / (cols * (1 + left_margin))
+    fig = _figure(max(height, 0.8), width)
+    fig.set_layout_engine(None)
+    ax = fig.add_axes((left_margin / (1 + left_margin), 0, 1 / (1 + left_margin), 1 / (1 + top_margin)))
+    shown = ax.imshow(image, interpolation="nearest", aspect="equal", **imshow)
+    ax.set_axis_off()
+    return fig, ax, shown
+
+
 def channel_grids(maps: np.ndarray, channels: list[int], tops: dict[int, list[tuple[int, int]]], measure: str,
                   low: float, high: float) -> bytes:
     """One small heatmap per channel of a conv layer (element granularity); red circles mark top-k neurons."""
     columns = min(8, len(channels))
-    rows = -(-len(channels) // columns)
-    fig = _figure(1.35 * rows + 0.6, min(WIDTH, 1.3 * columns + 1.2))
-    axes = fig.subplots(rows, columns, squeeze=False)
-    image = None
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    for ax, c in zip(axes.ravel(), channels):
-        image = ax.imshow(maps[c], cmap="viridis", vmin=low, vmax=high, interpolation="nearest")
+    h, w = maps.shape[1:]
+    gap = (max(2, round(h * 0.3)), max(1, round(w * 0.12)))
+    image, corners = _mosaic(maps[channels], columns, gap, np.nan)
+    fig, ax, shown = _image_figure(np.ma.masked_invalid(image), min(WIDTH, 1.25 * columns + 1.0), 0.04, 0.0,
+                                   cmap="viridis", vmin=low, vmax=high)
+    for c, (top, left) in zip(channels, corners):
+        ax.text(left + w / 2, top - 0.5, f"channel {c}", ha="center", va="bottom", fontsize=8)
         for row, col in tops.get(c, []):
-            ax.plot(col, row, "o", markerfacecolor="none", markeredgecolor="#cf222e", markersize=7)
-        ax.set_title(f"channel {c}", fontsize=8)
-    fig.colorbar(image, ax=list(axes.ravel()), label=measure, fraction=0.02, pad=0.01)
-    return png(fig)
+            ax.plot(left + col, top + row, "o", markerfacecolor="none", markeredgecolor="#cf222e", markersize=7)
+    fig.colorbar(shown, ax=ax, label=measure, fraction=0.025, pad=0.01)
+    return png(fig, tight=True)
 
 
 def spectrum_bars(names: list[str], failing: np.ndarray, passing: np.ndarray) -> bytes:
@@ -103,31 +128,35 @@ def sample_grid(original: np.ndarray, synthesized: np.ndarray, captions: list[tu
     """Rows: originals, synthesized inputs, and their difference ×10 (white = unchanged; red up, blue down).
 
     Images are (N, H, W) or (N, H, W, 3); ``captions`` per column: (original's, synthesized's, changed)."""
+    from matplotlib import colormaps
+
     low, high = clip
     span = (high - low) or 1.0
-    n = len(original)
-    fig = _figure(3 * 1.25 + 0.3, min(WIDTH, 1.0 * n + 1.2))
-    axes = fig.subplots(3, n, squeeze=False)
-    change = np.clip(0.5 + 10 * (synthesized - original) / span, 0, 1)
-    for col in range(n):
-        top, bottom, changed = captions[col]
-        for row, (image, cmap, vmin, vmax) in enumerate(((original[col], "gray", low, high),
-                                                         (synthesized[col], "gray", low, high),
-                                                         (change[col], "RdBu_r", 0, 1))):
-            ax = axes[row, col]
-            shown = np.clip((image - vmin) / ((vmax - vmin) or 1.0), 0, 1) if image.ndim == 3 else image
-            ax.imshow(shown, cmap=cmap, vmin=vmin if image.ndim == 2 else None,
-                      vmax=vmax if image.ndim == 2 else None, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(top, fontsize=8)
-            elif row == 1:
-                ax.set_title(bottom, fontsize=8, color="#cf222e" if changed else "black",
-                             fontweight="bold" if changed else "normal")
+    n, h, w = original.shape[:3]
+
+    def rgb(images: np.ndarray, cmap: str = "gray") -> np.ndarray:
+        images = np.clip(images, 0, 1)
+        return images if images.ndim == 4 else colormaps[cmap](images)[..., :3]
+
+    rows = [rgb((original - low) / span), rgb((synthesized - low) / span),
+            rgb(0.5 + 10 * (synthesized - original) / span, "RdBu_r")]
+    gap = (max(3, round(h * 0.32)), max(1, round(w * 0.1)))
+    image, corners = _mosaic(np.concatenate(rows), n, gap, 1.0)
+    fig, ax, _ = _image_figure(image, min(WIDTH, 1.0 * n + 1.0), 0.08, 0.06)
+    from matplotlib.patches import Rectangle
+
+    for i, (top, left) in enumerate(corners):
+        row, col = divmod(i, n)
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, edgecolor="#8c959f", linewidth=0.6))
+        if row == 2:
+            continue
+        first, second, changed = captions[col]
+        ax.text(left + w / 2, top - 0.8, first if row == 0 else second, ha="center", va="bottom", fontsize=8,
+                color="#cf222e" if row == 1 and changed else "black",
+                fontweight="bold" if row == 1 and changed else "normal")
     for row, name in enumerate(("original", "synthesized", "change ×10")):
-        axes[row, 0].set_ylabel(name, fontsize=9)
-    return png(fig)
+        ax.text(-1.5, row * (h + gap[0]) + h / 2, name, rotation=90, ha="right", va="center", fontsize=9)
+    return png(fig, tight=True)
 
 
 def trade_off(series, parameter: str, ylabel: str) -> bytes:

@@ -51,6 +51,7 @@ footer { color: #555; font-size: .85rem; margin-top: 3rem; border-top: 1px solid
   .table-wrap { overflow: visible; }
   h2, h3, h4 { break-after: avoid; }
   table, figure, pre { break-inside: avoid; }
+  p { orphans: 3; widows: 3; }
   td.best { background: none; text-decoration: underline; }
   a { color: inherit; text-decoration: none; }
 }

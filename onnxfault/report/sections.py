@@ -218,15 +218,8 @@ def _heatmaps(run: Run) -> str:
 
 
 def _channel_grid(run: Run, layer: dict, scores: np.ndarray, axis: int, top: list[int]) -> str:
-    shape = layer["shape"]
-    maps = np.moveaxis(scores.reshape(shape), axis, 0)
-    marks: dict[int, list[tuple[int, int]]] = {}
-    for index in top:
-        coords = list(np.unravel_index(index, shape))
-        channel = int(coords.pop(axis))
-        marks.setdefault(channel, []).append((int(coords[0]), int(coords[1])))
-    by_peak = np.argsort(-maps.reshape(len(maps), -1).max(axis=1), kind="stable")
-    chosen = sorted(list(dict.fromkeys([*sorted(marks), *by_peak.tolist()]))[:MAX_CHANNELS])
+    maps, marks = compare.channel_maps(scores, layer["shape"], axis, top)
+    chosen = compare.channels_to_show(maps, marks, MAX_CHANNELS)
     measure = run.data["measure"]
     low, high = float(scores.min()), float(scores.max())
     caption = (f"{measure} score per element of {layer['tensor']}, a grid per channel; circles mark "
