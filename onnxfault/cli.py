@@ -196,6 +196,8 @@ def localize(model: ModelArg, data: DataOpt,
     if report and not json:
         raise OnnxFaultError("--report writes the page beside the --json file; add --json FILE")
     page = json.with_suffix(".html") if report else None
+    if page is not None and page == json:
+        raise OnnxFaultError(f"--json {json} ends in .html, the name --report gives the page; name it .json")
     for path, flag in ((json, "--json"), (spectra, "--spectra"), (page, "--report")):
         if path:
             check_writable(path, flag)

@@ -223,9 +223,11 @@ def test_title_option(report_runs, tmp_path):
     assert "<title>k &lt;5&gt; &amp; more</title>" in out.read_text()
 
 
-def test_localize_report_needs_json(tmp_path):
+def test_localize_report_needs_json_not_named_html(tmp_path):
     result = run_cli("localize", DENSE, "--data", SAMPLE, "--report")
     assert result.exit_code == 1 and "add --json FILE" in result.stderr
+    result = run_cli("localize", DENSE, "--data", SAMPLE, "--report", "--json", tmp_path / "rank.html")
+    assert result.exit_code == 1 and "name it .json" in result.stderr and not list(tmp_path.iterdir())
 
 
 def test_best_flags_and_layer_counts_by_hand():
