@@ -187,7 +187,7 @@ def localize(model: ModelArg, data: DataOpt,
              device: DeviceOpt = "auto", quiet: QuietOpt = False, permutations: PermutationsOpt = 20,
              noise: NoiseOpt = 0.1, shapley_samples: ShapleySamplesOpt = 100, lambda_: LambdaOpt = 0.5) -> None:
     """Rank neurons by suspiciousness from their hit spectrum (DeepFault), or by Shapley value (DeepSensor)."""
-    from .files import check_writable, write_json, write_npz
+    from .files import check_writable, write_json, write_npz, write_text
     from .localization import localize as run_localize, outcome_for, samples_for
     from .measures import get_measure
     from .model import load_model
@@ -213,29 +213,28 @@ def localize(model: ModelArg, data: DataOpt,
                               on_batch=tick, shapley=shapley)
     _warn(result.warnings)
     result.provenance["command"] = command_line()
+    info = result.to_json()
     html = None
     if page:  # built before anything is written: a failure leaves no file behind
-        from .report import build_report, localize_run
+        from .report import build_report, result_run
 
-        html = build_report([localize_run(result, json)])
+        html = build_report([result_run("localize", json, info)])
     if json:
-        write_json(json, result.to_json())
+        write_json(json, info)
     if spectra:
         write_npz(spectra, result.spectra_arrays())
     if page:
-        from .files import write_atomic
-
-        write_atomic(page, lambda tmp: tmp.write_text(html, encoding="utf-8"))
+        write_text(page, html)
     if not quiet:
-        _print_ranking(result)
+        _print_ranking(info)
         if page:
             out.print(f"wrote {page}", soft_wrap=True)
 
 
-def _print_ranking(result) -> None:
+def _print_ranking(info: dict) -> None:
+    """The summary line and top-k table of a ``localize --json`` dict."""
     from rich.table import Table
 
-    info = result.to_json()
     failing = {"all": "misclassified", "class": f"of class {info['class']} misclassified",
                "target": f"predicted as target {info['target']}"}[info["mode"]]
     out.print(f"{info['samples']} samples, {info['failing']} {failing}, accuracy "
@@ -307,9 +306,9 @@ def synthesize(model: ModelArg, data: DataOpt,
                     result.clip, result.model_layout, result.sample_shape)
     page = None
     if report:
-        from .report import build_report, synthesis_run
+        from .report import build_report, result_run
 
-        page = build_report([synthesis_run(result.report, a, out_dir)])
+        page = build_report([result_run("synthesize", out_dir, result.report, a)])
     write_run(out_dir, result.report, a, sheet, page)
     if not quiet:
         r = result.report

@@ -69,10 +69,14 @@ def json_safe(value):
     return value
 
 
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` as UTF-8, atomically."""
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
 def write_json(path: str | os.PathLike, data: dict) -> Path:
     """Write ``data`` as strict JSON (no NaN/Infinity literals), atomically."""
-    text = json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n"
-    return write_atomic(path, lambda tmp: tmp.write_text(text))
+    return write_text(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
 
 
 def write_npz(path: str | os.PathLike, arrays: dict) -> Path:

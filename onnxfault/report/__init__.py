@@ -10,16 +10,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__
-from ..files import check_writable, json_safe, write_atomic
+from ..files import check_writable, json_safe, write_text
 from . import html, sections
 from .runs import Run, number_runs, read_run, read_runs
 
-__all__ = ["Run", "build_report", "write_report", "read_run", "read_runs", "localize_run", "synthesis_run"]
+__all__ = ["Run", "build_report", "write_report", "read_run", "read_runs", "result_run"]
 
 
 def build_report(runs: list[Run], title: str | None = None) -> str:
     """The HTML page for ``runs`` (tagged R1, R2, … in order): model card, suspiciousness, synthesis, trade-offs."""
-    runs = number_runs(list(runs))
+    runs = number_runs(runs)
     kinds = [r.kind for r in runs]
     title = title or ("onnxfault report: " + ", ".join(r.name for r in runs[:4]) + (" …" if len(runs) > 4 else ""))
     lede = (f"{len(runs)} run{'s' if len(runs) > 1 else ''}: {kinds.count('localize')} localize, "
@@ -38,14 +38,11 @@ def write_report(paths, out: str | Path, title: str | None = None) -> Path:
     """Read the runs at ``paths`` and write their page to ``out`` (all or nothing)."""
     check_writable(out, "-o")
     page = build_report(read_runs(paths), title)
-    return write_atomic(out, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    return write_text(out, page)
 
 
-def localize_run(result, path: str | Path) -> Run:
-    """A run from a :class:`~onnxfault.localization.LocalizeResult` in memory (``path``: its JSON file)."""
-    return Run("localize", str(path), json_safe(result.to_json()), None, Path(path).stem)
-
-
-def synthesis_run(report: dict, arrays: dict, folder: str | Path) -> Run:
-    """A run from a synthesis report and its arrays in memory (``folder``: its ``--out`` folder)."""
-    return Run("synthesize", str(folder), json_safe(report), arrays, Path(folder).name)
+def result_run(kind: str, path: str | Path, data: dict, arrays: dict | None = None) -> Run:
+    """A run from results in memory: ``data`` is what localize writes to ``path`` (its --json file), or a
+    synthesis report with its ``arrays`` for ``path`` (its --out folder)."""
+    path = Path(path)
+    return Run(kind, str(path), json_safe(data), arrays, path.name if kind == "synthesize" else path.stem)

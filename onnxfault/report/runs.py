@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -131,17 +131,17 @@ def read_run(path: str | Path) -> Run:
 
 
 def number_runs(runs: list[Run]) -> list[Run]:
-    """Give each run its tag (R1, R2, …) and a name that is unique on the page."""
+    """Copies of ``runs`` tagged R1, R2, … with names that are unique on the page."""
     seen: dict[str, int] = {}
+    numbered = []
     for i, run in enumerate(runs):
-        run.tag = f"R{i + 1}"
         base = run.name or run.kind
         seen[base] = seen.get(base, 0) + 1
-        run.name = base if seen[base] == 1 else f"{base} ({seen[base]})"
-    return runs
+        numbered.append(replace(run, tag=f"R{i + 1}", name=base if seen[base] == 1 else f"{base} ({seen[base]})"))
+    return numbered
 
 
 def read_runs(paths) -> list[Run]:
     if not paths:
         raise OnnxFaultError(f"no run given; {_HINT}")
-    return number_runs([read_run(p) for p in paths])
+    return [read_run(p) for p in paths]
