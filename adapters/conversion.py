@@ -34,15 +34,23 @@ def _shape(value) -> list:
     return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
 
-def save_validated(path: str | Path, write: Callable[[Path], None], kind: str) -> ConvertResult:
-    """``write(tmp)`` an ONNX file, check it (checker, shape inference, a run on random input), then
-    rename it to ``path``; a model that fails the checks is never left at ``path``."""
+def save_validated(path: str | Path, write: Callable[[Path], None], kind: str,
+                   scope_of: Callable[[str], str | None] | None = None) -> ConvertResult:
+    """``write(tmp)`` an ONNX file, name its tensors after their source layers when ``scope_of`` (node name
+    → layer) is given, check it (checker, shape inference, a run on random input), then rename it to
+    ``path``; a model that fails the checks is never left at ``path``."""
     from onnxfault.model import load_model
 
     facts = {}
 
     def write_and_check(tmp: Path) -> None:
         write(tmp)
+        if scope_of is not None:
+            import onnx
+
+            from onnxfault.graph import name_scope_outputs
+
+            onnx.save(name_scope_outputs(onnx.load(str(tmp)), scope_of), str(tmp))
         model = load_model(tmp)
         if any(d is None for d in model.input_shape):
             raise OnnxFaultError("the written model has dynamic input sizes; pass --input-shape")

@@ -64,10 +64,6 @@ def _layer_scope(layer_names: set[str]):
 def from_keras(model, path: str | Path, *, opset: int = 17):
     """Export an in-memory Keras 3 model to ``path``, validated; returns a ConvertResult."""
     _keras()
-    import onnx
-
-    from onnxfault.graph import name_scope_outputs
-
     from .conversion import save_validated
 
     if not getattr(model, "_called", True):  # the exporter needs a model that has run once
@@ -78,6 +74,5 @@ def from_keras(model, path: str | Path, *, opset: int = 17):
     def export(tmp: Path) -> None:
         with _quiet():
             model.export(str(tmp), format="onnx", verbose=False, opset_version=opset)
-        onnx.save(name_scope_outputs(onnx.load(str(tmp)), _layer_scope(names)), str(tmp))
 
-    return save_validated(path, export, "keras")
+    return save_validated(path, export, "keras", _layer_scope(names))

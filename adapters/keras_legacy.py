@@ -21,11 +21,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxfault.errors import OnnxFaultError
 
-SUPPORTED = (
-    "InputLayer", "Dense", "Activation", "LeakyReLU", "ReLU", "PReLU", "ELU", "Softmax", "Dropout",
-    "SpatialDropout2D", "Flatten", "Reshape", "Conv2D", "MaxPooling2D", "AveragePooling2D",
-    "GlobalAveragePooling2D", "GlobalMaxPooling2D", "BatchNormalization", "ZeroPadding2D", "Add", "Concatenate",
-)
 MIN_OPSET, MAX_OPSET = 13, 21
 
 
@@ -49,12 +44,6 @@ class KerasArchitecture:
 
 
 # ---- reading (I/O) ----------------------------------------------------------------------------------
-def _h5py():
-    import h5py
-
-    return h5py
-
-
 def read_architecture(config: dict) -> KerasArchitecture:
     """Layers, inputs and outputs from a Keras 2 ``model.to_json()`` dict."""
     cls, body = config.get("class_name"), config.get("config")
@@ -104,16 +93,12 @@ def _functional(body: dict) -> KerasArchitecture:
 def read_weights(group, architecture: KerasArchitecture, where: str) -> None:
     """Attach each layer's weights from an h5 group (``/<layer>/…`` datasets listed by ``weight_names``)."""
     for layer in architecture.layers:
-        if layer.name not in group:
-            if _needs_weights(layer):
-                raise OnnxFaultError(f"{where} has no weights for layer '{layer.name}' ({layer.cls}); "
-                                     "pass the .h5 saved from this model")
-            continue
-        layer_group = group[layer.name]
-        for raw in layer_group.attrs.get("weight_names", []):
-            name = raw.decode() if isinstance(raw, bytes) else str(raw)
-            key = name.split("/")[-1].split(":")[0]
-            layer.weights[key] = np.asarray(layer_group[name], dtype=np.float32)
+        if layer.name in group:
+            layer_group = group[layer.name]
+            for raw in layer_group.attrs.get("weight_names", []):
+                name = raw.decode() if isinstance(raw, bytes) else str(raw)
+                key = name.split("/")[-1].split(":")[0]
+                layer.weights[key] = np.asarray(layer_group[name], dtype=np.float32)
         if _needs_weights(layer) and not layer.weights:
             raise OnnxFaultError(f"{where} has no weights for layer '{layer.name}' ({layer.cls}); "
                                  "pass the .h5 saved from this model")
@@ -128,7 +113,6 @@ def load_legacy_keras(source: str | Path, weights: str | Path | None = None) -> 
     source = Path(source)
     if not source.is_file():
         raise OnnxFaultError(f"Keras model file {source} does not exist; check the path")
-    h5py = _h5py()
     if source.suffix.lower() == ".json":
         try:
             config = json.loads(source.read_text())
@@ -138,10 +122,10 @@ def load_legacy_keras(source: str | Path, weights: str | Path | None = None) -> 
         if not weights.is_file():
             raise OnnxFaultError(f"no weights file {weights} beside {source.name}; pass --weights PATH")
         architecture = read_architecture(config)
-        with _open_h5(h5py, weights) as fh:
+        with _open_h5(weights) as fh:
             read_weights(fh["model_weights"] if "model_weights" in fh else fh, architecture, str(weights))
         return architecture
-    with _open_h5(h5py, source) as fh:
+    with _open_h5(source) as fh:
         if "model_config" not in fh.attrs:
             raise OnnxFaultError(f"{source} holds weights but no architecture (saved with save_weights); "
                                  "convert the model's .json and pass this file with --weights")
@@ -151,7 +135,9 @@ def load_legacy_keras(source: str | Path, weights: str | Path | None = None) -> 
     return architecture
 
 
-def _open_h5(h5py, path: Path):
+def _open_h5(path: Path):
+    import h5py
+
     try:
         return h5py.File(path, "r")
     except OSError as err:
@@ -167,7 +153,6 @@ class _Graph:
         self.opset = opset
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
-        self.shapes: dict[str, tuple[int, ...]] = {}
 
     def const(self, name: str, value) -> str:
         self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
@@ -394,13 +379,14 @@ def _concatenate(g, layer, inputs, shapes):
 
 
 _CONVERTERS = {
-    "Dense": _dense, "Conv2D": _conv2d, "MaxPooling2D": _pool, "AveragePooling2D": _pool,
-    "GlobalAveragePooling2D": _global_pool, "GlobalMaxPooling2D": _global_pool, "Flatten": _flatten,
-    "Reshape": _reshape, "BatchNormalization": _batch_norm, "ZeroPadding2D": _zero_pad,
-    "Activation": _simple_activation, "LeakyReLU": _simple_activation, "ELU": _simple_activation,
-    "Softmax": _simple_activation, "PReLU": _simple_activation, "ReLU": _simple_activation,
-    "Dropout": _identity, "SpatialDropout2D": _identity, "Add": _add, "Concatenate": _concatenate,
+    "Dense": _dense, "Activation": _simple_activation, "LeakyReLU": _simple_activation, "ReLU": _simple_activation,
+    "PReLU": _simple_activation, "ELU": _simple_activation, "Softmax": _simple_activation, "Dropout": _identity,
+    "SpatialDropout2D": _identity, "Flatten": _flatten, "Reshape": _reshape, "Conv2D": _conv2d,
+    "MaxPooling2D": _pool, "AveragePooling2D": _pool, "GlobalAveragePooling2D": _global_pool,
+    "GlobalMaxPooling2D": _global_pool, "BatchNormalization": _batch_norm, "ZeroPadding2D": _zero_pad, "Add": _add,
+    "Concatenate": _concatenate,
 }
+SUPPORTED = ("InputLayer", *_CONVERTERS)  # InputLayer is read as a graph input, not converted
 
 
 def to_onnx(architecture: KerasArchitecture, opset: int = 17, producer: str = "onnxfault") -> onnx.ModelProto:

@@ -24,22 +24,15 @@ OpFn = Callable[..., object]
 
 @dataclass
 class Node:
-    """What a converter sees: op type, attributes, constant inputs (None for computed ones) and opset."""
+    """What a converter sees: op type, attributes and opset."""
 
     name: str
     op: str
     attrs: dict
-    constants: list[np.ndarray | None]
     opset: int
 
     def attr(self, key: str, default=None):
         return self.attrs.get(key, default)
-
-    def const(self, index: int, default=None):
-        """Constant value of input ``index`` (attribute-style inputs: pads, axes, shapes…)."""
-        if index < len(self.constants) and self.constants[index] is not None:
-            return self.constants[index]
-        return default
 
 
 CONVERTERS: dict[str, Callable[[Node], OpFn]] = {}
@@ -179,8 +172,7 @@ def _matmul(node: Node) -> OpFn:
 def _spatial_pads(node: Node, x: torch.Tensor, kernel, strides, dilations) -> list[int]:
     """ONNX pads (begins…, ends…) for this input, resolving auto_pad SAME_UPPER/SAME_LOWER."""
     spatial = x.shape[2:]
-    auto = node.attr("auto_pad", "NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
+    auto = node.attr("auto_pad", "NOTSET")  # attributes arrive decoded (_attributes)
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         totals = [max((math.ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)
                   for n, k, s, d in zip(spatial, kernel, strides, dilations)]
@@ -362,7 +354,10 @@ def _gather(node: Node) -> OpFn:
 
 
 def _axes_arg(node: Node, axes_input) -> list[int]:
-    return list(node.attr("axes", [])) if node.opset < 13 else _ints(axes_input)
+    """Axes from the attribute (opset < 13) or the optional input (none given: [])."""
+    if node.opset < 13:
+        return list(node.attr("axes", []))
+    return [] if axes_input is None else _ints(axes_input)
 
 
 @converter("Unsqueeze")
@@ -380,7 +375,7 @@ def _unsqueeze(node: Node) -> OpFn:
 @converter("Squeeze")
 def _squeeze(node: Node) -> OpFn:
     def squeeze(x, axes_input=None):
-        axes = list(node.attr("axes", [])) if node.opset < 13 else ([] if axes_input is None else _ints(axes_input))
+        axes = _axes_arg(node, axes_input)
         if not axes:
             return x.squeeze()
         for a in sorted((_axis(a, x.dim()) for a in axes), reverse=True):
@@ -414,7 +409,6 @@ def _slice(node: Node) -> OpFn:
 @converter("Pad")
 def _pad(node: Node) -> OpFn:
     mode = node.attr("mode", "constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
 
     def pad(x, pads=None, value=None, axes=None):
         if node.opset < 11:
@@ -470,13 +464,13 @@ def _attributes(node: onnx.NodeProto) -> dict:
 class OnnxModule(torch.nn.Module):
     """The ONNX graph as a torch module: ``module(x)`` returns the graph outputs (a list, in order)."""
 
-    def __init__(self, model: onnx.ModelProto, input_name: str | None = None):
+    def __init__(self, model: onnx.ModelProto):
         super().__init__()
         graph = model.graph
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
         initializers = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
         inputs = [i.name for i in graph.input if i.name not in initializers]
-        self.input_name = input_name or inputs[0]
+        self.input_name = inputs[0]
         self.output_names = [o.name for o in graph.output]
         self._buffer_of: dict[str, str] = {}
         for i, (name, value) in enumerate(initializers.items()):
@@ -489,8 +483,7 @@ class OnnxModule(torch.nn.Module):
             if fn_maker is None or node.domain not in ("", "ai.onnx"):
                 raise OnnxFaultError(f"the ONNX→torch adapter does not support op {node.op_type} (node "
                                      f"'{node.name or node.output[0]}'); supported: {', '.join(sorted(CONVERTERS))}")
-            constants = [initializers.get(name) if name else None for name in node.input]
-            fn = fn_maker(Node(node.name or node.output[0], node.op_type, _attributes(node), constants, self.opset))
+            fn = fn_maker(Node(node.name or node.output[0], node.op_type, _attributes(node), self.opset))
             self._steps.append((fn, list(node.input), list(node.output)))
         # after step i, drop the tensors nothing later reads (autograd keeps what backward needs)
         last_use = {name: i for i, (_, ins, _) in enumerate(self._steps) for name in ins if name}

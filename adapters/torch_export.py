@@ -28,10 +28,7 @@ def _module_scope(node_name: str) -> str | None:
 def from_torch(module, example_input, path: str | Path, *, input_name: str = "input",
                output_name: str = "logits", opset: int = 17):
     """Export ``module`` (in eval mode) to ``path``, validated; returns a ConvertResult."""
-    import onnx
     import torch
-
-    from onnxfault.graph import name_scope_outputs
 
     from .conversion import save_validated
 
@@ -43,9 +40,8 @@ def from_torch(module, example_input, path: str | Path, *, input_name: str = "in
             torch.onnx.export(module, (example_input,), str(tmp), dynamo=False, input_names=[input_name],
                               output_names=[output_name], opset_version=opset,
                               dynamic_axes={input_name: {0: "N"}, output_name: {0: "N"}})
-        onnx.save(name_scope_outputs(onnx.load(str(tmp)), _module_scope), str(tmp))
 
-    return save_validated(path, export, "torch")
+    return save_validated(path, export, "torch", _module_scope)
 
 
 def load_torchscript(path: str | Path):
