@@ -6,7 +6,6 @@ modules (onnx, onnxruntime, numpy, torch) are imported inside the commands, so `
 from __future__ import annotations
 
 import functools
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional

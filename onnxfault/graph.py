@@ -360,11 +360,11 @@ def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, .
     Only this bool matrix leaves onnxruntime, not the activations.
     """
     graph = _graph(model)
+    axes_as_input = all(o.version >= 18 for o in model.opset_import if o.domain in ("", "ai.onnx"))
     groups: dict[object, list[tuple[int, gs.Variable]]] = {}
     for i, ((_, axes), value) in enumerate(zip(probes, _lookup(graph, [t for t, _ in probes]))):
         dtype = value.dtype or np.float32
         if axes:
-            axes_const = gs.Constant(f"onnxfault__axes{i}", np.asarray(axes, np.int64))
             if not (_nonnegative(value) and threshold <= 0):
                 wide = gs.Variable(f"onnxfault__f64_{i}", dtype=np.float64)
                 graph.nodes.append(gs.Node("Cast", inputs=[value], outputs=[wide], attrs={"to": onnx.TensorProto.DOUBLE}))
@@ -372,7 +372,11 @@ def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, .
             else:
                 op = "ReduceMax"
             reduced = gs.Variable(f"onnxfault__value{i}", dtype=dtype)
-            graph.nodes.append(gs.Node(op, inputs=[value, axes_const], outputs=[reduced], attrs={"keepdims": 0}))
+            if axes_as_input:  # opset 18 moved Reduce* axes from an attribute to an input
+                inputs, attrs = [value, gs.Constant(f"onnxfault__axes{i}", np.asarray(axes, np.int64))], {}
+            else:
+                inputs, attrs = [value], {"axes": list(axes)}
+            graph.nodes.append(gs.Node(op, inputs=inputs, outputs=[reduced], attrs={**attrs, "keepdims": 0}))
             value = reduced
         elif value.shape is None or len(value.shape) != 2:  # (N, C, H, W) element probes become (N, C·H·W)
             rows = gs.Variable(f"onnxfault__rows{i}", dtype=dtype)
@@ -391,10 +395,7 @@ def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, .
         graph.nodes.append(gs.Node("Identity", inputs=[activity], outputs=[gs.Variable(ACTIVITY, dtype=np.bool_)]))
         activity = graph.nodes[-1].outputs[0]
     graph.outputs.append(activity)
-    out = _export(graph, model)
-    if any(o.version < 18 for o in out.opset_import if o.domain in ("", "ai.onnx")):
-        out = _reduce_axes_as_attribute(out)
-    return out, [i for members in groups.values() for i, _ in members]
+    return _export(graph, model), [i for members in groups.values() for i, _ in members]
 
 
 def _concat(graph: gs.Graph, tensors: list[gs.Variable], name: str, dtype) -> gs.Variable:
@@ -404,21 +405,6 @@ def _concat(graph: gs.Graph, tensors: list[gs.Variable], name: str, dtype) -> gs
     joined = gs.Variable(name, dtype=dtype)
     graph.nodes.append(gs.Node("Concat", inputs=list(tensors), outputs=[joined], attrs={"axis": 1}))
     return joined
-
-
-def _reduce_axes_as_attribute(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Before opset 18 ReduceMean/ReduceMax take ``axes`` as an attribute, not an input."""
-    inits = {i.name: i for i in model.graph.initializer}
-    moved = set()
-    for node in model.graph.node:
-        if node.op_type in ("ReduceMean", "ReduceMax") and len(node.input) == 2 and node.input[1] in inits:
-            moved.add(node.input[1])
-            node.attribute.append(onnx.helper.make_attribute("axes", onnx.numpy_helper.to_array(inits[node.input[1]]).tolist()))
-            del node.input[1]
-    kept = [i for i in model.graph.initializer if i.name not in moved]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
-    return model
 
 
 def name_scope_outputs(model: onnx.ModelProto, scope_of: Callable[[str], str | None]) -> onnx.ModelProto:

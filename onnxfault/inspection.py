@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .model import Model, load_model
+from .provenance import model_io
 
 
 def inspect_model(model: str | Path | Model) -> dict:
@@ -11,9 +12,7 @@ def inspect_model(model: str | Path | Model) -> dict:
     model = model if isinstance(model, Model) else load_model(model)
     return {
         "model": model.path,
-        "opset": model.opset,
-        "input": {"name": model.input_name, "shape": ["N", *model.input_shape]},
-        "output": {"name": model.output_name, "classes": model.num_classes},
+        **model_io(model),
         "batch": "dynamic" if model.fixed_batch is None else model.fixed_batch,
         "notes": model.notes,
         "layers": [{**layer.to_json("channel"), "elements": layer.neurons("element")} for layer in model.layers],

@@ -174,7 +174,6 @@ def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: s
         k = total
     params = {"k": k, "star": star, "seed": seed, "layers": layers if isinstance(layers, str) else list(layers)}
     if chosen_measure.needs_model:
-        params.update(permutations=shapley.permutations, noise=shapley.noise, shapley_samples=shapley.samples,
-                      **{"lambda": shapley.lambda_, "excitable": int(np.count_nonzero(scores > shapley.lambda_))})
+        params.update(shapley.params(), excitable=int(np.count_nonzero(scores > shapley.lambda_)))
     return LocalizeResult(model.path, dataset.path, chosen_measure.name, spectrum, scores,
                           top_k(spectrum, scores, k, details), params, warnings, details, stamp(model))

@@ -56,7 +56,9 @@ class Model:
 
     def session(self, device: str = "auto", outputs: list[str] | None = None) -> Session:
         """A session whose outputs are the class scores followed by the tensors ``outputs``."""
-        names = list(dict.fromkeys([self.output_name, *(outputs or [])]))
+        if not outputs:  # no surgery needed
+            return self.session_for(self.scores_only(), device)
+        names = list(dict.fromkeys([self.output_name, *outputs]))
         return self.session_for(_only_outputs(g.expose_outputs(self.proto, names), names), device)
 
     def session_for(self, proto: onnx.ModelProto, device: str = "auto") -> Session:
@@ -246,7 +248,8 @@ def load_model(path: str | Path) -> Model:
     proto = _read_proto(path)
     _check(proto, path)
     value = _single_input(proto)
-    output, classes = _class_output(_with_shapes(proto))  # outputs may carry no declared shape
+    shaped = _with_shapes(proto)
+    output, classes = _class_output(shaped)  # outputs may carry no declared shape
     dims = _dims(value)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     model = Model(str(path), proto, value.name, dims[1:], output, classes or 0, opset)
@@ -259,7 +262,7 @@ def load_model(path: str | Path) -> Model:
                                f"running {batch} sample(s) at a time (slower)")
         else:
             model.notes.append(f"the model's fixed batch size {batch} was made dynamic (verified on a batch of 2)")
-    model.proto = _with_shapes(model.proto)
+    model.proto = shaped if model.proto is proto else _with_shapes(model.proto)
     if not model.num_classes:
         if any(d is None for d in model.input_shape):
             raise OnnxFaultError("cannot tell the number of classes: the output and input shapes are dynamic")

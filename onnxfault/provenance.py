@@ -32,9 +32,10 @@ def versions() -> dict[str, str]:
 
 
 def model_io(model) -> dict:
-    """A :class:`~onnxfault.model.Model`'s input, output and opset, as shown on a report's model card."""
-    return {"input": {"name": model.input_name, "shape": ["N", *model.input_shape]},
-            "output": {"name": model.output_name, "classes": model.num_classes}, "opset": model.opset}
+    """A :class:`~onnxfault.model.Model`'s opset, input and output (as ``inspect`` and a report's model card
+    show them)."""
+    return {"opset": model.opset, "input": {"name": model.input_name, "shape": ["N", *model.input_shape]},
+            "output": {"name": model.output_name, "classes": model.num_classes}}
 
 
 def stamp(model, command: str | None = None) -> dict:

@@ -54,6 +54,11 @@ class ShapleyOptions:
             raise OnnxFaultError(f"--lambda must be in [0, 1] (normalised Shapley values; got {self.lambda_})")
         return self
 
+    def params(self) -> dict:
+        """The settings as result files record them (the CLI's flag names)."""
+        return {"permutations": self.permutations, "noise": self.noise, "shapley_samples": self.samples,
+                "lambda": self.lambda_}
+
 
 @dataclass
 class ShapleyEstimate:
@@ -143,14 +148,16 @@ def loss_change_utility(session, x: np.ndarray, labels: np.ndarray, noise: float
     both = np.concatenate([x, noisy])
     twice = np.concatenate([labels, labels])
     per_call = max(1, rows // len(both))
+    tiled_inputs = np.tile(both, (per_call,) + (1,) * (both.ndim - 1))  # built once, sliced per chunk
+    tiled_labels = np.tile(twice, per_call)
 
     def utility(masks: np.ndarray) -> np.ndarray:
         out = np.empty(len(masks))
         for start in range(0, len(masks), per_call):
             chunk = masks[start:start + per_call]
-            inputs = np.tile(both, (len(chunk),) + (1,) * (both.ndim - 1))
-            scores = session.run(inputs, {MASK: np.repeat(chunk, len(both), axis=0)})[0]
-            loss = cross_entropy(scores, np.tile(twice, len(chunk)), probabilities).reshape(len(chunk), 2, len(x))
+            size = len(chunk) * len(both)
+            scores = session.run(tiled_inputs[:size], {MASK: np.repeat(chunk, len(both), axis=0)})[0]
+            loss = cross_entropy(scores, tiled_labels[:size], probabilities).reshape(len(chunk), 2, len(x))
             out[start:start + len(chunk)] = (loss[:, 1] - loss[:, 0]).mean(axis=1)
         return out
 

@@ -1,5 +1,5 @@
 """The in-graph activity probe against the reference loop on a net that mixes every probe kind:
-a ReLU conv (float32 max), a bare conv (float64 mean), a Tanh dense layer (elements) — in two opsets."""
+a ReLU conv (float32 max), a bare conv (float64 mean), a Tanh dense layer (elements) — in three opsets."""
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +15,7 @@ from deepfault_reference import deepfault_loop, forward
 rng = np.random.default_rng(3)
 
 
-@pytest.fixture(params=[13, 17])
+@pytest.fixture(params=[13, 17, 18])  # Reduce* axes: attribute before 18, input from 18
 def mixed_net(tmp_path, request):
     nodes = [helper.make_node("Conv", ["input", "W1"], ["c1"], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c1"], ["r1"]),

@@ -9,7 +9,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from ..errors import OnnxFaultError
-from .source import Source, as_labels
+from .source import Source, as_labels, stream_rows
 
 _TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -75,15 +75,11 @@ def open_idx(path: Path, labels: Path | None = None) -> Source:
         raise OnnxFaultError(f"{path} holds {shape[0]} images but {labels} holds {len(y)} labels; "
                              "pass the matching --labels file")
     sample_shape = tuple(shape[1:])
-    row_bytes = int(np.prod(sample_shape)) * dtype.itemsize
 
     def chunks(rows: int) -> Iterator[np.ndarray]:
         with _open(path) as fh:
             _header(fh, path)
-            for start in range(0, shape[0], rows):
-                n = min(rows, shape[0] - start)
-                block = np.frombuffer(_read_exact(fh, n * row_bytes, path), dtype)
-                yield block.astype(dtype.newbyteorder("="), copy=False).reshape((n, *sample_shape))
+            yield from stream_rows(lambda size: _read_exact(fh, size, path), shape[0], sample_shape, dtype, rows)
 
     layout = "hw" if len(sample_shape) == 2 else None
     return Source(f"IDX {path.name}", y, sample_shape, layout, dtype.newbyteorder("="), chunks)

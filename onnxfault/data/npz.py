@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import OnnxFaultError
-from .source import Source, as_labels, guess_layout
+from .source import Source, as_labels, guess_layout, stream_rows
 
 
 def _header(fh, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -29,15 +29,15 @@ def _header(fh, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
 
 def open_npz(path: Path) -> Source:
     try:
-        archive = zipfile.ZipFile(path)
-        members = {Path(n).stem: n for n in archive.namelist() if n.endswith(".npy")}
-        missing = [k for k in ("x", "y") if k not in members]
-        if missing:
-            raise OnnxFaultError(f"{path} has arrays {sorted(members)}; it needs 'x' (samples) and 'y' (labels)")
-        with np.load(path, allow_pickle=False) as loaded:
-            y = loaded["y"]
-        with archive.open(members["x"]) as fh:
-            shape, fortran, dtype = _header(fh, path)
+        with zipfile.ZipFile(path) as archive:
+            members = {Path(n).stem: n for n in archive.namelist() if n.endswith(".npy")}
+            missing = [k for k in ("x", "y") if k not in members]
+            if missing:
+                raise OnnxFaultError(f"{path} has arrays {sorted(members)}; it needs 'x' (samples) and 'y' (labels)")
+            with archive.open(members["y"]) as fh:
+                y = np.lib.format.read_array(fh, allow_pickle=False)
+            with archive.open(members["x"]) as fh:
+                shape, fortran, dtype = _header(fh, path)
     except ValueError as err:  # object arrays need pickle: refused
         raise OnnxFaultError(f"cannot read {path}: {err}; store plain numeric arrays") from err
     except (OSError, zipfile.BadZipFile, EOFError) as err:
@@ -49,7 +49,6 @@ def open_npz(path: Path) -> Source:
     if shape[0] != len(y):
         raise OnnxFaultError(f"{path} holds {shape[0]} samples in 'x' but {len(y)} labels in 'y'; they must match")
     sample_shape = tuple(shape[1:])
-    row_bytes = int(np.prod(sample_shape)) * dtype.itemsize
 
     def chunks(rows: int) -> Iterator[np.ndarray]:
         with zipfile.ZipFile(path) as zf, zf.open(members["x"]) as fh:
@@ -59,11 +58,13 @@ def open_npz(path: Path) -> Source:
                 for start in range(0, shape[0], rows):
                     yield np.ascontiguousarray(data[start:start + rows])
                 return
-            for start in range(0, shape[0], rows):
-                n = min(rows, shape[0] - start)
-                block = fh.read(n * row_bytes)
-                if len(block) != n * row_bytes:
+
+            def read(size: int) -> bytes:
+                block = fh.read(size)
+                if len(block) != size:
                     raise OnnxFaultError(f"array 'x' in {path} ends early; the file is truncated")
-                yield np.frombuffer(block, dtype).reshape((n, *sample_shape)).astype(dtype.newbyteorder("="), copy=False)
+                return block
+
+            yield from stream_rows(read, shape[0], sample_shape, dtype, rows)
 
     return Source(f"npz {path.name}", y, sample_shape, guess_layout(sample_shape), dtype.newbyteorder("="), chunks)

@@ -26,6 +26,17 @@ class Source:
         return len(self.labels)
 
 
+def stream_rows(read: Callable[[int], bytes], count: int, sample_shape: tuple[int, ...], dtype: np.dtype,
+                rows: int) -> Iterator[np.ndarray]:
+    """``count`` samples from ``read(size)`` (exactly ``size`` bytes, or it raises), in consecutive blocks of
+    up to ``rows`` samples, in native byte order."""
+    row_bytes = int(np.prod(sample_shape)) * dtype.itemsize
+    for start in range(0, count, rows):
+        n = min(rows, count - start)
+        block = np.frombuffer(read(n * row_bytes), dtype)
+        yield block.astype(dtype.newbyteorder("="), copy=False).reshape((n, *sample_shape))
+
+
 def as_labels(values, where: str) -> np.ndarray:
     """Integer labels as int64; refuse non-integral or negative values."""
     labels = np.asarray(values)

@@ -172,9 +172,7 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
                    "measure": None if neurons_file else measure_name, "k": len(neurons), "layers": layers,
                    "granularity": granularity, "cut": problem.extra.get("cut", cut), "clip": list(clip),
                    "neurons_file": None if neurons_file is None else str(neurons_file), **options,
-                   **({"permutations": shapley.permutations, "noise": shapley.noise,
-                       "shapley_samples": shapley.samples, "lambda": shapley.lambda_}
-                      if measure_name == "shapley" else {})},
+                   **(shapley.params() if measure_name == "shapley" else {})},
         "neurons": [n.to_json() for n in neurons],
         "seeds": {"count": int(len(x)), "indices": positions.tolist()},
         **metrics,
