@@ -32,21 +32,7 @@ from onnxfault.data.dataset import Dataset  # noqa: E402
 from onnxfault.data.source import in_memory  # noqa: E402
 from onnxfault.graph import expose_activity  # noqa: E402
 from onnxfault.spectrum import count_hits, hit_spectrum, probe_axes  # noqa: E402
-
-
-def dense_10x100(folder: Path) -> Path:
-    import torch
-
-    from onnxfault.adapters import from_torch
-
-    torch.manual_seed(0)
-    layers = [torch.nn.Flatten()]
-    width = 784
-    for _ in range(10):
-        layers += [torch.nn.Linear(width, 100), torch.nn.ReLU()]
-        width = 100
-    net = torch.nn.Sequential(*layers, torch.nn.Linear(100, 10))
-    return from_torch(net, torch.zeros(1, 1, 28, 28), folder / "dense_10x100.onnx")
+from synthesis import build  # noqa: E402  (benchmarks/synthesis.py: the same seeded dense 10×100 net)
 
 
 def interleaved(fns: dict, repeat: int) -> tuple[dict, dict]:
@@ -123,7 +109,7 @@ def main() -> None:
     print(f"machine: {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
           f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}; {len(images)} images")
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [bench(dense_10x100(Path(tmp)), images, y, args.repeat),
+        rows = [bench(build("dense_10x100", Path(tmp))[0], images, y, args.repeat),
                 bench(ROOT / "examples/mnist_lenet.onnx", images, y, args.repeat)]
     print("| net | neurons | bare forward s | spectrum s | spectrum / bare | probe forward s "
           "| counting s | DeepFault loop s (counting) | loop / counting | exposed forward + loop s "

@@ -39,12 +39,9 @@ def torch_dense():
 
 
 def torch_lenet():
-    from torch import nn
+    from train_mnist import lenet  # the network of the shipped mnist_lenet.onnx
 
-    return nn.Sequential(OrderedDict(
-        conv1=nn.Conv2d(1, 6, 5, padding=2), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),
-        conv2=nn.Conv2d(6, 16, 5), relu2=nn.ReLU(), pool2=nn.MaxPool2d(2), flatten=nn.Flatten(),
-        fc1=nn.Linear(400, 120), relu3=nn.ReLU(), fc2=nn.Linear(120, 84), relu4=nn.ReLU(), fc3=nn.Linear(84, 10)))
+    return lenet()
 
 
 def train_briefly(net, x, y, epochs: int = 1):
@@ -128,18 +125,23 @@ class Comparison:
 def compare(pair: str, onnx_a: str, onnx_b: str, data: Path = SAMPLE) -> Comparison:
     from onnxfault import load_model, localize
     from onnxfault.data import open_dataset
+    from onnxfault.localization import top_k
+    from onnxfault.measures import score
 
     a, b = load_model(onnx_a), load_model(onnx_b)
     logits = [m.session("cpu").run(x)[0] for m in (a, b) for x in [np.concatenate(
         [batch for batch, _ in open_dataset(data, m.input_shape).batches()])]]
+    # one hit spectrum per model; every measure ranks the same counts
+    sa, sb = localize(a, data, k=1).spectrum, localize(b, data, k=1).spectrum
+    same_counts = bool(np.array_equal(sa.counts, sb.counts))
+    pos_a = {layer.tensor: i for i, layer in enumerate(sa.layers)}
+    pos_b = {layer.tensor: i for i, layer in enumerate(sb.layers)}
     spectra, rankings = {}, {}
     for measure in MEASURES:
-        ra, rb = localize(a, data, measure=measure, k=10), localize(b, data, measure=measure, k=10)
-        spectra[measure] = bool(np.array_equal(ra.spectrum.counts, rb.spectrum.counts))
-        pos_a = {layer.tensor: i for i, layer in enumerate(ra.layers)}
-        pos_b = {layer.tensor: i for i, layer in enumerate(rb.layers)}
-        rankings[measure] = [(pos_a[n.tensor], n.index, n.score) for n in ra.neurons] == \
-                            [(pos_b[n.tensor], n.index, n.score) for n in rb.neurons]
+        na, nb = (top_k(s, score(measure, s.counts), 10) for s in (sa, sb))
+        spectra[measure] = same_counts
+        rankings[measure] = [(pos_a[n.tensor], n.index, n.score) for n in na] == \
+                            [(pos_b[n.tensor], n.index, n.score) for n in nb]
     mapping = [(la.tensor, lb.tensor) for la, lb in zip(a.layers, b.layers)]
     if len(a.layers) != len(b.layers):
         mapping.append((f"{len(a.layers)} layers", f"{len(b.layers)} layers"))

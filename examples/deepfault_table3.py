@@ -19,8 +19,9 @@ import numpy as np
 
 from onnxfault import load_model, localize
 from onnxfault.adapters import convert
-from onnxfault.localization import samples_for
+from onnxfault.localization import samples_for, top_k
 from onnxfault.loss import cross_entropy
+from onnxfault.measures import score
 from onnxfault.synthesis.base import Problem, get_method
 from onnxfault.synthesis.seeds import choose_seeds
 
@@ -38,19 +39,21 @@ def table_for(model_path: Path, mnist: Path) -> dict[tuple[str, int], tuple[floa
     x, y, _, _ = choose_seeds(model, samples_for(model, mnist), samples=10, seed=0)
     deepfault = get_method("deepfault")
     session = model.session("cpu")
-    results = {}
-    for measure in MEASURES:
-        synthesized = {k: np.empty_like(x) for k in KS}
-        for c in range(10):
-            ranked = localize(model, samples_for(model, mnist, cls=c), measure=measure, k=max(KS), cls=c, seed=c).neurons
-            seeds = y == c
+    synthesized = {(measure, k): np.empty_like(x) for measure in MEASURES for k in KS}
+    for c in range(10):
+        # one hit spectrum per class; every measure ranks the same counts
+        spectrum = localize(model, samples_for(model, mnist, cls=c), k=1, cls=c).spectrum
+        seeds = y == c
+        for measure in MEASURES:
+            ranked = top_k(spectrum, score(measure, spectrum.counts, seed=c), max(KS))
             for k in KS:
                 problem = Problem(model, x[seeds], y[seeds], ranked[:k], layers, "channel", None, (0.0, 1.0),
                                   1.0, 0.1, 1, 0.0, None, "cpu")
-                synthesized[k][seeds] = deepfault.run(problem)
-        for k in KS:
-            scores = session.run(synthesized[k])[0]
-            results[measure, k] = (float((scores.argmax(1) == y).mean()), float(cross_entropy(scores, y, True).mean()))
+                synthesized[measure, k][seeds] = deepfault.run(problem)
+    results = {}
+    for (measure, k), inputs in synthesized.items():
+        scores = session.run(inputs)[0]
+        results[measure, k] = (float((scores.argmax(1) == y).mean()), float(cross_entropy(scores, y, True).mean()))
     return results
 
 

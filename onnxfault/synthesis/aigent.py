@@ -42,7 +42,6 @@ from .chain import DenseChain
 
 MARGIN = 1e-2  # the wanted class beats every other logit by this much
 PHASE = 1e-6  # active pre-activations stay at least this far above 0
-FREE_SIGNS_FALLBACK = False
 
 
 @dataclass
@@ -127,25 +126,27 @@ def patch_layer(chain: DenseChain, seed: Seed, prop: Property, m: int) -> tuple[
     if h_norm == 0:
         return None
     # variables [Δz (n), t]; every row written as "≤"
-    rows = [np.hstack([-A, np.zeros((len(A), 1))]), np.hstack([-R, np.zeros((len(R), 1))]),
-            np.hstack([np.diag(s), -h_norm * np.ones((n, 1))])]
-    rhs = [-(prop.g0 - A @ z0 - prop.G @ c), -(r - R @ z0), np.zeros(n)]
-    bounds = [(0, None) if v > 0 else (None, 0) if v < 0 else (0, 0) for v in s] + [(0, None)]
+    def scaled(signs: np.ndarray) -> np.ndarray:  # signs_i·Δz_i ≤ t‖h‖₁
+        return np.hstack([np.diag(signs), -h_norm * np.ones((n, 1))])
+
+    def sign_bounds(signs: np.ndarray) -> list:  # Δz_i ≥ 0, ≤ 0 or = 0 by sign; t ≥ 0
+        return [(0, None) if v > 0 else (None, 0) if v < 0 else (0, 0) for v in signs] + [(0, None)]
+
+    held = np.vstack([np.hstack([-A, np.zeros((len(A), 1))]), np.hstack([-R, np.zeros((len(R), 1))])])
+    held_rhs = np.concatenate([-(prop.g0 - A @ z0 - prop.G @ c), -(r - R @ z0)])
+    rows, rhs, bounds = np.vstack([held, scaled(s)]), np.concatenate([held_rhs, np.zeros(n)]), sign_bounds(s)
     cost = np.zeros(n + 1)
     cost[-1] = 1.0
-    rows, rhs = np.vstack(rows), np.concatenate(rhs)
     res = linprog(cost, A_ub=rows, b_ub=rhs, bounds=bounds, method="highs")
     if res.status != 0:
         # the summed rows' marking can contradict a many-row property; then each neuron's sign is free
         # (|Δz_i| ≤ t‖h‖₁ both ways) and the marking is read off the solution
-        free = [np.hstack([-A, np.zeros((len(A), 1))]), np.hstack([-R, np.zeros((len(R), 1))]),
-                np.hstack([np.eye(n), -h_norm * np.ones((n, 1))]), np.hstack([-np.eye(n), -h_norm * np.ones((n, 1))])]
-        res = linprog(cost, A_ub=np.vstack(free), b_ub=np.concatenate([rhs[:len(A) + len(R)], np.zeros(2 * n)]),
+        res = linprog(cost, A_ub=np.vstack([held, scaled(np.ones(n)), scaled(-np.ones(n))]),
+                      b_ub=np.concatenate([held_rhs, np.zeros(2 * n)]),
                       bounds=[(None, None)] * n + [(0, None)], method="highs")
         if res.status == 0:
             s = np.sign(np.where(np.abs(res.x[:n]) > 1e-12, res.x[:n], 0.0))
-            rows = np.vstack([rows[:len(A) + len(R)], np.hstack([np.diag(s), -h_norm * np.ones((n, 1))])])
-            bounds = [(0, None) if v > 0 else (None, 0) if v < 0 else (0, 0) for v in s] + [(0, None)]
+            rows, bounds = np.vstack([held, scaled(s)]), sign_bounds(s)
     if res.status != 0:
         return None
     # among the smallest patches, the one that moves the layer least (Σ|Δz|): fewer demands on the cut net

@@ -70,6 +70,12 @@ class Problem:
         return [NeuronGroup(outputs.index(ascent[t]), probe_axes(self.layers[t], self.granularity), tuple(idx))
                 for t, idx in by_tensor.items()]
 
+    def delta_bounds(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Per-element bounds on a change δ of the seeds ``flat``: the L∞ box (the whole range when
+        ``distance`` is None) intersected with the valid range; and the box's half-width."""
+        width = self.distance if self.distance is not None else float(self.clip[1] - self.clip[0])
+        return np.maximum(self.clip[0] - flat, -width), np.minimum(self.clip[1] - flat, width), width
+
     def project(self, x: np.ndarray) -> np.ndarray:
         """Back into the L∞ ball of radius ``distance`` around the seeds, then into the valid range."""
         if self.distance is not None:

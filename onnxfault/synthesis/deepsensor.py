@@ -85,9 +85,8 @@ def _fuzz(p: Problem, session, columns: np.ndarray, x: np.ndarray, y: np.ndarray
           stats: dict, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     flat = x.reshape(len(x), 1, -1)
-    width = p.distance if p.distance is not None else float(p.clip[1] - p.clip[0])
-    low = np.maximum(p.clip[0] - flat, -width).astype(np.float32)  # δ bounds: L∞ box ∩ valid range
-    high = np.minimum(p.clip[1] - flat, width).astype(np.float32)
+    low, high, width = p.delta_bounds(flat)
+    low, high = low.astype(np.float32), high.astype(np.float32)
     v_max = width / 2
     shape = (len(x), population, flat.shape[-1])
     pos = low + (high - low) * rng.random(shape, np.float32)

@@ -12,13 +12,13 @@ from ..spectrum import probe_axes
 def neuron_values(outputs: dict[str, np.ndarray], neurons: list[SuspiciousNeuron], layers: dict[str, Layer],
                   granularity: str) -> np.ndarray:
     """(N, k) float64 values of the suspicious neurons (channel means or elements)."""
-    columns = []
-    for n in neurons:
-        act = outputs[n.tensor]
-        axes = probe_axes(layers[n.tensor], granularity)
+    values = {}  # per tensor, computed once however many of its neurons are suspicious
+    for tensor in dict.fromkeys(n.tensor for n in neurons):
+        act = outputs[tensor]
+        axes = probe_axes(layers[tensor], granularity)
         value = act.mean(axis=axes, dtype=np.float64) if axes else act.astype(np.float64)
-        columns.append(value.reshape(len(act), -1)[:, n.index])
-    return np.stack(columns, axis=1)
+        values[tensor] = value.reshape(len(act), -1)
+    return np.stack([values[n.tensor][:, n.index] for n in neurons], axis=1)
 
 
 def stats(values: np.ndarray) -> dict:

@@ -76,12 +76,10 @@ def run(p: Problem) -> np.ndarray:
     objective = p.options.get("objective", "pixels")
     max_pixels, time_limit = p.options.get("max_pixels"), p.options.get("time_limit", 10.0)
     out = p.x.copy()
-    width = p.distance if p.distance is not None else float(p.clip[1] - p.clip[0])
     for i, (x, label) in enumerate(zip(p.x, p.y)):
         start = time.perf_counter()
         flat = x.reshape(-1).astype(np.float64)
-        low = np.maximum(p.clip[0] - flat, -width)
-        high = np.minimum(p.clip[1] - flat, width)
+        low, high, _ = p.delta_bounds(flat)
         value, jacobian = prefix(x[None])
         seed = region(chain, value, p.options.get("hold_inactive", False))
         candidates = [p.target] if p.target is not None else \
