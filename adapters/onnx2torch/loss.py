@@ -1,0 +1,2 @@
+"""Loss ops: SoftmaxCrossEntropyLoss, NegativeLogLikelihoodLoss."""
+from __future__ import annotations

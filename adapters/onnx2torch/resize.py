@@ -1,0 +1,2 @@
+"""Resampling: Resize, Upsample, GridSample, AffineGrid, RoiAlign."""
+from __future__ import annotations

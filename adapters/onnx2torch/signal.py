@@ -1,0 +1,2 @@
+"""Signal processing: DFT, STFT and window functions."""
+from __future__ import annotations

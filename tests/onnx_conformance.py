@@ -1,0 +1,159 @@
+"""ONNX's own backend node test cases, run through an ONNX→torch converter.
+
+The cases come from the installed ``onnx`` package (``onnx.backend.test.case.node.collect_testcases``):
+nothing is downloaded. A case counts when its first input is a float tensor (float16/32/64): the input a
+classifier's gradient is taken with respect to. Its other inputs are given to the converter as constants,
+and every output is compared with the case's expected values.
+
+Used by tests/test_onnx_conformance.py (with the expected outcome of every case kept in
+tests/onnx_conformance.txt) and by benchmarks/conformance.py (the same measure on other converters).
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+EXPECTED = Path(__file__).with_name("onnx_conformance.txt")
+RTOL, ATOL = 1e-3, 1e-4  # the tolerances every output is compared at
+_FLOATS = (np.float16, np.float32, np.float64)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    model: object  # onnx.ModelProto
+    inputs: tuple  # numpy arrays (or sequences/optionals for the cases that use them)
+    outputs: tuple
+
+    @property
+    def op(self) -> str:
+        """The op under test: the single node's type, or the name's stem for expanded (multi-node) cases."""
+        nodes = self.model.graph.node
+        if len(nodes) == 1:
+            return nodes[0].op_type
+        return re.sub(r"^test_", "", self.name)
+
+    @property
+    def single_node(self) -> bool:
+        return len(self.model.graph.node) == 1
+
+
+@lru_cache(maxsize=1)
+def float_input_cases() -> tuple[Case, ...]:
+    """Every node test case with a float first input, one Case per data set, in name order."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from onnx.backend.test.case.node import collect_testcases
+
+        collected = collect_testcases()
+    cases = []
+    for case in collected:
+        if case.kind != "node" or case.model is None:
+            continue
+        for i, (inputs, outputs) in enumerate(case.data_sets):
+            if not len(inputs) or not isinstance(inputs[0], np.ndarray) or inputs[0].dtype not in _FLOATS:
+                continue
+            name = case.name if len(case.data_sets) == 1 else f"{case.name}_{i}"
+            cases.append(Case(name, case.model, tuple(inputs), tuple(outputs)))
+    return tuple(sorted(cases, key=lambda c: c.name))
+
+
+def constants_of(case: Case) -> dict[str, object]:
+    """The case's inputs after the first, by graph input name (omitted optional inputs left out)."""
+    names = [i.name for i in case.model.graph.input]
+    return {name: value for name, value in zip(names[1:], case.inputs[1:])}
+
+
+def compare(got: list, want: tuple) -> str | None:
+    """None when every output matches (shape, dtype kind, values at RTOL/ATOL), else why not."""
+    if len(got) != len(want):
+        return f"{len(got)} outputs, expected {len(want)}"
+    for i, (g, w) in enumerate(zip(got, want)):
+        if isinstance(w, np.generic):
+            w = np.asarray(w)
+        if not isinstance(w, np.ndarray):
+            return f"output {i} is a {type(w).__name__}"
+        g = np.asarray(g)
+        if g.shape != w.shape:
+            return f"output {i} has shape {g.shape}, expected {w.shape}"
+        if w.dtype.kind in "fc":
+            if g.dtype.kind not in "fc":
+                return f"output {i} has dtype {g.dtype}, expected {w.dtype}"
+            if not np.allclose(g.astype(np.float64), w.astype(np.float64), rtol=RTOL, atol=ATOL, equal_nan=True):
+                diff = np.nanmax(np.abs(g.astype(np.float64) - w.astype(np.float64))) if g.size else 0
+                return f"output {i} differs (max abs diff {diff:.3g})"
+        elif not np.array_equal(g, w):
+            return f"output {i} differs ({g.dtype} vs {w.dtype})"
+    return None
+
+
+def run_case(case: Case, convert: Callable[[Case], Callable[[np.ndarray], list]]) -> str | None:
+    """None when ``convert(case)`` (a callable from the first input to the list of outputs, as numpy)
+    reproduces the case, else a one-line reason (an exception counts as a failure)."""
+    try:
+        fn = convert(case)
+        got = fn(case.inputs[0])
+    except Exception as err:  # any failure of the converter is the case's outcome
+        text = str(err).splitlines()[0] if str(err) else ""
+        return f"{type(err).__name__}: {text}"[:200]
+    return compare(got, case.outputs)
+
+
+def onnxfault_converter(case: Case) -> Callable[[np.ndarray], list]:
+    """onnxfault's adapter: the other inputs as constants (buffers), outputs back as numpy."""
+    import torch
+
+    from onnxfault.adapters.onnx2torch import to_torch
+
+    module = to_torch(case.model, constants_of(case))
+
+    def run(x: np.ndarray) -> list:
+        with torch.no_grad():
+            outputs = module(torch.from_numpy(np.array(x)))
+        return [o.numpy() if isinstance(o, torch.Tensor) else o for o in outputs]
+
+    return run
+
+
+def read_expected(path: Path = EXPECTED) -> dict[str, tuple[str, str]]:
+    """``{case: (outcome, reason)}`` from the reviewed file: ``name pass`` or ``name skip category: reason``."""
+    expected = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, outcome, *reason = line.split(None, 2)
+        expected[name] = (outcome, reason[0] if reason else "")
+    return expected
+
+
+def gradcheck_case(case: Case, jitter: float = 1e-3, seed: int = 0) -> str | None:
+    """``torch.autograd.gradcheck`` in float64 of every float output of the converted case with respect
+    to its first input (jittered by ``jitter``·(|x|+1) so that ties and kinks of the test data do not sit
+    exactly under the finite differences). None when it passes, else why not."""
+    import torch
+
+    from onnxfault.adapters.onnx2torch import to_torch
+
+    module = to_torch(case.model, constants_of(case)).double()
+    x0 = case.inputs[0].astype(np.float64)
+    x0 = x0 + jitter * (np.abs(x0) + 1) * np.random.default_rng(seed).uniform(-1, 1, x0.shape)
+    x = torch.from_numpy(x0).requires_grad_(True)
+
+    def floats_out(x):
+        return tuple(o for o in module(x) if isinstance(o, torch.Tensor) and o.is_floating_point())
+
+    if not floats_out(x.detach()):
+        return "no float output"
+    try:
+        ok = torch.autograd.gradcheck(floats_out, (x,), eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=x.numel() > 256,
+                                      raise_exception=True)
+    except Exception as err:  # gradcheck raises GradcheckError with the mismatching Jacobians
+        return f"{type(err).__name__}: {str(err).splitlines()[0]}"[:200]
+    return None if ok else "gradcheck failed"
