@@ -36,7 +36,8 @@ def table_for(model_path: Path, mnist: Path) -> dict[tuple[str, int], tuple[floa
     """(measure, k) → (accuracy, loss) of the synthesized inputs over all 10 classes."""
     model = load_model(model_path)
     layers = {layer.tensor: layer for layer in model.layers}
-    x, y, _, _ = choose_seeds(model, samples_for(model, mnist), samples=10, seed=0)
+    chosen = choose_seeds(model, samples_for(model, mnist), samples=10, seed=0)
+    x, y = chosen.x, chosen.y
     deepfault = get_method("deepfault")
     session = model.session("cpu")
     synthesized = {(measure, k): np.empty_like(x) for measure in MEASURES for k in KS}

@@ -20,6 +20,7 @@ app = typer.Typer(
     help="Find the neurons responsible for a classifier's mistakes (DeepFault-style fault localization on ONNX).",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
+WORST_SHOWN = 20  # evaluate's table shows this many worst classes when there are more classes
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -34,6 +35,7 @@ MeanOpt = Annotated[Optional[str], typer.Option("--mean", help="per-channel mean
 StdOpt = Annotated[Optional[str], typer.Option("--std", help="per-channel std divided after --mean", rich_help_panel="Data")]
 LayoutOpt = Annotated[Optional[str], typer.Option("--layout", help="model input layout when the data fits several: nchw|nhwc", rich_help_panel="Data")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="samples per forward pass", rich_help_panel="Data")]
+OutputOpt = Annotated[Optional[str], typer.Option("--output", help="the class-score output, for a model with several (see inspect)", show_default=False)]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto|cpu|cuda (cuda needs onnxfault[gpu])", rich_help_panel="Run")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, no table", rich_help_panel="Run")]
 PermutationsOpt = Annotated[int, typer.Option("--permutations", help="Monte-Carlo permutations", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
@@ -101,13 +103,20 @@ def _progress(total: int, batches: int, quiet: bool, label: str):
 # ---- commands ---------------------------------------------------------------------------------------
 @app.command()
 @handles_errors
-def inspect(model: ModelArg,
-            json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False) -> None:
-    """Show a model's input, output, opset and candidate neuron layers."""
+def inspect(model: Annotated[Optional[Path], typer.Argument(help="ONNX classifier (.onnx)", show_default=False)] = None,
+            json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+            output: OutputOpt = None,
+            ops: Annotated[bool, typer.Option("--ops", help="list the ONNX ops the gradient methods can convert to torch")] = False) -> None:
+    """Show a model's input, output, opset and candidate neuron layers (or, with --ops, the supported ops)."""
     from .files import json_safe
     from .inspection import inspect_model
 
-    info = inspect_model(model)
+    if ops:
+        _print_ops(json)
+        return
+    if model is None:
+        raise OnnxFaultError("inspect needs a MODEL (or --ops for the list of supported ops)")
+    info = inspect_model(model, output)
     if json:
         import json as _json
 
@@ -133,6 +142,8 @@ def inspect(model: ModelArg,
 @handles_errors
 def evaluate(model: ModelArg, data: DataOpt,
              json: Annotated[Optional[Path], typer.Option("--json", help="write the results as JSON to FILE")] = None,
+             all_classes: Annotated[bool, typer.Option("--all-classes", help="show every class, not the 20 worst")] = False,
+             output: OutputOpt = None,
              labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
              mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
              device: DeviceOpt = "auto", quiet: QuietOpt = False) -> None:
@@ -144,7 +155,7 @@ def evaluate(model: ModelArg, data: DataOpt,
 
     if json:
         check_writable(json, "--json")
-    loaded = load_model(model)
+    loaded = load_model(model, output)
     dataset = open_dataset(data, loaded.input_shape,
                            _data_options(labels, limit, classes, raw, mean, std, layout, batch_size))
     with _progress(len(dataset), dataset.num_batches, quiet, "evaluating") as tick:
@@ -157,13 +168,30 @@ def evaluate(model: ModelArg, data: DataOpt,
     if not quiet:
         from rich.table import Table
 
-        table = Table(title="per class")
+        rows, title = result.per_class(), "per class"
+        if len(rows) > WORST_SHOWN and not all_classes:
+            rows = result.worst_classes(WORST_SHOWN)
+            title = f"the {len(rows)} worst of {len(result.confusion)} classes (all: --all-classes)"
+        table = Table(title=title)
         for column in ("class", "samples", "correct", "accuracy"):
             table.add_column(column, justify="right")
-        for row in result.per_class():
+        for row in rows:
             acc = "-" if row["accuracy"] is None else f"{100 * row['accuracy']:.2f} %"
             table.add_row(str(row["class"]), str(row["samples"]), str(row["correct"]), acc)
         out.print(table)
+
+
+def _print_ops(as_json: bool) -> None:
+    from .adapters.onnx2torch import supported_ops
+
+    names = supported_ops()
+    if as_json:
+        import json as _json
+
+        print(_json.dumps(names))
+        return
+    out.print(f"{len(names)} ONNX ops convert to torch (the gradient methods: deepfault, hs, fgsm, pgd, patch):")
+    out.print(escape(", ".join(names)), soft_wrap=True)
 
 
 @app.command()
@@ -184,7 +212,8 @@ def localize(model: ModelArg, data: DataOpt,
              labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
              mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
              device: DeviceOpt = "auto", quiet: QuietOpt = False, permutations: PermutationsOpt = 20,
-             noise: NoiseOpt = 0.1, shapley_samples: ShapleySamplesOpt = 100, lambda_: LambdaOpt = 0.5) -> None:
+             noise: NoiseOpt = 0.1, shapley_samples: ShapleySamplesOpt = 100, lambda_: LambdaOpt = 0.5,
+             output: OutputOpt = None) -> None:
     """Rank neurons by suspiciousness from their hit spectrum (DeepFault), or by Shapley value (DeepSensor)."""
     from .files import check_writable, write_json, write_npz, write_text
     from .localization import localize as run_localize, outcome_for, samples_for
@@ -203,7 +232,7 @@ def localize(model: ModelArg, data: DataOpt,
     get_measure(measure)
     shapley = _shapley(permutations, noise, shapley_samples, lambda_)
     outcome_for(cls, target)
-    loaded = load_model(model)
+    loaded = load_model(model, output)
     dataset = samples_for(loaded, data, _data_options(labels, limit, classes, raw, mean, std, layout, batch_size),
                           cls, target)
     with _progress(len(dataset), dataset.num_batches, quiet, "hit spectrum") as tick:
@@ -280,6 +309,7 @@ def synthesize(model: ModelArg, data: DataOpt,
                max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="at most this many changed input elements", rich_help_panel="patch")] = None,
                time_limit: Annotated[float, typer.Option("--time-limit", help="seconds per MILP", rich_help_panel="patch")] = 10.0,
                hold_inactive: Annotated[bool, typer.Option("--hold-inactive", help="keep inactive neurons inactive too (the paper's fixed phases)", rich_help_panel="patch")] = False,
+               output: OutputOpt = None,
                report: Annotated[bool, typer.Option("--report", help="also write report.html (the HTML report) into --out")] = False) -> None:
     """Synthesize inputs: excite suspicious neurons (DeepFault, HS-FGSM, DeepSensor), patch (AIGENT) or attack (FGSM, PGD)."""
     from .provenance import command_line
@@ -298,7 +328,9 @@ def synthesize(model: ModelArg, data: DataOpt,
                             step=step, distance=bound, iterations=iterations, epsilon=epsilon, cut=cut,
                             clip_min=clip_min, clip_max=clip_max, device=device,
                             data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size),
-                            shapley=_shapley(permutations, noise, shapley_samples, lambda_), options=options)
+                            shapley=_shapley(permutations, noise, shapley_samples, lambda_), options=options,
+                            output=output)
+    _warn(result.warnings)
     result.report["command"] = command_line()
     a = result.arrays
     sheet = picture(a["original"], a["synthesized"], a["labels"], a["predictions_before"], a["predictions_after"],

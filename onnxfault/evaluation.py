@@ -8,8 +8,11 @@ from typing import Callable
 import numpy as np
 
 from .data import DataOptions, Dataset, open_dataset
-from .model import Model, load_model
+from .model import Model, as_model
 from .spectrum import check_labels
+
+
+SPARSE_ABOVE = 100  # evaluate --json writes the confusion matrix as triples above this many classes
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -46,16 +49,33 @@ class EvaluateResult:
                          "accuracy": (int(row[c]) / n) if n else None})
         return rows
 
+    def worst_classes(self, n: int) -> list[dict]:
+        """The ``n`` classes with the lowest accuracy among those with samples (ties: lower class first)."""
+        rows = [r for r in self.per_class() if r["samples"]]
+        return sorted(rows, key=lambda r: (r["accuracy"], r["class"]))[:n]
+
+    def confusion_json(self):
+        """The confusion matrix as nested lists, or above ``SPARSE_ABOVE`` classes as ``[true, predicted,
+        count]`` triples of its non-zero cells (row-major order)."""
+        if len(self.confusion) <= SPARSE_ABOVE:
+            return self.confusion
+        true, predicted = np.nonzero(self.confusion)
+        return np.stack([true, predicted, self.confusion[true, predicted]], axis=1)
+
     def to_json(self) -> dict:
         return {"model": self.model, "data": self.data, "samples": self.samples, "correct": self.correct,
-                "accuracy": self.accuracy, "per_class": self.per_class(), "confusion": self.confusion, "device": self.device}
+                "accuracy": self.accuracy, "classes": len(self.confusion), "per_class": self.per_class(),
+                "confusion": self.confusion_json(),
+                "confusion_format": "dense" if len(self.confusion) <= SPARSE_ABOVE else "sparse",
+                "device": self.device}
 
 
 def evaluate(model: str | Path | Model, data: str | Path | Dataset, *, device: str = "auto",
-             data_options: DataOptions | None = None,
-             on_batch: Callable[[int], None] | None = None) -> EvaluateResult:
-    """Run the model over ``data`` (streamed in batches) and compare predictions with labels."""
-    model = model if isinstance(model, Model) else load_model(model)
+             data_options: DataOptions | None = None, on_batch: Callable[[int], None] | None = None,
+             output: str | None = None) -> EvaluateResult:
+    """Run the model over ``data`` (streamed in batches) and compare predictions with labels; ``output``
+    names the class-score output of a model with several."""
+    model = as_model(model, output)
     dataset = data if isinstance(data, Dataset) else open_dataset(data, model.input_shape, data_options)
     check_labels(dataset, model.num_classes)
     session = model.session(device)

@@ -103,6 +103,33 @@ def cut_at(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return _export(graph, model)
 
 
+def flattened_name(name: str) -> str:
+    return f"{name}__scores"
+
+
+def flatten_output(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    """A copy with one more output, ``flattened_name(name)``: the output ``name`` flattened to (N, rest)."""
+    graph = _graph(model)
+    (tensor,) = [t for t in graph.outputs if t.name == name]
+    flat = gs.Variable(flattened_name(name), dtype=tensor.dtype or np.float32)
+    graph.nodes.append(gs.Node("Flatten", inputs=[tensor], outputs=[flat], attrs={"axis": 1}))
+    graph.outputs.append(flat)
+    return _export(graph, model)
+
+
+RESHAPING = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Transpose"})
+
+
+def producing_op(model: onnx.ModelProto, tensor: str, through: frozenset[str] = frozenset()) -> str | None:
+    """The op type that computes ``tensor``, looking back through the ops in ``through``; None for an
+    input or initializer."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    node = producers.get(tensor)
+    while node is not None and node.op_type in through and node.input:
+        node = producers.get(node.input[0])
+    return None if node is None else node.op_type
+
+
 MASK = "onnxfault__mask"
 
 

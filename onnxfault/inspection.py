@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .model import Model, load_model
+from .model import Model, as_model
 from .provenance import model_io
 
 
-def inspect_model(model: str | Path | Model) -> dict:
-    """Input/output names and shapes, opset and candidate layers (tensor, op, shape, neuron counts)."""
-    model = model if isinstance(model, Model) else load_model(model)
+def inspect_model(model: str | Path | Model, output: str | None = None) -> dict:
+    """Input/output names and shapes, opset and candidate layers (tensor, op, shape, neuron counts);
+    ``output`` names the class-score output of a model with several."""
+    model = as_model(model, output)
     return {
         "model": model.path,
         **model_io(model),

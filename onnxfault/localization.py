@@ -10,7 +10,7 @@ import numpy as np
 from .data import DataOptions, Dataset, open_dataset
 from .errors import OnnxFaultError
 from .measures import get_measure, rank, score
-from .model import Layer, Model, load_model
+from .model import Layer, Model, as_model
 from .provenance import stamp
 from .spectrum import Outcome, Spectrum, hit_spectrum, validate_outcome
 
@@ -138,13 +138,14 @@ def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: s
              measure: str = "ochiai", k: int = 10, cls: int | None = None, target: int | None = None,
              granularity: str = "channel", threshold: float = 0.0, star: float = 3.0, seed: int = 0,
              device: str = "auto", data_options: DataOptions | None = None,
-             on_batch: Callable[[int], None] | None = None, shapley=None) -> LocalizeResult:
+             on_batch: Callable[[int], None] | None = None, shapley=None, output: str | None = None) -> LocalizeResult:
     """Hit spectrum of the chosen layers over ``data`` and the ``k`` most suspicious neurons.
 
     ``cls`` keeps only samples labelled ``cls`` (DeepFault); ``target`` explains "predicted as target"
     (``data_options.classes`` narrows the samples). ``data`` may be a path or a :class:`Dataset` (used as
     given: ``cls`` then only sets the mode). ``shapley`` (a :class:`~onnxfault.shapley.ShapleyOptions`)
-    tunes ``measure="shapley"``. Returns a :class:`LocalizeResult`.
+    tunes ``measure="shapley"``; ``output`` names the class-score output of a model with several. Returns a
+    :class:`LocalizeResult`.
     """
     from .shapley import ShapleyOptions
 
@@ -153,7 +154,7 @@ def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: s
     if k < 1:
         raise OnnxFaultError(f"-k must be at least 1 (got {k})")
     outcome = outcome_for(cls, target)
-    model = model if isinstance(model, Model) else load_model(model)
+    model = as_model(model, output)
     chosen = model.select_layers(layers)
     dataset = data if isinstance(data, Dataset) else samples_for(model, data, data_options, cls, target)
     spectrum = hit_spectrum(model, dataset, chosen, outcome, granularity=granularity, threshold=threshold,

@@ -9,7 +9,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from . import graph as g
-from .errors import OnnxFaultError
+from .errors import OnnxFaultError, close_matches_hint
 from .runtime import Session
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
@@ -52,6 +52,7 @@ class Model:
     opset: int
     fixed_batch: int | None = None  # set when the batch could not be made dynamic
     notes: list[str] = field(default_factory=list)
+    declared_output: str = ""  # the graph output holding the scores (output_name may be its flattened copy)
     _layers: list[Layer] | None = field(default=None, repr=False)
 
     def session(self, device: str = "auto", outputs: list[str] | None = None) -> Session:
@@ -71,8 +72,8 @@ class Model:
 
     @property
     def scores_are_probabilities(self) -> bool:
-        """True when the class scores come out of a Softmax (else they are logits)."""
-        return _producers(self.proto).get(self.output_name) == "Softmax"
+        """True when the class scores come out of a Softmax, maybe reshaped (else they are logits)."""
+        return g.producing_op(self.proto, self.output_name, through=g.RESHAPING) == "Softmax"
 
     @property
     def layers(self) -> list[Layer]:
@@ -208,14 +209,46 @@ def _single_input(proto: onnx.ModelProto) -> onnx.ValueInfoProto:
     return value
 
 
-def _class_output(proto: onnx.ModelProto) -> tuple[str, int | None]:
-    for value in proto.graph.output:
-        dims = _dims(value)
-        if value.type.tensor_type.elem_type in _FLOAT_TYPES and dims is not None and len(dims) == 2:
-            return value.name, dims[1]
-    names = ", ".join(o.name for o in proto.graph.output)
-    raise OnnxFaultError(f"no class-score output found among ({names}); onnxfault needs a float output "
-                         "of shape (batch, classes)")
+def _score_classes(value: onnx.ValueInfoProto) -> tuple[bool, int | None]:
+    """Whether an output can hold class scores — float, (batch, classes) once singleton axes are dropped:
+    (N, C), (N, C, 1, 1), (N, 1, C) — and its number of classes (None when dynamic)."""
+    dims = _dims(value)
+    if value.type.tensor_type.elem_type not in _FLOAT_TYPES or dims is None or len(dims) < 2:
+        return False, None
+    wide = [d for d in dims[1:] if d != 1]
+    return len(wide) == 1, wide[0] if len(wide) == 1 else None
+
+
+def _class_output(proto: onnx.ModelProto, wanted: str | None = None) -> tuple[onnx.ValueInfoProto, int | None]:
+    """The class-score output: ``wanted``, or the only output that can hold class scores."""
+    outputs = list(proto.graph.output)
+    shown = ", ".join(f"{o.name} {_shape_text(o)}" for o in outputs)
+    if wanted is not None:
+        chosen = next((o for o in outputs if o.name == wanted), None)
+        if chosen is None:
+            raise OnnxFaultError(close_matches_hint(wanted, [o.name for o in outputs], "output") +
+                                 " (--output names a graph output; see `onnxfault inspect`)")
+        ok, classes = _score_classes(chosen)
+        if not ok:
+            raise OnnxFaultError(f"output '{wanted}' {_shape_text(chosen)} cannot hold class scores; onnxfault needs "
+                                 "a float (batch, classes) output, singleton axes allowed; the outputs are: " + shown)
+        return chosen, classes
+    candidates = [(o, c) for o in outputs for ok, c in [_score_classes(o)] if ok]
+    if not candidates:
+        raise OnnxFaultError(f"no class-score output found among ({shown}); onnxfault needs a float output "
+                             "of shape (batch, classes)")
+    if len(candidates) > 1:
+        listed = ", ".join(f"{o.name} {_shape_text(o)}" for o, _ in candidates)
+        raise OnnxFaultError(f"the model has {len(candidates)} outputs that could be class scores ({listed}); "
+                             "choose one with --output NAME (output= in Python)")
+    return candidates[0]
+
+
+def _shape_text(value: onnx.ValueInfoProto) -> str:
+    dims = _dims(value)
+    if dims is None:
+        return "(shape unknown)"
+    return "(" + ", ".join("N" if i == 0 and d is None else "?" if d is None else str(d) for i, d in enumerate(dims)) + ")"
 
 
 def _batch_is_dynamic(value: onnx.ValueInfoProto) -> bool:
@@ -238,21 +271,31 @@ def _verify_batch(model: Model, reference: onnx.ModelProto, batch: int) -> bool:
     return got.shape == want.shape and np.allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-def load_model(path: str | Path) -> Model:
+def load_model(path: str | Path, output: str | None = None) -> Model:
     """Load and check an ONNX classifier: exactly one float input, a float (batch, classes) output.
 
-    A fixed batch size is made dynamic when a batch of 2 then gives what the original gives; otherwise
-    the model runs in chunks of its fixed size and ``notes`` says so.
+    ``output`` names the class-score output when the model has several candidates. Scores of shape
+    (N, C, 1, 1) or (N, 1, C) are flattened to (N, C) by graph surgery, and ``notes`` says so. A fixed batch
+    size is made dynamic when a batch of 2 then gives what the original gives; otherwise the model runs in
+    chunks of its fixed size and ``notes`` says so.
     """
     path = Path(path)
     proto = _read_proto(path)
     _check(proto, path)
     value = _single_input(proto)
     shaped = _with_shapes(proto)
-    output, classes = _class_output(shaped)  # outputs may carry no declared shape
+    chosen, classes = _class_output(shaped, output)  # outputs may carry no declared shape
     dims = _dims(value)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-    model = Model(str(path), proto, value.name, dims[1:], output, classes or 0, opset)
+    notes = []
+    scores = chosen.name
+    if len(_dims(chosen)) != 2:
+        proto, scores = g.flatten_output(proto, chosen.name), g.flattened_name(chosen.name)
+        shaped = _with_shapes(proto)
+        notes.append(f"class scores '{chosen.name}' have shape {_shape_text(chosen)}; their singleton axes are "
+                     "dropped to (N, classes)")
+    model = Model(str(path), proto, value.name, dims[1:], scores, classes or 0, opset, notes=notes,
+                  declared_output=chosen.name)
     if not _batch_is_dynamic(value):
         batch = dims[0]
         model.proto = g.make_batch_dynamic(proto, value.name)
@@ -267,4 +310,14 @@ def load_model(path: str | Path) -> Model:
         if any(d is None for d in model.input_shape):
             raise OnnxFaultError("cannot tell the number of classes: the output and input shapes are dynamic")
         model.num_classes = int(model.session("cpu").run(np.zeros((1, *model.input_shape), np.float32))[0].shape[-1])
+    return model
+
+
+def as_model(model: str | Path | Model, output: str | None = None) -> Model:
+    """``model`` itself when already loaded (``output`` must then agree with it), else :func:`load_model`."""
+    if not isinstance(model, Model):
+        return load_model(model, output)
+    if output is not None and output not in (model.declared_output, model.output_name):
+        raise OnnxFaultError(f"the model was loaded with class-score output '{model.declared_output}', not "
+                             f"'{output}'; load it with load_model(path, output='{output}')")
     return model

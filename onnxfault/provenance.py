@@ -35,7 +35,7 @@ def model_io(model) -> dict:
     """A :class:`~onnxfault.model.Model`'s opset, input and output (as ``inspect`` and a report's model card
     show them)."""
     return {"opset": model.opset, "input": {"name": model.input_name, "shape": ["N", *model.input_shape]},
-            "output": {"name": model.output_name, "classes": model.num_classes}}
+            "output": {"name": model.declared_output or model.output_name, "classes": model.num_classes}}
 
 
 def stamp(model, command: str | None = None) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import numpy as np
 from ..data import DataOptions, Dataset
 from ..errors import OnnxFaultError
 from ..localization import SuspiciousNeuron, localize, samples_for
-from ..model import Model, load_model
+from ..model import Model, as_model
 from ..provenance import stamp
 from ..shapley import ShapleyOptions
 from .base import METHODS, Problem, get_method
@@ -34,6 +34,7 @@ class SynthesisResult:
     clip: tuple[float, float]
     model_layout: str
     sample_shape: tuple[int, ...]
+    warnings: list[str] = field(default_factory=list)
 
 
 def read_neurons(path: str | Path) -> tuple[list[SuspiciousNeuron], str, str]:
@@ -108,13 +109,15 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
                step: float | None = None, distance: float | None | str = "default", iterations: int | None = None,
                epsilon: float | None = None, cut: str | None = None, clip_min: float | None = None,
                clip_max: float | None = None, device: str = "auto", data_options: DataOptions | None = None,
-               on_batch=None, shapley: ShapleyOptions | None = None, options: dict | None = None) -> SynthesisResult:
+               on_batch=None, shapley: ShapleyOptions | None = None, options: dict | None = None,
+               output: str | None = None) -> SynthesisResult:
     """Select suspicious neurons (as ``localize``), draw seeds, run ``method``, and measure the result.
 
     ``distance`` "default" takes the method's default; None means no L∞ bound. ``measure_name`` None is
     ochiai, or shapley for deepsensor, whose neurons are all the excitable ones (normalised Shapley value
     > ``shapley.lambda_``; -k is ignored). ``options`` holds method settings: deepsensor's ``population``
     and ``stop_fitness``; patch's ``objective`` (pixels|l1), ``max_pixels``, ``time_limit`` and ``hold_inactive``.
+    ``output`` names the class-score output of a model with several.
     Returns a :class:`SynthesisResult`; ``write_run`` in ``synthesis.output`` writes it."""
     chosen = get_method(method)
     shapley = (shapley or ShapleyOptions()).check()
@@ -130,7 +133,7 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
         raise OnnxFaultError(f"--distance must be > 0 (got {params['distance']}); use none for no bound")
     if params["iterations"] < 1:
         raise OnnxFaultError(f"--iterations must be at least 1 (got {params['iterations']})")
-    model = model if isinstance(model, Model) else load_model(model)
+    model = as_model(model, output)
     dataset: Dataset = samples_for(model, data, data_options, None, target)
     if neurons_file is not None:
         neurons, granularity, layers = read_neurons(neurons_file)
@@ -149,8 +152,8 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
     if chosen.name == "deepsensor":
         neurons = excitable(neurons, shapley.lambda_)
     by_tensor = {layer.tensor: layer for layer in model.select_layers(list(dict.fromkeys(n.tensor for n in neurons)))}
-    x, y, positions, data_range = choose_seeds(model, dataset, samples=samples, seed=seed, cls=cls, target=target,
-                                               device=device)
+    seeds = choose_seeds(model, dataset, samples=samples, seed=seed, cls=cls, target=target, device=device)
+    x, y, positions, data_range = seeds.x, seeds.y, seeds.positions, seeds.data_range
     clip = (data_range[0] if clip_min is None else clip_min, data_range[1] if clip_max is None else clip_max)
     problem = Problem(model, x, y, neurons, by_tensor, granularity, target, clip, params["step"], params["distance"],
                       params["iterations"], params["epsilon"], cut, device, options, seed)
@@ -185,4 +188,5 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
     }
     arrays = {"original": x, "synthesized": synthesized, "labels": y, "predictions_before": before,
               "predictions_after": after}
-    return SynthesisResult(report, arrays, clip, dataset.adaptation.model_layout, dataset.source.sample_shape)
+    return SynthesisResult(report, arrays, clip, dataset.adaptation.model_layout, dataset.source.sample_shape,
+                           [*model.notes, *seeds.warnings()])

@@ -25,7 +25,10 @@ def check_out_dir(out: str | Path) -> Path:
 
 
 def as_images(x: np.ndarray, model_layout: str, sample_shape: tuple[int, ...]) -> np.ndarray:
-    """Model inputs → (N, H, W) or (N, H, W, C) pictures."""
+    """Model inputs → (N, H, W) or (N, H, W, C) pictures; a vector is a 1-pixel-high strip, and a sample of
+    more than three axes a grey (rest, last axis) picture."""
+    if x.ndim > 4:
+        return x.reshape(len(x), -1, x.shape[-1])
     if model_layout == "nchw" or (x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3)):
         x = x.transpose(0, 2, 3, 1)
     elif x.ndim == 2:
@@ -35,7 +38,7 @@ def as_images(x: np.ndarray, model_layout: str, sample_shape: tuple[int, ...]) -
             x = x.transpose(0, 2, 3, 1)
     if x.ndim == 4:
         x = x[..., 0] if x.shape[-1] not in (1, 3) else (x[..., 0] if x.shape[-1] == 1 else x)
-    return x
+    return x[:, None, :] if x.ndim == 2 else x
 
 
 def picture(original, synthesized, labels, before, after, clip, model_layout, sample_shape):

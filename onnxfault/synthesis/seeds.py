@@ -1,6 +1,8 @@
 """Seeds: correctly classified inputs, ``samples`` per class drawn with ``seed``, in two streamed passes."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from ..data import Dataset
@@ -8,12 +10,30 @@ from ..errors import OnnxFaultError
 from ..model import Model
 
 
-def choose_seeds(model: Model, dataset: Dataset, *, samples: int, seed: int, cls: int | None = None,
-                 target: int | None = None, device: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
-    """(x, y, positions in the data set, (min, max) of all data values) for the chosen seeds.
+@dataclass
+class Seeds:
+    """The chosen seeds (model inputs and labels), their positions in the data set, the (min, max) of all
+    data values, and the classes skipped because none of their samples is correctly classified."""
 
-    Seeds are correctly classified; with ``cls`` only of class ``cls``; with ``target`` never of class
-    ``target``. Every class present gets ``samples`` seeds (fewer if it has fewer)."""
+    x: np.ndarray
+    y: np.ndarray
+    positions: np.ndarray
+    data_range: tuple[float, float]
+    skipped: list[int] = field(default_factory=list)
+
+    def warnings(self) -> list[str]:
+        if not self.skipped:
+            return []
+        listed = ", ".join(map(str, self.skipped))
+        return [f"class{'es' if len(self.skipped) > 1 else ''} {listed} skipped: no correctly classified sample to "
+                "start from"]
+
+
+def choose_seeds(model: Model, dataset: Dataset, *, samples: int, seed: int, cls: int | None = None,
+                 target: int | None = None, device: str = "auto") -> Seeds:
+    """Correctly classified seeds: with ``cls`` only of class ``cls``; with ``target`` never of class
+    ``target``. Every class present gets ``samples`` seeds (fewer if it has fewer); a class with none is
+    skipped (an error for ``cls``, or when no class has a seed)."""
     if samples < 1:
         raise OnnxFaultError(f"--samples must be at least 1 (got {samples})")
     session = model.session(device)
@@ -29,12 +49,15 @@ def choose_seeds(model: Model, dataset: Dataset, *, samples: int, seed: int, cls
     classes = [cls] if cls is not None else sorted(set(labels[labels != target].tolist()) if target is not None
                                                    else set(labels.tolist()))
     rng = np.random.default_rng(seed)
-    chosen = []
+    chosen, skipped = [], []
     for c in classes:
         candidates = np.flatnonzero(eligible & (labels == c))
         if not len(candidates):
-            raise OnnxFaultError(f"no correctly classified sample of class {c} to start from; "
-                                 "use more data or another class")
+            skipped.append(c)
+            continue
         chosen.append(np.sort(rng.choice(candidates, size=min(samples, len(candidates)), replace=False)))
+    if not chosen:
+        which = f"of class {cls}" if cls is not None else "of any class"
+        raise OnnxFaultError(f"no correctly classified sample {which} to start from; use more data or another class")
     positions = np.sort(np.concatenate(chosen))
-    return dataset.take(positions), labels[positions], positions, (low, high)
+    return Seeds(dataset.take(positions), labels[positions], positions, (low, high), skipped)
