@@ -1,21 +1,10 @@
 """Graph surgery on ONNX models with onnx-graphsurgeon.
 
-Every function takes a ``ModelProto`` and returns a new one; the caller's model is never edited.
-
-Candidate neuron layers (``candidate_layers``) follow DeepFault's "trainable layers except the output
-layer", read off the ONNX graph:
-
-* the output of every activation node (Relu, LeakyRelu, PRelu, Elu, Selu, Celu, Sigmoid, Tanh,
-  HardSigmoid, HardSwish, Softplus, Softsign, ThresholdedRelu, Gelu, Mish, Clip with min 0 as in
-  ReLU6, and x·sigmoid(x) / x·hardsigmoid(x) written as a Mul);
-* the output of every linear unit (Gemm, MatMul, Conv, ConvTranspose; a following constant bias Add or
-  scale Mul, a BatchNormalization and layout/identity ops — Transpose, Identity, Dropout — belong to the
-  unit) that is NOT directly followed by an activation;
-* minus the class-score layer (the last linear unit before the model output) and everything after it.
+Every function takes a ``ModelProto`` and returns a new one; the caller's model is never edited. Which
+tensors hold neurons is decided in :mod:`onnxfault.layers`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -24,30 +13,9 @@ import onnx_graphsurgeon as gs
 
 from .errors import OnnxFaultError, close_matches_hint
 
-ACTIVATIONS = frozenset({
-    "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "Tanh", "HardSigmoid",
-    "HardSwish", "Softplus", "Softsign", "ThresholdedRelu", "Gelu", "Mish", "Clip",
-})
-LINEAR = frozenset({"Gemm", "MatMul", "Conv", "ConvTranspose"})
-# Ops that keep the channel axis where it is (used to find the channel axis of a tensor).
-_CHANNEL_PRESERVING = ACTIVATIONS | {
-    "Add", "Sub", "Mul", "Div", "Dropout", "Identity", "Cast", "Neg", "Abs", "Sqrt", "Exp", "Log",
-}
-_CHANNELS_FIRST = frozenset({
-    "Conv", "ConvTranspose", "BatchNormalization", "InstanceNormalization", "MaxPool", "AveragePool",
-    "LpPool", "GlobalAveragePool", "GlobalMaxPool", "LRN",
-})
 
-
-@dataclass(frozen=True)
-class CandidateTensor:
-    """A tensor that holds neurons, and the op that produced it (``Swish`` for x·sigmoid(x))."""
-
-    tensor: str
-    op: str
-
-
-def _graph(model: onnx.ModelProto) -> gs.Graph:
+def read_graph(model: onnx.ModelProto) -> gs.Graph:
+    """The model as an onnx-graphsurgeon graph (a copy: edits do not reach the model)."""
     return gs.import_onnx(model)
 
 
@@ -61,7 +29,7 @@ def _export(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def _lookup(graph: gs.Graph, names: list[str]) -> list[gs.Variable]:
+def lookup(graph: gs.Graph, names: list[str]) -> list[gs.Variable]:
     tensors = graph.tensors()
     variables = [n for n, t in tensors.items() if isinstance(t, gs.Variable)]
     found = []
@@ -75,7 +43,7 @@ def _lookup(graph: gs.Graph, names: list[str]) -> list[gs.Variable]:
 
 def require_tensors(model: onnx.ModelProto, names: list[str]) -> None:
     """Fail with close matches when a name is not a variable tensor of ``model``."""
-    _lookup(_graph(model), list(names))
+    lookup(read_graph(model), list(names))
 
 
 def _as_output(tensor: gs.Variable) -> gs.Variable:
@@ -86,9 +54,9 @@ def _as_output(tensor: gs.Variable) -> gs.Variable:
 
 def expose_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     """Return a copy of ``model`` whose outputs are its own outputs followed by the tensors ``names``."""
-    graph = _graph(model)
+    graph = read_graph(model)
     present = {t.name for t in graph.outputs}
-    for tensor in _lookup(graph, list(names)):
+    for tensor in lookup(graph, list(names)):
         if tensor.name not in present:
             graph.outputs.append(_as_output(tensor))
             present.add(tensor.name)
@@ -97,8 +65,8 @@ def expose_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 
 def cut_at(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     """Return the sub-model from the input up to the tensors ``names`` (its only outputs)."""
-    graph = _graph(model)
-    graph.outputs = [_as_output(t) for t in _lookup(graph, list(names))]
+    graph = read_graph(model)
+    graph.outputs = [_as_output(t) for t in lookup(graph, list(names))]
     graph.cleanup(remove_unused_graph_inputs=False).toposort()
     return _export(graph, model)
 
@@ -109,7 +77,7 @@ def flattened_name(name: str) -> str:
 
 def flatten_output(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
     """A copy with one more output, ``flattened_name(name)``: the output ``name`` flattened to (N, rest)."""
-    graph = _graph(model)
+    graph = read_graph(model)
     (tensor,) = [t for t in graph.outputs if t.name == name]
     flat = gs.Variable(flattened_name(name), dtype=tensor.dtype or np.float32)
     graph.nodes.append(gs.Node("Flatten", inputs=[tensor], outputs=[flat], attrs={"axis": 1}))
@@ -141,11 +109,11 @@ def insert_masks(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, ...]
     order) are reshaped to broadcast over the other axes; every consumer of the tensor then reads the
     masked tensor, so a 0 in the mask zeroes that neuron for that row.
     """
-    graph = _graph(model)
+    graph = read_graph(model)
     mask = gs.Variable(MASK, dtype=np.float32, shape=["N", sum(_neuron_count(s, a) for _, s, a in probes)])
     graph.inputs.append(mask)
     start = 0
-    for i, ((_, shape, axis), tensor) in enumerate(zip(probes, _lookup(graph, [t for t, _, _ in probes]))):
+    for i, ((_, shape, axis), tensor) in enumerate(zip(probes, lookup(graph, [t for t, _, _ in probes]))):
         count = _neuron_count(shape, axis)
         part = gs.Variable(f"onnxfault__mask{i}", dtype=np.float32)
         bounds = [gs.Constant(f"onnxfault__mask{i}_{n}", np.asarray(v, np.int64))
@@ -171,7 +139,7 @@ def _neuron_count(shape: tuple[int, ...], axis: int | None) -> int:
     return int(np.prod(shape, dtype=np.int64)) if axis is None else int(shape[axis])
 
 
-def _constant_value(tensor) -> np.ndarray | None:
+def constant_value(tensor) -> np.ndarray | None:
     if isinstance(tensor, gs.Constant):
         return np.asarray(tensor.values)
     if len(tensor.inputs) == 1 and tensor.inputs[0].op == "Constant":
@@ -180,152 +148,14 @@ def _constant_value(tensor) -> np.ndarray | None:
     return None
 
 
-def _is_constant(tensor) -> bool:
-    return _constant_value(tensor) is not None
-
-
-def _is_relu_clip(node: gs.Node) -> bool:
+def is_relu_clip(node: gs.Node) -> bool:
     """Clip(min=0, max=anything) is a (capped) ReLU, e.g. ReLU6."""
     if "min" in node.attrs:  # opset < 11
         return float(node.attrs["min"]) == 0.0
     if len(node.inputs) > 1 and node.inputs[1].name:
-        value = _constant_value(node.inputs[1])
+        value = constant_value(node.inputs[1])
         return value is not None and value.size == 1 and float(value.reshape(-1)[0]) == 0.0
     return False
-
-
-def _activation_label(node: gs.Node) -> str | None:
-    """The activation a node computes, or None; x·sigmoid(x) reads as Swish at the Mul."""
-    if node.op == "Clip":
-        return "Clip" if _is_relu_clip(node) else None
-    if node.op in ACTIVATIONS:
-        if node.op in ("Sigmoid", "HardSigmoid") and _gating_mul(node) is not None:
-            return None  # the Mul that follows is the activation
-        return node.op
-    if node.op == "Mul":
-        for operand in node.inputs:
-            for producer in operand.inputs:
-                if producer.op in ("Sigmoid", "HardSigmoid") and _gating_mul(producer) is node:
-                    return "Swish" if producer.op == "Sigmoid" else "HardSwish"
-    return None
-
-
-def _gating_mul(gate: gs.Node) -> gs.Node | None:
-    """The Mul computing x·gate(x) for a Sigmoid/HardSigmoid node, if there is one."""
-    x = gate.inputs[0]
-    for consumer in gate.outputs[0].outputs:
-        if consumer.op == "Mul" and any(t is x for t in consumer.inputs):
-            return consumer
-    return None
-
-
-_UNIT_PASS_THROUGH = frozenset({"BatchNormalization", "Transpose", "Identity", "Dropout"})
-
-
-def _unit_output(node: gs.Node, graph_outputs: set[str]) -> gs.Variable:
-    """Output of a linear unit: the node's output, extended over what still belongs to the unit: a
-    constant bias Add or scale Mul, a BatchNormalization, and layout/identity ops (Transpose, Identity,
-    Dropout) as converters put around NHWC convolutions."""
-    tensor = node.outputs[0]
-    while tensor.name not in graph_outputs and len(tensor.outputs) == 1:
-        nxt = tensor.outputs[0]
-        affine = nxt.op in ("Add", "Mul") and any(_is_constant(t) for t in nxt.inputs if t is not tensor)
-        if not (affine or nxt.op in _UNIT_PASS_THROUGH):
-            break
-        tensor = nxt.outputs[0]
-    return tensor
-
-
-def _class_score_nodes(graph: gs.Graph, output: str) -> set[int]:
-    """ids of the last linear node(s) on every path back from ``output``."""
-    start = graph.tensors()[output]
-    found, seen, stack = set(), set(), [start]
-    while stack:
-        tensor = stack.pop()
-        if id(tensor) in seen:
-            continue
-        seen.add(id(tensor))
-        for node in tensor.inputs:
-            if node.op in LINEAR:
-                found.add(id(node))
-            else:
-                stack.extend(t for t in node.inputs if isinstance(t, gs.Variable))
-    return found
-
-
-def _descendants(nodes: list[gs.Node], roots: set[int]) -> set[int]:
-    """ids of ``roots`` and every node downstream of them (``nodes`` in topological order)."""
-    reached = set(roots)
-    produced: set[int] = set()
-    for node in nodes:
-        if id(node) in reached or any(id(t) in produced for t in node.inputs):
-            reached.add(id(node))
-            produced.update(id(t) for t in node.outputs)
-    return reached
-
-
-def _sorted_graph(model: onnx.ModelProto) -> gs.Graph:
-    graph = _graph(model)
-    graph.toposort()
-    return graph
-
-
-def candidate_layers(model: onnx.ModelProto, output: str) -> list[CandidateTensor]:
-    """Tensors holding neurons, in topological order (the rule is in the module docstring)."""
-    graph = _sorted_graph(model)
-    outputs = {t.name for t in graph.outputs}
-    excluded = _descendants(graph.nodes, _class_score_nodes(graph, output))
-    found: list[CandidateTensor] = []
-    for node in graph.nodes:
-        if id(node) in excluded:
-            continue
-        label = _activation_label(node)
-        if label is not None:
-            found.append(CandidateTensor(node.outputs[0].name, label))
-        elif node.op in LINEAR:
-            tensor = _unit_output(node, outputs)
-            if not any(_activation_label(c) or c.op in ("Sigmoid", "HardSigmoid") for c in tensor.outputs):
-                found.append(CandidateTensor(tensor.name, node.op))
-    return found
-
-
-def upstream_tensors(model: onnx.ModelProto, output: str) -> list[CandidateTensor]:
-    """Every intermediate tensor before the class-score layer (``--layers all``), in topological order."""
-    graph = _sorted_graph(model)
-    excluded = _descendants(graph.nodes, _class_score_nodes(graph, output))
-    return [
-        CandidateTensor(t.name, node.op)
-        for node in graph.nodes if id(node) not in excluded and node.op != "Constant"
-        for t in node.outputs if t.dtype is None or np.issubdtype(np.dtype(t.dtype), np.floating)
-    ]
-
-
-def channel_axes(model: onnx.ModelProto, tensors: list[str]) -> dict[str, int]:
-    """Axis (batch included) that holds channels, per tensor: 1 for conv-like outputs (ONNX is NCHW),
-    followed through Transposes (e.g. the NHWC tensors of converted Keras models)."""
-    graph = _graph(model)
-    known = graph.tensors()
-    return {name: _channel_axis(known[name]) for name in tensors}
-
-
-def _channel_axis(current: gs.Variable) -> int:
-    perms: list[list[int]] = []
-    while current.inputs:
-        node = current.inputs[0]
-        if node.op in _CHANNELS_FIRST:
-            break
-        if node.op == "Transpose" and "perm" in node.attrs:
-            perms.append(list(node.attrs["perm"]))
-        elif node.op not in _CHANNEL_PRESERVING:
-            break
-        variables = [t for t in node.inputs if isinstance(t, gs.Variable)]
-        if not variables:
-            break
-        current = variables[0]
-    axis = 1
-    for perm in reversed(perms):
-        axis = perm.index(axis) if axis in perm else axis
-    return axis
 
 
 def make_batch_dynamic(model: onnx.ModelProto, input_name: str) -> onnx.ModelProto:
@@ -370,7 +200,7 @@ def _nonnegative(variable: gs.Variable) -> bool:
     if len(variable.inputs) != 1:
         return False
     node = variable.inputs[0]
-    return node.op in _NONNEGATIVE or (node.op == "Clip" and _is_relu_clip(node))
+    return node.op in _NONNEGATIVE or (node.op == "Clip" and is_relu_clip(node))
 
 
 def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, ...]]],
@@ -386,10 +216,10 @@ def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, .
     the returned list gives the probe index of each column block, in output order.
     Only this bool matrix leaves onnxruntime, not the activations.
     """
-    graph = _graph(model)
+    graph = read_graph(model)
     axes_as_input = all(o.version >= 18 for o in model.opset_import if o.domain in ("", "ai.onnx"))
     groups: dict[object, list[tuple[int, gs.Variable]]] = {}
-    for i, ((_, axes), value) in enumerate(zip(probes, _lookup(graph, [t for t, _ in probes]))):
+    for i, ((_, axes), value) in enumerate(zip(probes, lookup(graph, [t for t, _ in probes]))):
         dtype = value.dtype or np.float32
         if axes:
             if not (_nonnegative(value) and threshold <= 0):
@@ -441,7 +271,7 @@ def name_scope_outputs(model: onnx.ModelProto, scope_of: Callable[[str], str | N
     A scope's output is the tensor its nodes produce for nodes outside it; scopes with several such
     tensors, and names already taken, are left alone. Graph inputs and outputs keep their names.
     """
-    graph = _graph(model)
+    graph = read_graph(model)
     members: dict[str, list[gs.Node]] = {}
     for node in graph.nodes:
         scope = scope_of(node.name) if node.name else None
@@ -466,8 +296,8 @@ def name_scope_outputs(model: onnx.ModelProto, scope_of: Callable[[str], str | N
 
 def ancestors(model: onnx.ModelProto, tensor: str) -> set[str]:
     """Names of ``tensor`` and every tensor it is computed from."""
-    graph = _graph(model)
-    (start,) = _lookup(graph, [tensor])
+    graph = read_graph(model)
+    (start,) = lookup(graph, [tensor])
     seen, stack = {start.name}, [start]
     while stack:
         for node in stack.pop().inputs:
@@ -476,18 +306,3 @@ def ancestors(model: onnx.ModelProto, tensor: str) -> set[str]:
                     seen.add(t.name)
                     stack.append(t)
     return seen
-
-
-_MONOTONIC = frozenset({"Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "Tanh", "HardSigmoid",
-                        "Softplus", "Softsign", "Clip", "ThresholdedRelu"})
-
-
-def pre_activations(model: onnx.ModelProto, tensors: list[str]) -> dict[str, str]:
-    """For tensors made by an elementwise increasing activation, the activation's input (the unit's
-    pre-activation, the output of DeepFault's "trainable layer"); other tensors map to themselves."""
-    producers = {o: n for n in model.graph.node for o in n.output}
-    out = {}
-    for tensor in tensors:
-        node = producers.get(tensor)
-        out[tensor] = node.input[0] if node is not None and node.op_type in _MONOTONIC else tensor
-    return out

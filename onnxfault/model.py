@@ -9,6 +9,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from . import graph as g
+from . import layers as lay
 from .errors import OnnxFaultError, close_matches_hint
 from .runtime import Session
 
@@ -79,18 +80,18 @@ class Model:
     def layers(self) -> list[Layer]:
         """Candidate neuron layers (``--layers auto``)."""
         if self._layers is None:
-            self._layers = self._describe(g.candidate_layers(self.proto, self.output_name))
+            self._layers = self._describe(lay.candidate_layers(self.proto, self.output_name))
         return self._layers
 
     def all_layers(self) -> list[Layer]:
         """Every intermediate float tensor before the class-score layer (``--layers all``)."""
-        return self._describe(g.upstream_tensors(self.proto, self.output_name))
+        return self._describe(lay.upstream_tensors(self.proto, self.output_name))
 
     def named_layers(self, names: list[str]) -> list[Layer]:
         """Layers for explicit tensor names (unknown names fail with close matches)."""
         g.require_tensors(self.proto, names)
         producers = _producers(self.proto)
-        return self._describe([g.CandidateTensor(n, producers.get(n, "input")) for n in names])
+        return self._describe([lay.CandidateTensor(n, producers.get(n, "input")) for n in names])
 
     def select_layers(self, spec: str | list[str] = "auto") -> list[Layer]:
         """``auto``, ``all`` or a comma-separated list / list of tensor names."""
@@ -106,10 +107,10 @@ class Model:
                                  "name tensors with --layers T1,T2 (see `onnxfault inspect`)")
         return layers
 
-    def _describe(self, candidates: list[g.CandidateTensor]) -> list[Layer]:
+    def _describe(self, candidates: list[lay.CandidateTensor]) -> list[Layer]:
         names = [c.tensor for c in candidates]
         shapes = self._per_sample_shapes(names)
-        axes = g.channel_axes(self.proto, [n for n in names if len(shapes[n]) >= 2])
+        axes = lay.channel_axes(self.proto, {n: len(shapes[n]) + 1 for n in names if len(shapes[n]) >= 2})
         return [Layer(c.tensor, c.op, shapes[c.tensor], axes[c.tensor] - 1 if c.tensor in axes else None)
                 for c in candidates]
 

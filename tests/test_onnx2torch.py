@@ -112,10 +112,17 @@ def test_shape_arithmetic_subgraph():
     assert np.allclose(to_torch(model)(torch.from_numpy(x))[0].numpy(), x.reshape(5, -1) * 2)
 
 
-def test_unsupported_op_names_op_and_node():
-    graph = helper.make_graph([helper.make_node("Einsum", ["x", "x"], ["y"], name="mix", equation="ij,ij->i")], "t",
+def test_unsupported_op_names_op_node_and_nearest():
+    graph = helper.make_graph([helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"], name="quant")], "t",
+                              [helper.make_tensor_value_info("x", F32, [2, 3])], [helper.make_tensor_value_info("y", TensorProto.UINT8, None)])
+    with pytest.raises(OnnxFaultError) as err:
+        to_torch(model_of(graph))
+    assert str(err.value).startswith("the ONNX→torch adapter does not support op DynamicQuantizeLinear (node 'quant'); "
+                                     "nearest supported: ")
+    assert "inspect --ops" in str(err.value) and len(str(err.value)) < 250
+    graph = helper.make_graph([helper.make_node("FusedConv", ["x"], ["y"], name="fused", domain="com.microsoft")], "t",
                               [helper.make_tensor_value_info("x", F32, [2, 3])], [helper.make_tensor_value_info("y", F32, None)])
-    with pytest.raises(OnnxFaultError, match="does not support op Einsum \\(node 'mix'\\)"):
+    with pytest.raises(OnnxFaultError, match="does not support op FusedConv of domain 'com.microsoft' \\(node 'fused'\\)"):
         to_torch(model_of(graph))
 
 

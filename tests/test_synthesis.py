@@ -137,12 +137,16 @@ def test_neurons_from_a_localize_file(cli, dense_onnx, sample_npz, tmp_path):
 
 
 @pytest.fixture
-def mish_model(tmp_path):
-    nodes = [helper.make_node("Gemm", ["x", "W1"], ["g"]), helper.make_node("Mish", ["g"], ["h"]),
+def quantized_model(tmp_path):
+    """A fake-quantized hidden layer (QuantizeLinear → DequantizeLinear): onnxruntime runs it, the ONNX→torch
+    adapter does not convert quantized ops."""
+    nodes = [helper.make_node("Gemm", ["x", "W1"], ["g"]), helper.make_node("QuantizeLinear", ["g", "s", "z"], ["q"], name="quant"),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]), helper.make_node("Relu", ["d"], ["h"]),
              helper.make_node("Gemm", ["h", "W2"], ["logits"])]
     model = make_model(nodes, [("x", TensorProto.FLOAT, ["N", 784])], [("logits", TensorProto.FLOAT, ["N", 10])],
-                       [init("W1", np.ones((784, 4)) / 784), init("W2", np.eye(4, 10))], opset=18)
-    return save(model, tmp_path / "mish.onnx")
+                       [init("W1", np.ones((784, 4)) / 784), init("W2", np.eye(4, 10)), init("s", 0.01),
+                        helper.make_tensor("z", TensorProto.UINT8, [], [0])], opset=18)
+    return save(model, tmp_path / "quantized.onnx")
 
 
 BAD = {
@@ -178,11 +182,14 @@ def test_no_correct_seed_is_reported(cli, dense_onnx, sample_npz, tmp_path):
     assert result.exit_code == 1 and "no correctly classified sample of any class" in result.stderr
 
 
-def test_unsupported_op_is_named(cli, mish_model, tmp_path):
+def test_unsupported_op_is_named(cli, quantized_model, tmp_path):
     data = tmp_path / "d.npz"
     np.savez(data, x=np.random.default_rng(0).random((20, 784), dtype=np.float32), y=np.zeros(20, np.int64))
-    result = cli("synthesize", mish_model, "--data", data, "--method", "deepfault", "--out", tmp_path / "run")
-    assert result.exit_code == 1 and "does not support op Mish" in result.stderr
+    result = cli("synthesize", quantized_model, "--data", data, "--method", "deepfault", "--out", tmp_path / "run")
+    assert result.exit_code == 1 and not (tmp_path / "run").exists()
+    (line,) = result.stderr.strip().splitlines()
+    assert "does not support op QuantizeLinear (node 'quant'); nearest supported: " in line
+    assert line.endswith("`onnxfault inspect --ops` lists every supported op")
 
 
 def test_chunked_runs_equal_one_batch(dense_onnx, sample_npz):

@@ -15,7 +15,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..errors import OnnxFaultError
-from ..graph import ACTIVATIONS
+from ..layers import ACTIVATIONS
 
 PASS_THROUGH = frozenset({"Identity", "Dropout"})
 SCORES = frozenset({"Softmax", "LogSoftmax"})

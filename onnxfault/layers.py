@@ -1,0 +1,268 @@
+"""Which tensors of an ONNX classifier hold neurons, and along which axis.
+
+Candidate neuron layers (``candidate_layers``, ``--layers auto``) follow DeepFault's "trainable layers
+except the output layer", read off the ONNX graph:
+
+* the output of every **activation**: an activation node (Relu, LeakyRelu, PRelu, Elu, Selu, Celu, Sigmoid,
+  Tanh, HardSigmoid, HardSwish, Softplus, Softsign, ThresholdedRelu, Gelu, Mish, Swish, Clip with min 0 as
+  in ReLU6), or a gated activation x·f(x) written out in elementwise ops: a group of elementwise nodes that
+  read one tensor x only (and constants), x at least twice, hold an activation op or Erf, and leave the group
+  through one tensor, the activation's output — x·sigmoid(x) (SiLU), x·Φ(x) with Erf or its tanh
+  approximation (GELU), x·tanh(softplus(x)) (Mish), x·clip(x+3, 0, 6)/6 (HardSwish); the nodes inside are not
+  candidates;
+* the output of every **linear unit** — a Gemm, MatMul, Conv or ConvTranspose with constant weights (so an
+  attention block's products of two activations are not units), extended over a following constant bias Add
+  or scale Mul, a BatchNormalization and Transpose/Identity/Dropout — that does not feed an activation;
+* the output of every **normalization layer** (LayerNormalization, RMSNormalization, GroupNormalization,
+  InstanceNormalization) that does not feed an activation;
+* minus the class-score layer (the last linear unit before the model output) and everything after it.
+
+The **channel axis** of a tensor (``channel_axes``) is found by walking back through elementwise and layout
+ops: axis 1 after a channels-first op (Conv, pooling, BatchNormalization, …), the last axis after a
+features-last op (Gemm, MatMul, LayerNormalization: tokens × features in transformers, channels-last
+blocks), followed through Transposes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from .graph import is_relu_clip, read_graph
+
+ACTIVATIONS = frozenset({
+    "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "Tanh", "HardSigmoid",
+    "HardSwish", "Softplus", "Softsign", "ThresholdedRelu", "Gelu", "Mish", "Clip", "Swish",
+})
+LINEAR = frozenset({"Gemm", "MatMul", "Conv", "ConvTranspose"})
+NORMALIZATIONS = frozenset({"LayerNormalization", "RMSNormalization", "GroupNormalization", "InstanceNormalization"})
+# Elementwise ops that may make up an activation written out in primitives.
+_ELEMENTWISE = ACTIVATIONS | {"Add", "Sub", "Mul", "Div", "Pow", "Neg", "Abs", "Exp", "Log", "Sqrt", "Erf",
+                              "Reciprocal", "Max", "Min", "Cast", "Identity"}
+_CHANNEL_PRESERVING = _ELEMENTWISE | {"Dropout"}
+_CHANNELS_FIRST = frozenset({
+    "Conv", "ConvTranspose", "BatchNormalization", "InstanceNormalization", "MaxPool", "AveragePool",
+    "LpPool", "GlobalAveragePool", "GlobalMaxPool", "LRN", "GroupNormalization",
+})
+_FEATURES_LAST = frozenset({"Gemm", "MatMul", "LayerNormalization", "RMSNormalization"})
+_UNIT_PASS_THROUGH = frozenset({"BatchNormalization", "Transpose", "Identity", "Dropout"})
+
+
+@dataclass(frozen=True)
+class CandidateTensor:
+    """A tensor that holds neurons, and what produced it (``Swish`` for x·sigmoid(x), ``Gelu`` for an
+    activation written with Erf, …)."""
+
+    tensor: str
+    op: str
+
+
+def _sorted_graph(model: onnx.ModelProto) -> gs.Graph:
+    graph = read_graph(model)
+    graph.toposort()
+    return graph
+
+
+def _constant_tensors(graph: gs.Graph) -> set[int]:
+    """ids of the tensors that do not depend on the graph inputs (``graph`` topologically sorted)."""
+    constant = {id(t) for t in graph.tensors().values() if isinstance(t, gs.Constant)}
+    for node in graph.nodes:
+        if all(id(t) in constant for t in node.inputs if t.name):
+            constant.update(id(t) for t in node.outputs)
+    return constant
+
+
+@dataclass
+class _Activation:
+    """An activation: its nodes, the tensor it reads and the one it leaves through."""
+
+    nodes: set[int]
+    source: gs.Variable
+    output: gs.Variable
+    label: str
+
+
+def _is_activation_op(node: gs.Node) -> bool:
+    if node.op == "Clip":
+        return is_relu_clip(node)
+    return node.op in ACTIVATIONS or node.op == "Erf"
+
+
+def _label(members: list[gs.Node], source: gs.Variable) -> str:
+    """What a gated activation group x · f(x) computes, named after the activation it writes out."""
+    ops = {n.op for n in members if _is_activation_op(n)}
+    if "Erf" in ops or ("Tanh" in ops and "Softplus" not in ops):
+        return "Gelu"
+    if {"Softplus", "Tanh"} <= ops:
+        return "Mish"
+    if "Sigmoid" in ops:
+        return "Swish"
+    if ops & {"HardSigmoid", "Clip", "Relu"}:
+        return "HardSwish"
+    return sorted(ops)[0]
+
+
+def _activations(graph: gs.Graph, constant: set[int]) -> list[_Activation]:
+    """The activations of the graph, written as one node or as a group of elementwise nodes (the rule is
+    in the module docstring). Every elementwise node's *root* is the tensor its group reads: the common
+    root of its non-constant inputs, if they share one."""
+    root: dict[int, gs.Variable] = {}
+    groups: dict[int, list[gs.Node]] = {}
+    for node in graph.nodes:
+        variables = [t for t in node.inputs if t.name and id(t) not in constant]
+        roots = {id(root.get(id(t), t)): root.get(id(t), t) for t in variables}
+        if node.op in _ELEMENTWISE and len(roots) == 1:
+            (source,) = roots.values()
+            groups.setdefault(id(source), []).append(node)
+            for t in node.outputs:
+                root[id(t)] = source
+    outputs = {id(t) for t in graph.outputs}
+    found = []
+    for members in groups.values():
+        if not any(_is_activation_op(n) for n in members):
+            continue
+        inside = {id(n) for n in members}
+        source = root[id(members[0].outputs[0])]
+        exits = [t for n in members for t in n.outputs
+                 if id(t) in outputs or any(id(c) not in inside for c in t.outputs)]
+        gated = sum(1 for n in members for t in n.inputs if t is source) > 1  # x · f(x)
+        if gated and len(exits) == 1:
+            found.append(_Activation(inside, source, exits[0], _label(members, source)))
+        else:  # a chain (bias, activation, scale): each activation node is a layer of its own
+            found += [_Activation({id(n)}, n.inputs[0], n.outputs[0], n.op) for n in members if _is_activation_op(n)]
+    return found
+
+
+def _is_linear_unit(node: gs.Node, constant: set[int]) -> bool:
+    """A Gemm/MatMul/Conv/ConvTranspose with constant weights."""
+    if node.op not in LINEAR:
+        return False
+    weights = node.inputs[:2] if node.op == "MatMul" else node.inputs[1:2]
+    return any(id(t) in constant for t in weights)
+
+
+def _unit_output(node: gs.Node, graph_outputs: set[str], constant: set[int]) -> gs.Variable:
+    """Output of a linear unit: the node's output, extended over what still belongs to the unit: a
+    constant bias Add or scale Mul, a BatchNormalization, and layout/identity ops (Transpose, Identity,
+    Dropout) as converters put around NHWC convolutions."""
+    tensor = node.outputs[0]
+    while tensor.name not in graph_outputs and len(tensor.outputs) == 1:
+        nxt = tensor.outputs[0]
+        affine = nxt.op in ("Add", "Mul") and any(id(t) in constant for t in nxt.inputs if t is not tensor)
+        if not (affine or nxt.op in _UNIT_PASS_THROUGH):
+            break
+        tensor = nxt.outputs[0]
+    return tensor
+
+
+def _class_score_nodes(graph: gs.Graph, output: str, constant: set[int]) -> set[int]:
+    """ids of the last linear unit(s) on every path back from ``output``."""
+    start = graph.tensors()[output]
+    found, seen, stack = set(), set(), [start]
+    while stack:
+        tensor = stack.pop()
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        for node in tensor.inputs:
+            if _is_linear_unit(node, constant):
+                found.add(id(node))
+            else:
+                stack.extend(t for t in node.inputs if isinstance(t, gs.Variable))
+    return found
+
+
+def _descendants(nodes: list[gs.Node], roots: set[int]) -> set[int]:
+    """ids of ``roots`` and every node downstream of them (``nodes`` in topological order)."""
+    reached = set(roots)
+    produced: set[int] = set()
+    for node in nodes:
+        if id(node) in reached or any(id(t) in produced for t in node.inputs):
+            reached.add(id(node))
+            produced.update(id(t) for t in node.outputs)
+    return reached
+
+
+def candidate_layers(model: onnx.ModelProto, output: str) -> list[CandidateTensor]:
+    """Tensors holding neurons, in topological order (the rule is in the module docstring)."""
+    graph = _sorted_graph(model)
+    outputs = {t.name for t in graph.outputs}
+    constant = _constant_tensors(graph)
+    excluded = _descendants(graph.nodes, _class_score_nodes(graph, output, constant))
+    activations = _activations(graph, constant)
+    at_exit = {id(a.output.inputs[0]): a for a in activations}
+    inside = set().union(*(a.nodes for a in activations)) if activations else set()
+    feeds_activation = {id(a.source) for a in activations}
+    found: list[CandidateTensor] = []
+    for node in graph.nodes:
+        if id(node) in excluded:
+            continue
+        if id(node) in at_exit:
+            found.append(CandidateTensor(at_exit[id(node)].output.name, at_exit[id(node)].label))
+        elif id(node) in inside:
+            continue
+        elif _is_linear_unit(node, constant) or node.op in NORMALIZATIONS:
+            tensor = _unit_output(node, outputs, constant) if node.op in LINEAR else node.outputs[0]
+            if id(tensor) not in feeds_activation and not any(id(c) in inside for c in tensor.outputs):
+                found.append(CandidateTensor(tensor.name, node.op))
+    return found
+
+
+def upstream_tensors(model: onnx.ModelProto, output: str) -> list[CandidateTensor]:
+    """Every intermediate tensor before the class-score layer (``--layers all``), in topological order."""
+    graph = _sorted_graph(model)
+    excluded = _descendants(graph.nodes, _class_score_nodes(graph, output, _constant_tensors(graph)))
+    return [
+        CandidateTensor(t.name, node.op)
+        for node in graph.nodes if id(node) not in excluded and node.op != "Constant"
+        for t in node.outputs if t.dtype is None or np.issubdtype(np.dtype(t.dtype), np.floating)
+    ]
+
+
+def channel_axes(model: onnx.ModelProto, ranks: dict[str, int]) -> dict[str, int]:
+    """Axis (batch included) that holds channels, per tensor of the given rank (batch included): 1 after
+    channels-first ops, the last after features-last ops, followed through Transposes (e.g. the NHWC
+    tensors of converted Keras models)."""
+    known = read_graph(model).tensors()
+    return {name: _channel_axis(known[name], rank) for name, rank in ranks.items()}
+
+
+def _channel_axis(current: gs.Variable, rank: int) -> int:
+    perms: list[list[int]] = []
+    axis = 1
+    while current.inputs:
+        node = current.inputs[0]
+        if node.op in _CHANNELS_FIRST:
+            break
+        if node.op in _FEATURES_LAST:
+            axis = rank - 1
+            break
+        if node.op == "Transpose" and "perm" in node.attrs:
+            perms.append(list(node.attrs["perm"]))
+        elif node.op not in _CHANNEL_PRESERVING:
+            break
+        variables = [t for t in node.inputs if isinstance(t, gs.Variable)]
+        if not variables:
+            break
+        current = variables[0]
+    for perm in reversed(perms):
+        axis = perm.index(axis) if axis in perm else axis
+    return axis
+
+
+_MONOTONIC = frozenset({"Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "Tanh", "HardSigmoid",
+                        "Softplus", "Softsign", "Clip", "ThresholdedRelu"})
+
+
+def pre_activations(model: onnx.ModelProto, tensors: list[str]) -> dict[str, str]:
+    """For tensors made by an elementwise increasing activation, the activation's input (the unit's
+    pre-activation, the output of DeepFault's "trainable layer"); other tensors map to themselves."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    out = {}
+    for tensor in tensors:
+        node = producers.get(tensor)
+        out[tensor] = node.input[0] if node is not None and node.op_type in _MONOTONIC else tensor
+    return out
+
