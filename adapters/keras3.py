@@ -1,8 +1,10 @@
 """Keras 3 models (``.keras`` files or in-memory) → ONNX through Keras' own exporter (TensorFlow
 backend; ``pip install "onnxfault[keras]"``). ``tf2onnx.convert.from_keras`` does not work on Keras 3.
 
-tf2onnx names nodes ``<model>/<layer>_<n>/<op>``; each layer's single output tensor is renamed to the
-Keras layer name (``conv1``, ``dense_3``), so it can be named in ``--layers``.
+The exporter runs tf2onnx, which writes opsets 14 to 18 (``SUPPORTED_OPSETS``; 17 by default here). It
+leaves TensorFlow's ``Erfc`` (exact GELU is ``0.5·x·erfc(−x/√2)``) as an op ONNX does not have; it is
+rewritten as ``1 − Erf``. tf2onnx names nodes ``<model>/<layer>_<n>/<op>``; each layer's single output
+tensor is renamed to the Keras layer name (``conv1``, ``dense_3``), so it can be named in ``--layers``.
 """
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from onnxfault.errors import OnnxFaultError
 from onnxfault.quiet import silenced_fds
 
 INSTALL_HINT = "install TensorFlow with `pip install \"onnxfault[keras]\"`"
+SUPPORTED_OPSETS = range(14, 19)  # tf2onnx 1.16+: "we support and test ONNX opset-14 to opset-18"
 
 
 @contextmanager
@@ -61,10 +65,56 @@ def _layer_scope(layer_names: set[str]):
     return scope_of
 
 
+def check_opset(opset: int) -> None:
+    if opset not in SUPPORTED_OPSETS:
+        raise OnnxFaultError(f"Keras models convert at opsets {SUPPORTED_OPSETS.start}-{SUPPORTED_OPSETS.stop - 1} "
+                             f"(what tf2onnx writes), not {opset}; choose one with --opset")
+
+
+def rewrite_erfc(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy where every ``Erfc(x)`` node computes ``1 − Erf(x)`` (ONNX has Erf, not Erfc)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    if not any(n.op_type == "Erfc" for n in out.graph.node):
+        return out
+    types = _elem_types(out)
+    nodes = []
+    for node in out.graph.node:
+        if node.op_type != "Erfc" or node.domain not in ("", "ai.onnx"):
+            nodes.append(node)
+            continue
+        x, y, stem = node.input[0], node.output[0], f"{node.name or node.output[0]}/onnxfault"
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(types.get(x, onnx.TensorProto.FLOAT))
+        out.graph.initializer.append(onnx.numpy_helper.from_array(np.ones((), dtype), f"{stem}/one"))
+        nodes += [onnx.helper.make_node("Erf", [x], [f"{stem}/erf"], name=f"{stem}/Erf"),
+                  onnx.helper.make_node("Sub", [f"{stem}/one", f"{stem}/erf"], [y], name=node.name or f"{stem}/Sub")]
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    return out
+
+
+def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every tensor whose type is known or inferable (Erfc itself stops inference after it,
+    so the model is first inferred with Erfc read as Erf)."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    for node in probe.graph.node:
+        if node.op_type == "Erfc":
+            node.op_type = "Erf"
+    try:
+        probe = onnx.shape_inference.infer_shapes(probe)
+    except Exception:  # inference is best effort: unknown types default to float
+        pass
+    graph = probe.graph
+    values = list(graph.input) + list(graph.value_info) + list(graph.output)
+    return {v.name: v.type.tensor_type.elem_type for v in values} | {i.name: i.data_type for i in graph.initializer}
+
+
 def from_keras(model, path: str | Path, *, opset: int = 17):
     """Export an in-memory Keras 3 model to ``path``, validated; returns a ConvertResult."""
+    check_opset(opset)
     _keras()
-    from .conversion import save_validated
+    from .saving import save_validated
 
     if not getattr(model, "_called", True):  # the exporter needs a model that has run once
         shape = model.inputs[0].shape
@@ -74,5 +124,6 @@ def from_keras(model, path: str | Path, *, opset: int = 17):
     def export(tmp: Path) -> None:
         with _quiet():
             model.export(str(tmp), format="onnx", verbose=False, opset_version=opset)
+        onnx.save(rewrite_erfc(onnx.load(str(tmp))), str(tmp))
 
     return save_validated(path, export, "keras", _layer_scope(names))

@@ -3,11 +3,14 @@
 Uses torch's TorchScript-based exporter (``dynamo=False``): it works with torch 2.13 here without extra
 packages, whereas the torch.export-based exporter needs ``onnxscript``. That exporter names nodes
 ``/<scope>/<module>/<Op>``; the single output of each module's nodes is renamed to the module's
-qualified name (``fc1``, ``features.0``, ``6.block.2``), so it can be named in ``--layers``.
+qualified name (``fc1``, ``features.0``, ``6.block.2``), so it can be named in ``--layers``. Multi-head
+attention is exported through its plain path (matmuls and softmax): the fused inference kernel it would
+otherwise take in eval mode has no ONNX export.
 """
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from onnxfault.errors import OnnxFaultError
@@ -30,18 +33,32 @@ def from_torch(module, example_input, path: str | Path, *, input_name: str = "in
     """Export ``module`` (in eval mode) to ``path``, validated; returns a ConvertResult."""
     import torch
 
-    from .conversion import save_validated
+    from .saving import save_validated
 
     module = module.eval()
 
     def export(tmp: Path) -> None:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _mha_fast_path(False):
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (example_input,), str(tmp), dynamo=False, input_names=[input_name],
                               output_names=[output_name], opset_version=opset,
                               dynamic_axes={input_name: {0: "N"}, output_name: {0: "N"}})
 
     return save_validated(path, export, "torch", _module_scope)
+
+
+@contextmanager
+def _mha_fast_path(enabled: bool):
+    """Switch nn.MultiheadAttention's fused inference path (``aten::_native_multi_head_attention``, which
+    the exporter cannot write) on or off for the duration."""
+    import torch
+
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
 
 
 def load_torchscript(path: str | Path):

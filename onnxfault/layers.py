@@ -6,15 +6,17 @@ except the output layer", read off the ONNX graph:
 * the output of every **activation**: an activation node (Relu, LeakyRelu, PRelu, Elu, Selu, Celu, Sigmoid,
   Tanh, HardSigmoid, HardSwish, Softplus, Softsign, ThresholdedRelu, Gelu, Mish, Swish, Clip with min 0 as
   in ReLU6), or a gated activation x·f(x) written out in elementwise ops: a group of elementwise nodes that
-  read one tensor x only (and constants), x at least twice, hold an activation op or Erf, and leave the group
-  through one tensor, the activation's output — x·sigmoid(x) (SiLU), x·Φ(x) with Erf or its tanh
+  read one tensor only (and constants), read x (that tensor, or one computed in the group, e.g. after a bias
+  Add) at least twice, hold an activation op or Erf, and leave the group through one tensor, the activation's
+  output — x·sigmoid(x) (SiLU), x·Φ(x) with Erf or its tanh
   approximation (GELU), x·tanh(softplus(x)) (Mish), x·clip(x+3, 0, 6)/6 (HardSwish); the nodes inside are not
   candidates;
 * the output of every **linear unit** — a Gemm, MatMul, Conv or ConvTranspose with constant weights (so an
   attention block's products of two activations are not units), extended over a following constant bias Add
   or scale Mul, a BatchNormalization and Transpose/Identity/Dropout — that does not feed an activation;
 * the output of every **normalization layer** (LayerNormalization, RMSNormalization, GroupNormalization,
-  InstanceNormalization) that does not feed an activation;
+  InstanceNormalization) that does not feed an activation, also when written out (a group as above, holding
+  ReduceMean and Sqrt: (x − mean)/√(var + ε)·γ + β, as tf2onnx writes Keras' LayerNormalization);
 * minus the class-score layer (the last linear unit before the model output) and everything after it.
 
 The **channel axis** of a tensor (``channel_axes``) is found by walking back through elementwise and layout
@@ -41,6 +43,7 @@ NORMALIZATIONS = frozenset({"LayerNormalization", "RMSNormalization", "GroupNorm
 # Elementwise ops that may make up an activation written out in primitives.
 _ELEMENTWISE = ACTIVATIONS | {"Add", "Sub", "Mul", "Div", "Pow", "Neg", "Abs", "Exp", "Log", "Sqrt", "Erf",
                               "Reciprocal", "Max", "Min", "Cast", "Identity"}
+_GROUPABLE = _ELEMENTWISE | {"ReduceMean"}
 _CHANNEL_PRESERVING = _ELEMENTWISE | {"Dropout"}
 _CHANNELS_FIRST = frozenset({
     "Conv", "ConvTranspose", "BatchNormalization", "InstanceNormalization", "MaxPool", "AveragePool",
@@ -75,13 +78,15 @@ def _constant_tensors(graph: gs.Graph) -> set[int]:
 
 
 @dataclass
-class _Activation:
-    """An activation: its nodes, the tensor it reads and the one it leaves through."""
+class _Function:
+    """A function of one tensor, written as one node or as a group: its nodes, the tensor it reads, the one
+    it leaves through, what it computes, and whether it is an activation (else a normalization)."""
 
     nodes: set[int]
     source: gs.Variable
     output: gs.Variable
     label: str
+    activation: bool = True
 
 
 def _is_activation_op(node: gs.Node) -> bool:
@@ -90,9 +95,8 @@ def _is_activation_op(node: gs.Node) -> bool:
     return node.op in ACTIVATIONS or node.op == "Erf"
 
 
-def _label(members: list[gs.Node], source: gs.Variable) -> str:
-    """What a gated activation group x · f(x) computes, named after the activation it writes out."""
-    ops = {n.op for n in members if _is_activation_op(n)}
+def _activation_label(ops: set[str]) -> str:
+    """What a gated activation group x · f(x) with these activation ops computes."""
     if "Erf" in ops or ("Tanh" in ops and "Softplus" not in ops):
         return "Gelu"
     if {"Softplus", "Tanh"} <= ops:
@@ -104,34 +108,48 @@ def _label(members: list[gs.Node], source: gs.Variable) -> str:
     return sorted(ops)[0]
 
 
-def _activations(graph: gs.Graph, constant: set[int]) -> list[_Activation]:
-    """The activations of the graph, written as one node or as a group of elementwise nodes (the rule is
-    in the module docstring). Every elementwise node's *root* is the tensor its group reads: the common
-    root of its non-constant inputs, if they share one."""
+def _normalization_label(ops: set[str]) -> str | None:
+    """(x − mean)/√(var + ε) or x/√(mean(x²) + ε), scaled and shifted: a layer or RMS normalization."""
+    if "ReduceMean" in ops and "Sqrt" in ops:
+        return "LayerNormalization" if "Sub" in ops else "RMSNormalization"
+    return None
+
+
+def _groups(graph: gs.Graph, constant: set[int]) -> list[tuple[gs.Variable, list[gs.Node]]]:
+    """Elementwise nodes (and ReduceMean) grouped by the one tensor they are computed from: every such
+    node's *root* is the common root of its non-constant inputs, when they share one."""
     root: dict[int, gs.Variable] = {}
-    groups: dict[int, list[gs.Node]] = {}
+    groups: dict[int, tuple[gs.Variable, list[gs.Node]]] = {}
     for node in graph.nodes:
         variables = [t for t in node.inputs if t.name and id(t) not in constant]
         roots = {id(root.get(id(t), t)): root.get(id(t), t) for t in variables}
-        if node.op in _ELEMENTWISE and len(roots) == 1:
+        if node.op in _GROUPABLE and len(roots) == 1:
             (source,) = roots.values()
-            groups.setdefault(id(source), []).append(node)
+            groups.setdefault(id(source), (source, []))[1].append(node)
             for t in node.outputs:
                 root[id(t)] = source
+    return list(groups.values())
+
+
+def _written_out(graph: gs.Graph, constant: set[int]) -> list[_Function]:
+    """The activations of the graph, as single nodes or written out in elementwise ops, and the
+    normalizations written out (the rule is in the module docstring)."""
     outputs = {id(t) for t in graph.outputs}
     found = []
-    for members in groups.values():
-        if not any(_is_activation_op(n) for n in members):
-            continue
+    for source, members in _groups(graph, constant):
         inside = {id(n) for n in members}
-        source = root[id(members[0].outputs[0])]
         exits = [t for n in members for t in n.outputs
                  if id(t) in outputs or any(id(c) not in inside for c in t.outputs)]
-        gated = sum(1 for n in members for t in n.inputs if t is source) > 1  # x · f(x)
-        if gated and len(exits) == 1:
-            found.append(_Activation(inside, source, exits[0], _label(members, source)))
+        reads = [id(t) for n in members for t in n.inputs if t.name]
+        gated = any(reads.count(i) > 1 for i in set(reads))  # some tensor of the group is read twice: x · f(x)
+        acts = {n.op for n in members if _is_activation_op(n)}
+        norm = _normalization_label({n.op for n in members})
+        if gated and len(exits) == 1 and acts:
+            found.append(_Function(inside, source, exits[0], _activation_label(acts)))
+        elif gated and len(exits) == 1 and norm:
+            found.append(_Function(inside, source, exits[0], norm, activation=False))
         else:  # a chain (bias, activation, scale): each activation node is a layer of its own
-            found += [_Activation({id(n)}, n.inputs[0], n.outputs[0], n.op) for n in members if _is_activation_op(n)]
+            found += [_Function({id(n)}, n.inputs[0], n.outputs[0], n.op) for n in members if _is_activation_op(n)]
     return found
 
 
@@ -191,10 +209,12 @@ def candidate_layers(model: onnx.ModelProto, output: str) -> list[CandidateTenso
     outputs = {t.name for t in graph.outputs}
     constant = _constant_tensors(graph)
     excluded = _descendants(graph.nodes, _class_score_nodes(graph, output, constant))
-    activations = _activations(graph, constant)
-    at_exit = {id(a.output.inputs[0]): a for a in activations}
-    inside = set().union(*(a.nodes for a in activations)) if activations else set()
-    feeds_activation = {id(a.source) for a in activations}
+    functions = _written_out(graph, constant)
+    at_exit = {id(f.output.inputs[0]): f for f in functions}
+    inside = set().union(*(f.nodes for f in functions)) if functions else set()
+    activations = [f for f in functions if f.activation]
+    feeds_activation = {id(f.source) for f in activations}
+    in_activation = set().union(*(f.nodes for f in activations)) if activations else set()
     found: list[CandidateTensor] = []
     for node in graph.nodes:
         if id(node) in excluded:
@@ -205,7 +225,7 @@ def candidate_layers(model: onnx.ModelProto, output: str) -> list[CandidateTenso
             continue
         elif _is_linear_unit(node, constant) or node.op in NORMALIZATIONS:
             tensor = _unit_output(node, outputs, constant) if node.op in LINEAR else node.outputs[0]
-            if id(tensor) not in feeds_activation and not any(id(c) in inside for c in tensor.outputs):
+            if id(tensor) not in feeds_activation and not any(id(c) in in_activation for c in tensor.outputs):
                 found.append(CandidateTensor(tensor.name, node.op))
     return found
 
@@ -225,11 +245,12 @@ def channel_axes(model: onnx.ModelProto, ranks: dict[str, int]) -> dict[str, int
     """Axis (batch included) that holds channels, per tensor of the given rank (batch included): 1 after
     channels-first ops, the last after features-last ops, followed through Transposes (e.g. the NHWC
     tensors of converted Keras models)."""
-    known = read_graph(model).tensors()
-    return {name: _channel_axis(known[name], rank) for name, rank in ranks.items()}
+    graph = _sorted_graph(model)
+    known, constant = graph.tensors(), _constant_tensors(graph)
+    return {name: _channel_axis(known[name], rank, constant) for name, rank in ranks.items()}
 
 
-def _channel_axis(current: gs.Variable, rank: int) -> int:
+def _channel_axis(current: gs.Variable, rank: int, constant: set[int]) -> int:
     perms: list[list[int]] = []
     axis = 1
     while current.inputs:
@@ -243,7 +264,7 @@ def _channel_axis(current: gs.Variable, rank: int) -> int:
             perms.append(list(node.attrs["perm"]))
         elif node.op not in _CHANNEL_PRESERVING:
             break
-        variables = [t for t in node.inputs if isinstance(t, gs.Variable)]
+        variables = [t for t in node.inputs if t.name and id(t) not in constant]
         if not variables:
             break
         current = variables[0]

@@ -91,7 +91,7 @@ class Model:
         """Layers for explicit tensor names (unknown names fail with close matches)."""
         g.require_tensors(self.proto, names)
         producers = _producers(self.proto)
-        return self._describe([lay.CandidateTensor(n, producers.get(n, "input")) for n in names])
+        return self._describe([lay.CandidateTensor(n, producers.get(n, "input")) for n in names], named=True)
 
     def select_layers(self, spec: str | list[str] = "auto") -> list[Layer]:
         """``auto``, ``all`` or a comma-separated list / list of tensor names."""
@@ -107,25 +107,51 @@ class Model:
                                  "name tensors with --layers T1,T2 (see `onnxfault inspect`)")
         return layers
 
-    def _describe(self, candidates: list[lay.CandidateTensor]) -> list[Layer]:
+    def _describe(self, candidates: list[lay.CandidateTensor], named: bool = False) -> list[Layer]:
+        """Layers for the candidates whose first axis indexes samples (for ``named`` tensors, any other is
+        an error)."""
         names = [c.tensor for c in candidates]
         shapes = self._per_sample_shapes(names)
-        axes = lay.channel_axes(self.proto, {n: len(shapes[n]) + 1 for n in names if len(shapes[n]) >= 2})
+        strays = [n for n in names if shapes[n] is None]
+        if named and strays:
+            raise OnnxFaultError(f"tensor '{strays[0]}' does not hold one row per sample (its first axis is not "
+                                 "the batch axis, e.g. a sequence-first tensor inside attention); name another")
+        kept = [c for c in candidates if shapes[c.tensor] is not None]
+        axes = lay.channel_axes(self.proto, {c.tensor: len(shapes[c.tensor]) + 1 for c in kept
+                                             if len(shapes[c.tensor]) >= 2})
         return [Layer(c.tensor, c.op, shapes[c.tensor], axes[c.tensor] - 1 if c.tensor in axes else None)
-                for c in candidates]
+                for c in kept]
 
-    def _per_sample_shapes(self, names: list[str]) -> dict[str, tuple[int, ...]]:
-        """Static shapes recorded by shape inference at load; a zero-input run fills in what is unknown."""
-        recorded = _static_shapes(self.proto)
-        shapes = {n: recorded[n] for n in names if n in recorded}
-        missing = [n for n in names if n not in shapes]
-        if missing:
-            if any(d is None for d in self.input_shape):
+    def _per_sample_shapes(self, names: list[str]) -> dict[str, tuple[int, ...] | None]:
+        """Per-sample shapes, from runs on a batch of two samples and on the first alone when the input sizes
+        are known: None for a tensor whose first axis does not index samples (its size is not the batch
+        size, or sample 0's slice differs from its value alone). Otherwise (dynamic input sizes) the shapes
+        recorded by shape inference, trusted to be batch-first."""
+        if any(d is None for d in self.input_shape) or self.fixed_batch is not None:
+            recorded = _static_shapes(self.proto)
+            missing = [n for n in names if n not in recorded]
+            if missing and self.fixed_batch is None:
                 raise OnnxFaultError("cannot determine layer shapes: the model input has dynamic sizes "
                                      f"{self.input_shape}; export the model with fixed sizes")
-            outs = self.session("cpu", missing).run(np.zeros((1, *self.input_shape), np.float32))
-            shapes.update({n: tuple(int(d) for d in o.shape[1:]) for n, o in zip(missing, outs[1:])})
-        return shapes
+            if missing:
+                outs = self.session("cpu", missing).run(np.zeros((1, *self.input_shape), np.float32))
+                recorded = {**recorded, **{n: tuple(int(d) for d in o.shape[1:]) for n, o in zip(missing, outs[1:])}}
+            return {n: recorded[n] for n in names}
+        session = self.session("cpu", names)
+        x = np.random.default_rng(0).random((2, *self.input_shape), dtype=np.float32)
+        pair, single = session.run(x)[1:], session.run(x[:1])[1:]
+        return {n: tuple(int(d) for d in b.shape[1:]) if _batch_major(b, a) else None
+                for n, b, a in zip(names, pair, single)}
+
+
+def _batch_major(pair: np.ndarray, single: np.ndarray) -> bool:
+    """True when ``pair`` (a tensor for two samples) has one row per sample, the first equal to ``single``
+    (the tensor for the first sample alone)."""
+    if pair.ndim == 0 or pair.shape[0] != 2 or single.shape != (1, *pair.shape[1:]):
+        return False
+    if pair.dtype.kind != "f":
+        return bool(np.array_equal(pair[:1], single))
+    return bool(np.allclose(pair[:1], single, rtol=1e-4, atol=1e-5, equal_nan=True))
 
 
 def _only_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
