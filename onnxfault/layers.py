@@ -43,7 +43,10 @@ NORMALIZATIONS = frozenset({"LayerNormalization", "RMSNormalization", "GroupNorm
 # Elementwise ops that may make up an activation written out in primitives.
 _ELEMENTWISE = ACTIVATIONS | {"Add", "Sub", "Mul", "Div", "Pow", "Neg", "Abs", "Exp", "Log", "Sqrt", "Erf",
                               "Reciprocal", "Max", "Min", "Cast", "Identity"}
-_GROUPABLE = _ELEMENTWISE | {"ReduceMean"}
+# What a written-out activation or normalization may contain: elementwise ops, means, and reshapes of
+# its own intermediate values (tf2onnx reshapes the mean of a LayerNormalization before subtracting it).
+_LAYOUT = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Expand", "Identity", "Cast"})
+_GROUPABLE = _ELEMENTWISE | _LAYOUT | {"ReduceMean"}
 _CHANNEL_PRESERVING = _ELEMENTWISE | {"Dropout"}
 _CHANNELS_FIRST = frozenset({
     "Conv", "ConvTranspose", "BatchNormalization", "InstanceNormalization", "MaxPool", "AveragePool",
@@ -116,8 +119,8 @@ def _normalization_label(ops: set[str]) -> str | None:
 
 
 def _groups(graph: gs.Graph, constant: set[int]) -> list[tuple[gs.Variable, list[gs.Node]]]:
-    """Elementwise nodes (and ReduceMean) grouped by the one tensor they are computed from: every such
-    node's *root* is the common root of its non-constant inputs, when they share one."""
+    """Elementwise nodes (and means and reshapes) grouped by the one tensor they are computed from: every
+    such node's *root* is the common root of its non-constant inputs, when they share one."""
     root: dict[int, gs.Variable] = {}
     groups: dict[int, tuple[gs.Variable, list[gs.Node]]] = {}
     for node in graph.nodes:
@@ -131,12 +134,26 @@ def _groups(graph: gs.Graph, constant: set[int]) -> list[tuple[gs.Variable, list
     return list(groups.values())
 
 
+def _without_layout_tail(members: list[gs.Node], outputs: set[int]) -> list[gs.Node]:
+    """The group without the layout ops at its end (a function's output is what it computes, before any
+    reshape or transpose that merely follows it)."""
+    while True:
+        inside = {id(n) for n in members}
+        tail = [n for n in members if n.op in _LAYOUT and not any(
+            id(t) in outputs or any(id(c) in inside for c in t.outputs) for t in n.outputs)]
+        if not tail:
+            return members
+        cut = {id(n) for n in tail}
+        members = [n for n in members if id(n) not in cut]
+
+
 def _written_out(graph: gs.Graph, constant: set[int]) -> list[_Function]:
     """The activations of the graph, as single nodes or written out in elementwise ops, and the
     normalizations written out (the rule is in the module docstring)."""
     outputs = {id(t) for t in graph.outputs}
     found = []
     for source, members in _groups(graph, constant):
+        members = _without_layout_tail(members, outputs)
         inside = {id(n) for n in members}
         exits = [t for n in members for t in n.outputs
                  if id(t) in outputs or any(id(c) not in inside for c in t.outputs)]
