@@ -22,8 +22,8 @@ DEFAULT_DOMAINS = ("", "ai.onnx")
 
 @dataclass
 class Node:
-    """What a converter sees: op type, decoded attributes, the opset of its domain, and how many outputs
-    the graph asks of it (trailing unused outputs not counted)."""
+    """What a converter sees: op type, decoded attributes, the opset of its domain, how many outputs the
+    graph asks of it (trailing unused outputs not counted) and how many output slots the node declares."""
 
     name: str
     op: str
@@ -31,6 +31,7 @@ class Node:
     opset: int
     outputs: int = 1
     domain: str = ""
+    slots: int = 1
 
     def attr(self, key: str, default=None):
         return self.attrs.get(key, default)
@@ -40,34 +41,54 @@ class Node:
         return OnnxFaultError(f"the ONNX→torch adapter does not support {self.op} with {what} (node '{self.name}')")
 
 
-CONVERTERS: dict[str, Callable[[Node], OpFn]] = {}
+CONVERTERS: dict[str, Callable[[Node], OpFn]] = {}  # keyed by qualified_name(domain, op)
 
 
-def converter(*ops: str):
-    """Register the decorated maker for the ONNX op types ``ops`` (default domain)."""
+def qualified_name(domain: str, op: str) -> str:
+    """``op`` for the default ONNX domain, ``domain:op`` for another (e.g. ``ai.onnx.preview:FlexAttention``)."""
+    return op if domain in DEFAULT_DOMAINS else f"{domain}:{op}"
+
+
+def converter(*ops: str, domain: str = ""):
+    """Register the decorated maker for the ONNX op types ``ops`` of ``domain`` (default: the ONNX domain)."""
 
     def add(fn):
         for op in ops:
-            if op in CONVERTERS:
-                raise ValueError(f"two converters for ONNX op {op}")
-            CONVERTERS[op] = fn
+            key = qualified_name(domain, op)
+            if key in CONVERTERS:
+                raise ValueError(f"two converters for ONNX op {key}")
+            CONVERTERS[key] = fn
         return fn
 
     return add
 
 
 def supported_ops() -> list[str]:
-    """Every ONNX op type the adapter converts, sorted."""
-    return sorted(CONVERTERS)
+    """Every ONNX op type the adapter converts (``domain:op`` outside the default domain), sorted."""
+    return sorted(CONVERTERS, key=lambda key: (":" in key, key))
+
+
+# What to use instead of an op that will not convert (the closest name is not always the closest meaning).
+_ALTERNATIVES = {
+    "QuantizeLinear": "Cast (convert the float model, not its quantized export)",
+    "DequantizeLinear": "Cast (convert the float model, not its quantized export)",
+    "DynamicQuantizeLinear": "Cast (convert the float model, not its quantized export)",
+    "QLinearConv": "Conv", "QLinearMatMul": "MatMul", "ConvInteger": "Conv",
+    "SplitToSequence": "Split", "SequenceAt": "Gather", "ConcatFromSequence": "Concat", "SequenceConstruct": "Concat",
+    "Bernoulli": "Dropout (inference)", "RandomUniformLike": "ConstantOfShape", "RandomNormalLike": "ConstantOfShape",
+    "OptionalGetElement": "Identity", "OptionalHasElement": "Identity",
+}
 
 
 def unsupported_op(op: str, node: str, domain: str = "") -> OnnxFaultError:
     """One line: the op, the node, the nearest supported op, and where the full list is."""
     if domain not in DEFAULT_DOMAINS:
         return OnnxFaultError(f"the ONNX→torch adapter does not support op {op} of domain '{domain}' (node '{node}'); "
-                              "only standard ONNX ops convert: re-export the model without custom or contrib ops")
-    near = difflib.get_close_matches(op, list(CONVERTERS), n=1, cutoff=0.0)
-    hint = f"nearest supported: {near[0]}; " if near else ""
+                              "only standard ONNX ops (and the few listed by `onnxfault inspect --ops`) convert: "
+                              "re-export the model without custom or contrib ops")
+    near = _ALTERNATIVES.get(op) or next(iter(difflib.get_close_matches(
+        op, [k for k in CONVERTERS if ":" not in k], n=1, cutoff=0.0)), None)
+    hint = f"nearest supported: {near}; " if near else ""
     return OnnxFaultError(f"the ONNX→torch adapter does not support op {op} (node '{node}'); {hint}"
                           "`onnxfault inspect --ops` lists every supported op")
 
