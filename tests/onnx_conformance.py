@@ -174,6 +174,25 @@ def skip_category(case: Case) -> str | None:
     return None
 
 
+def baked(case: Case):
+    """The case's model with its inputs after the first turned into initializers (for converters that take
+    one input and no constants; a sequence or optional input cannot be baked and raises)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.ModelProto()
+    model.CopyFrom(case.model)
+    values = constants_of(case)
+    kept = [i for i in model.graph.input if i.name not in values]
+    for name, value in values.items():
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"input {name} is a {type(value).__name__}, not a tensor")
+        model.graph.initializer.append(numpy_helper.from_array(value, name))
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    return model
+
+
 def read_expected(path: Path = EXPECTED) -> dict[str, tuple[str, str]]:
     """``{case: (outcome, reason)}`` from the reviewed file: ``name pass`` or ``name skip category: reason``."""
     expected = {}

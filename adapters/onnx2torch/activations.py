@@ -21,22 +21,14 @@ def _plain(node: Node) -> OpFn:
     return _PLAIN[node.op]
 
 
-@converter("LeakyRelu")
-def _leaky(node: Node) -> OpFn:
-    alpha = node.attr("alpha", 0.01)
-    return lambda x: F.leaky_relu(x, alpha)
+_WITH_ALPHA = {"LeakyRelu": (F.leaky_relu, 0.01), "Elu": (F.elu, 1.0), "Celu": (F.celu, 1.0)}
 
 
-@converter("Elu")
-def _elu(node: Node) -> OpFn:
-    alpha = node.attr("alpha", 1.0)
-    return lambda x: F.elu(x, alpha)
-
-
-@converter("Celu")
-def _celu(node: Node) -> OpFn:
-    alpha = node.attr("alpha", 1.0)
-    return lambda x: F.celu(x, alpha)
+@converter(*_WITH_ALPHA)
+def _with_alpha(node: Node) -> OpFn:
+    fn, default = _WITH_ALPHA[node.op]
+    alpha = node.attr("alpha", default)
+    return lambda x: fn(x, alpha)
 
 
 @converter("Selu")

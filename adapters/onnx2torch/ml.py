@@ -53,33 +53,35 @@ class _Forest:
         features, splits = _array(a("nodes_featureids"), np.int64), _array(a("nodes_splits"), np.float64)
         true_ids, false_ids = _array(a("nodes_truenodeids"), np.int64), _array(a("nodes_falsenodeids"), np.int64)
         true_leaf, false_leaf = _array(a("nodes_trueleafs"), bool), _array(a("nodes_falseleafs"), bool)
-        missing = _array(a("nodes_missing_value_tracks_true", [0] * m), bool)
+        missing = a("nodes_missing_value_tracks_true")
+        missing = np.zeros(m, bool) if missing is None else _array(missing, bool)
         weights, targets = _array(a("leaf_weights"), np.float64), _array(a("leaf_targetids"), np.int64)
+        roots = _array(a("tree_roots"), np.int64)
         n_leaves = len(weights)
-        self.roots = _array(a("tree_roots"), np.int64)
         self.n_targets = int(a("n_targets", int(targets.max(initial=-1)) + 1))
         _check(node, m, n_leaves, self.n_targets, features, splits, true_ids, false_ids, true_leaf, false_leaf,
-               missing, modes, targets, self.roots)
+               missing, modes, targets, roots)
         # children in the node table: leaves are shifted past the interior nodes
         true_next = np.where(true_leaf, true_ids + m, true_ids)
         false_next = np.where(false_leaf, false_ids + m, false_ids)
-        leaves = np.arange(m, m + n_leaves)
-        self.depth = _depth(node, true_next, false_next, self.roots, m)
-        self.modes = sorted(set(modes.tolist()))
+        self.depth = _depth(node, true_next, false_next, roots, m)
+        self.modes, self.any_missing = sorted(set(modes.tolist())), bool(missing.any())
+        self.n_nodes, self.max_feature = m, int(features.max())
         members, member_row = _member_sets(node, a("membership_values"), modes)
-        pad = np.zeros(n_leaves, np.int64)
-        self.tables = {
+        leaves, pad = np.arange(m, m + n_leaves), np.zeros(n_leaves, np.int64)
+        tables = {
             "feature": np.concatenate([features, pad]), "split": np.concatenate([splits, np.zeros(n_leaves)]),
             "mode": np.concatenate([modes, pad]), "missing": np.concatenate([missing, np.zeros(n_leaves, bool)]),
-            "true_next": np.concatenate([true_next, leaves]), "false_next": np.concatenate([false_next, leaves]),
+            # the next node of node i: children[2i] when its test fails, children[2i + 1] when it passes
+            "children": np.stack([np.concatenate([false_next, leaves]), np.concatenate([true_next, leaves])], 1),
             "member_row": np.concatenate([member_row, pad]), "members": members,
-            "weight": weights, "target": targets, "roots": self.roots,
+            "weight": weights, "target": targets, "roots": roots,
         }
-        self.tables = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.tables.items()}
+        self.tables = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tables.items()}
         self._moved: dict[torch.device, dict] = {}
-        self.n_nodes, self.max_feature = m, int(features.max())
 
     def on(self, device: torch.device) -> dict:
+        """The tables on ``device``, copied there once."""
         if device not in self._moved:
             self._moved[device] = {k: v.to(device) for k, v in self.tables.items()}
         return self._moved[device]
@@ -89,26 +91,37 @@ class _Forest:
         t = self.on(x.device)
         # compared in float64, exactly as ONNX compares a float32/float64 feature with a float/double split
         values = x.to(torch.float64)
-        nan = values.isnan()
         at = t["roots"].expand(x.shape[0], -1)
         for _ in range(self.depth):
-            feature = t["feature"][at]
-            v = values.gather(1, feature)
-            go_true = self._test(v, at, t) | (t["missing"][at] & nan.gather(1, feature))
-            at = torch.where(go_true, t["true_next"][at], t["false_next"][at])
+            v = values.gather(1, _pick(t["feature"], at))
+            go_true = self._test(v, at, t)
+            if self.any_missing:
+                go_true = go_true | (_pick(t["missing"], at) & v.isnan())
+            at = _pick(t["children"].view(-1), 2 * at + go_true)
         return at - self.n_nodes
 
     def _test(self, v: torch.Tensor, at: torch.Tensor, t: dict) -> torch.Tensor:
         """The branch condition of each node at ``at``, for the modes this ensemble uses."""
-        mode, split = t["mode"][at], t["split"][at]
+        split = _pick(t["split"], at) if self.modes != [MEMBER] else None
+        hits = {m: _member(v, _pick(t["member_row"], at), t["members"]) if m == MEMBER else _TESTS[m](v, split)
+                for m in self.modes}
+        if len(hits) == 1:
+            return hits.popitem()[1]
+        mode = _pick(t["mode"], at)
         go_true = torch.zeros_like(v, dtype=torch.bool)
-        for m in self.modes:
-            if m == MEMBER:  # NaN-padded rows of members: NaN matches nothing
-                hit = (v.unsqueeze(-1) == t["members"][t["member_row"][at]]).any(-1)
-            else:
-                hit = _TESTS[m](v, split)
+        for m, hit in hits.items():
             go_true = torch.where(mode == m, hit, go_true)
         return go_true
+
+
+def _pick(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """table[index] for a table of rows (index_select is much faster than advanced indexing on CPU)."""
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[1:])
+
+
+def _member(v: torch.Tensor, rows: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+    """Whether each value is in its node's set (rows of members padded with NaN, which matches nothing)."""
+    return (v.unsqueeze(-1) == _pick(members, rows)).any(-1)
 
 
 def _array(value, dtype) -> np.ndarray:
@@ -156,16 +169,17 @@ def _member_sets(node: Node, values, modes) -> tuple[np.ndarray, np.ndarray]:
     values = _array(values, np.float64)
     if len(values) and not np.isnan(values[-1]):
         values = np.append(values, np.nan)  # the last set may go without its closing NaN
-    ends = np.flatnonzero(np.isnan(values))
-    sets = [values[start:end] for start, end in zip(np.concatenate([[0], ends[:-1] + 1]), ends)]
-    if len(sets) != int(is_member.sum()):
-        raise node.unsupported(f"{len(sets)} membership sets for {int(is_member.sum())} BRANCH_MEMBER nodes")
-    width = max([len(s) for s in sets], default=0)
-    members = np.full((max(len(sets), 1), max(width, 1)), np.nan)
-    for row, s in enumerate(sets):
-        members[row, :len(s)] = s
+    delimiter = np.isnan(values)
+    n_sets = int(delimiter.sum())
+    if n_sets != int(is_member.sum()):
+        raise node.unsupported(f"{n_sets} membership sets for {int(is_member.sum())} BRANCH_MEMBER nodes")
+    row = np.cumsum(delimiter) - delimiter  # the set each value belongs to
+    first = np.searchsorted(row, row)  # where its set starts
+    row, column, values = row[~delimiter], (np.arange(len(values)) - first)[~delimiter], values[~delimiter]
+    members = np.full((max(n_sets, 1), int(column.max(initial=0)) + 1), np.nan)
+    members[row, column] = values
     member_row = np.zeros(len(modes), np.int64)
-    member_row[is_member] = np.arange(len(sets))
+    member_row[is_member] = np.arange(n_sets)
     return members, member_row
 
 
@@ -219,7 +233,7 @@ def _tree_ensemble(node: Node) -> OpFn:
             raise node.unsupported(f"feature id {forest.max_feature} for {rows.shape[1]} features")
         t = forest.on(x.device)
         leaf = forest.leaves(rows)
-        scores = _aggregate(t["weight"][leaf], t["target"][leaf], forest.n_targets, how, x.dtype)
+        scores = _aggregate(_pick(t["weight"], leaf), _pick(t["target"], leaf), forest.n_targets, how, x.dtype)
         return post(scores).to(x.dtype)
 
     return tree_ensemble
