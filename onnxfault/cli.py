@@ -190,7 +190,8 @@ def _print_ops(as_json: bool) -> None:
 
         print(_json.dumps(names))
         return
-    out.print(f"{len(names)} ONNX ops convert to torch (the gradient methods: deepfault, hs, fgsm, pgd, patch):")
+    out.print(f"{len(names)} ONNX ops convert to torch (the gradient methods: deepfault, hs, fgsm, pgd, patch):",
+              soft_wrap=True)
     out.print(escape(", ".join(names)), soft_wrap=True)
 
 

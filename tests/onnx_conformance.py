@@ -185,6 +185,7 @@ def baked(case: Case):
     values = constants_of(case)
     kept = [i for i in model.graph.input if i.name not in values]
     for name, value in values.items():
+        value = np.asarray(value) if isinstance(value, np.generic) else value
         if not isinstance(value, np.ndarray):
             raise TypeError(f"input {name} is a {type(value).__name__}, not a tensor")
         model.graph.initializer.append(numpy_helper.from_array(value, name))
