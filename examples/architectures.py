@@ -1,9 +1,9 @@
 """Small classifiers in the style of well-known architectures, for 3×32×32 inputs, defined here because
 torchvision is not installable: MobileNetV3-Small (depthwise convolutions, squeeze-and-excitation,
 hard-swish), SqueezeNet (fire modules, ceil-mode pooling), ResNet (BatchNorm, residual Add), DenseNet
-(Concat), Inception (branches, LocalResponseNorm), MobileNetV2 (ReLU6), EfficientNet (SiLU, squeeze-excite),
-ConvNeXt (LayerNorm over channels-last, GELU), ViT (LayerNorm, multi-head attention, GELU) and a U-Net-like
-net (Resize on the decoder path). ``ARCHITECTURES`` maps a short name to each builder."""
+(Concat), Inception (branches, LocalResponseNorm), MobileNetV2 (ReLU6), EfficientNet (SiLU, squeeze-excite,
+Resize, GroupNorm), ConvNeXt (LayerNorm over channels-last, GELU), ViT (LayerNorm, multi-head attention, GELU)
+and a U-Net-like net (Resize on the decoder path). ``ARCHITECTURES`` maps a short name to each builder."""
 from __future__ import annotations
 
 from functools import partial
@@ -184,9 +184,11 @@ class MBConv(nn.Module):
 
 
 def efficientnet_like(classes: int = 10) -> nn.Module:
+    """MBConv blocks, then the last feature map resized ×2 (bilinear) into a GroupNorm head."""
     return nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.SiLU(),
                          MBConv(16, 16, 1, 3, 1), MBConv(16, 24, 4, 3, 2), MBConv(24, 24, 4, 3, 1),
-                         MBConv(24, 40, 4, 5, 2), nn.Conv2d(40, 96, 1, bias=False), nn.BatchNorm2d(96), nn.SiLU(),
+                         MBConv(24, 40, 4, 5, 2), nn.Upsample(scale_factor=2, mode="bilinear"),
+                         nn.Conv2d(40, 96, 1, bias=False), nn.GroupNorm(8, 96), nn.SiLU(),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(96, classes))
 
 

@@ -179,17 +179,27 @@ def _is_linear_unit(node: gs.Node, constant: set[int]) -> bool:
 
 
 def _unit_output(node: gs.Node, graph_outputs: set[str], constant: set[int]) -> gs.Variable:
-    """Output of a linear unit: the node's output, extended over what still belongs to the unit: a
-    constant bias Add or scale Mul, a BatchNormalization, and layout/identity ops (Transpose, Identity,
-    Dropout) as converters put around NHWC convolutions."""
+    """Output of a linear unit or normalization: the node's output, extended over what still belongs to it:
+    a constant bias Add or scale Mul, a BatchNormalization, and layout/identity ops (Transpose, Identity,
+    Dropout) as converters put around NHWC convolutions; for a normalization also a Reshape (torch writes
+    GroupNorm as a Reshape to groups, InstanceNormalization, a Reshape back, and the scale and shift)."""
+    passing = _UNIT_PASS_THROUGH | ({"Reshape"} if node.op in NORMALIZATIONS else set())
     tensor = node.outputs[0]
     while tensor.name not in graph_outputs and len(tensor.outputs) == 1:
         nxt = tensor.outputs[0]
         affine = nxt.op in ("Add", "Mul") and any(id(t) in constant for t in nxt.inputs if t is not tensor)
-        if not (affine or nxt.op in _UNIT_PASS_THROUGH):
+        if not (affine or nxt.op in passing):
             break
         tensor = nxt.outputs[0]
     return tensor
+
+
+def _unit_label(node: gs.Node) -> str:
+    """The unit's op; an InstanceNormalization of a reshaped tensor is how torch writes GroupNorm."""
+    source = node.inputs[0].inputs[0] if node.inputs and node.inputs[0].inputs else None
+    if node.op == "InstanceNormalization" and source is not None and source.op == "Reshape":
+        return "GroupNormalization"
+    return node.op
 
 
 def _class_score_nodes(graph: gs.Graph, output: str, constant: set[int]) -> set[int]:
@@ -241,9 +251,9 @@ def candidate_layers(model: onnx.ModelProto, output: str) -> list[CandidateTenso
         elif id(node) in inside:
             continue
         elif _is_linear_unit(node, constant) or node.op in NORMALIZATIONS:
-            tensor = _unit_output(node, outputs, constant) if node.op in LINEAR else node.outputs[0]
+            tensor = _unit_output(node, outputs, constant)
             if id(tensor) not in feeds_activation and not any(id(c) in in_activation for c in tensor.outputs):
-                found.append(CandidateTensor(tensor.name, node.op))
+                found.append(CandidateTensor(tensor.name, _unit_label(node)))
     return found
 
 

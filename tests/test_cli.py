@@ -178,3 +178,17 @@ def test_no_failing_sample_warns(cli, lenet_onnx, sample_npz):
     result = cli("localize", lenet_onnx, "--data", sample_npz, "--target", "9", "--classes", "4,7", "-q")
     assert result.exit_code == 0
     assert "warning: no sample is predicted as the target 9" in result.stderr
+
+
+def test_inspect_ops_lists_the_supported_ops(cli):
+    import json
+
+    from onnxfault.adapters.onnx2torch import supported_ops
+
+    listed = cli("inspect", "--ops", "--json")
+    assert listed.exit_code == 0 and json.loads(listed.stdout) == supported_ops()
+    assert {"Conv", "Attention", "LayerNormalization", "Resize", "ai.onnx.preview:FlexAttention"} <= set(supported_ops())
+    table = cli("inspect", "--ops")
+    assert table.exit_code == 0 and f"{len(supported_ops())} ONNX ops convert to torch" in table.stdout
+    bare = cli("inspect")
+    assert bare.exit_code == 1 and "inspect needs a MODEL (or --ops" in bare.stderr

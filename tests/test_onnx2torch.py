@@ -156,3 +156,48 @@ def test_whole_networks_match_onnxruntime(tmp_path, net):
     want = model.session("cpu").run(x)[0]
     got = to_torch(model.proto)(torch.from_numpy(x))[0].numpy()
     assert np.abs(got - want).max() < 1e-5
+
+
+def two_input_graph():
+    """y = relu(x @ w + mask): a graph whose second input is, say, a fixed mask."""
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "mask"], ["s"]),
+             helper.make_node("Relu", ["s"], ["y"])]
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", F32, ["N", 3]),
+                                           helper.make_tensor_value_info("mask", F32, [4])],
+                              [helper.make_tensor_value_info("y", F32, None)], [numpy_helper.from_array(r(3, 4), "w")])
+    return model_of(graph)
+
+
+def test_a_second_input_given_a_value_becomes_a_buffer():
+    model, mask = two_input_graph(), r(4)
+    module = to_torch(model, constants={"mask": mask})
+    x = r(5, 3)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x, "mask": mask})[0]
+    xt = torch.from_numpy(x).requires_grad_(True)
+    got = module(xt)[0]
+    assert np.allclose(got.detach().numpy(), want, atol=1e-6)
+    got.sum().backward()
+    assert xt.grad is not None and not any(b.requires_grad for b in module.buffers())
+
+
+def test_two_real_inputs_are_named_in_the_error():
+    with pytest.raises(OnnxFaultError, match=r"the graph has 2 real inputs \(x, mask\); .*give the others constant values"):
+        to_torch(two_input_graph())
+
+
+def test_nodes_with_several_outputs():
+    """Split's parts (the third unnamed: it still takes its share) and TopK's values and indices feed later
+    nodes. (onnxruntime 1.32 crashes on this graph, so numpy gives the expected values.)"""
+    nodes = [helper.make_node("Split", ["x"], ["a", "b", ""], axis=1, num_outputs=3),
+             helper.make_node("TopK", ["a", "k"], ["values", "indices"], axis=1),
+             helper.make_node("Cast", ["indices"], ["fi"], to=TensorProto.FLOAT),
+             helper.make_node("Add", ["values", "fi"], ["y0"]), helper.make_node("Mul", ["y0", "b"], ["y"])]
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", F32, ["N", 6])],
+                              [helper.make_tensor_value_info("y", F32, None)], [numpy_helper.from_array(i64(2), "k")])
+    model = model_of(graph, 18)
+    x = r(4, 6)
+    a, b = x[:, 0:2], x[:, 2:4]
+    indices = np.argsort(-a, axis=1, kind="stable")
+    want = (np.take_along_axis(a, indices, 1) + indices) * b
+    assert np.allclose(to_torch(model)(torch.from_numpy(x))[0].numpy(), want, atol=1e-6)
