@@ -105,3 +105,46 @@ def test_synthesis_methods(exported, tmp_path):
     grad = plain_torch_gradient(module, fgsm["original"], fgsm["labels"].astype(np.int64))
     want = np.clip(fgsm["original"] + 0.1 * np.sign(grad), low, high)
     assert np.isclose(fgsm["synthesized"], want, atol=1e-6).mean() >= 0.999
+
+
+def test_zoo_style_graph_at_opset_9(tmp_path):
+    """What the ONNX model zoo's classic CNNs (AlexNet, GoogLeNet, SqueezeNet, DenseNet) are made of, at their
+    old opset: LRN, branches merged by Sum, Dropout with a ratio attribute, BatchNormalization, Softmax
+    probabilities of shape (N, C, 1, 1). The adapter computes onnxruntime's function (to 1e-6), its gradient
+    passes torch's gradcheck in float64, and fgsm, hs and deepfault run through it."""
+    from onnx import TensorProto, helper
+
+    from conftest import init, make_model, save
+    from onnxfault import load_model, synthesize
+    from onnxfault.adapters.onnx2torch import to_torch
+
+    rng = np.random.default_rng(0)
+    weights = {"c1": (8, 3, 3, 3), "c2": (8, 8, 3, 3), "c3": (8, 8, 1, 1), "c4": (10, 8, 1, 1)}
+    nodes = [helper.make_node("Conv", ["x", "c1"], ["h1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["h1"], ["r1"]),
+             helper.make_node("LRN", ["r1"], ["n1"], size=5, alpha=1e-4, beta=0.75, bias=1.0),
+             helper.make_node("MaxPool", ["n1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["p1", "c2"], ["h2"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["h2", "g", "b", "m", "v"], ["bn"]),
+             helper.make_node("Relu", ["bn"], ["r2"]), helper.make_node("Conv", ["p1", "c3"], ["h3"]),
+             helper.make_node("Relu", ["h3"], ["r3"]), helper.make_node("Sum", ["r2", "r3", "p1"], ["s"]),
+             helper.make_node("Dropout", ["s"], ["d"], ratio=0.5), helper.make_node("Conv", ["d", "c4"], ["h4"]),
+             helper.make_node("GlobalAveragePool", ["h4"], ["gap"]), helper.make_node("Softmax", ["gap"], ["prob"], axis=1)]
+    inits = [init(name, rng.standard_normal(shape) * 0.5) for name, shape in weights.items()] + [
+        init("g", rng.random(8) + 0.5), init("b", rng.standard_normal(8)), init("m", rng.standard_normal(8) * 0.1),
+        init("v", rng.random(8) + 0.5)]
+    model = make_model(nodes, [("x", TensorProto.FLOAT, [1, 3, 16, 16])], [("prob", TensorProto.FLOAT, [1, 10, 1, 1])],
+                       inits, opset=9)
+    path = save(model, tmp_path / "zoo.onnx")
+    loaded = load_model(path)
+    assert loaded.num_classes == 10 and loaded.scores_are_probabilities
+    x = rng.random((6, 3, 16, 16), dtype=np.float32)
+    module = to_torch(loaded.scores_only()).double()
+    assert np.abs(module(torch.from_numpy(x).double())[0].numpy() - loaded.session("cpu").run(x)[0]).max() < 1e-6
+    point = torch.from_numpy(x[:1].astype(np.float64)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: module(t)[0], (point,), eps=1e-6, atol=1e-6, fast_mode=True)
+    y = loaded.session("cpu").run(x)[0].argmax(1)
+    y[::3] = (y[::3] + 1) % 10
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    for method in ("fgsm", "hs", "deepfault"):
+        run = synthesize(loaded, tmp_path / "data.npz", method=method, samples=1, device="cpu")
+        assert np.abs(run.arrays["synthesized"] - run.arrays["original"]).max() <= 0.1 + 1e-6
