@@ -68,7 +68,8 @@ def one_run(model_path: str, shape: list[int], label: str, size: int) -> dict:
     from onnxfault.adapters import gradients  # noqa: F401 - import torch before measuring
     from onnxfault.localization import SuspiciousNeuron
     from onnxfault.synthesis import _peak_rss_mb, _peak_rss_reset, run_in_chunks
-    from onnxfault.synthesis.base import Problem, get_method
+    from onnxfault.synthesis.base import Problem
+    from onnxfault.synthesis.methods import get_method
 
     model = load_model(model_path)
     layer = model.layers[len(model.layers) // 2]

@@ -22,7 +22,8 @@ from onnxfault.adapters import convert
 from onnxfault.localization import samples_for, top_k
 from onnxfault.loss import cross_entropy
 from onnxfault.measures import score
-from onnxfault.synthesis.base import Problem, get_method
+from onnxfault.synthesis.base import Problem
+from onnxfault.synthesis.methods import get_method
 from onnxfault.synthesis.seeds import choose_seeds
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -12,7 +12,8 @@ from onnxfault import graph, load_model
 from onnxfault.adapters.gradients import Differentiable, NeuronGroup
 from onnxfault.localization import SuspiciousNeuron
 from onnxfault.synthesis import METHODS, synthesize
-from onnxfault.synthesis.base import Problem, get_method
+from onnxfault.synthesis.base import Problem
+from onnxfault.synthesis.methods import get_method
 
 from conftest import init, make_model, save
 

@@ -20,7 +20,8 @@ from ..localization import SuspiciousNeuron, localize, samples_for
 from ..model import Model, as_model
 from ..provenance import stamp
 from ..shapley import ShapleyOptions
-from .base import METHODS, Problem, get_method
+from .base import Problem
+from .methods import METHODS, get_method
 from .metrics import measure
 from .seeds import choose_seeds
 

@@ -7,7 +7,6 @@ from typing import Callable
 import numpy as np
 import onnx
 
-from ..errors import OnnxFaultError, close_matches_hint
 from ..localization import SuspiciousNeuron
 from ..model import Layer, Model
 from ..spectrum import probe_axes
@@ -109,10 +108,3 @@ def register(name: str, summary: str, summarize: Callable[[dict, int], dict] | N
 
     return add
 
-
-def get_method(name: str) -> Method:
-    from . import deepfault, deepsensor, fgsm, hs, patch, pgd  # noqa: F401 - registration
-
-    if name not in METHODS:
-        raise OnnxFaultError(close_matches_hint(name, sorted(METHODS), "method"))
-    return METHODS[name]
