@@ -47,6 +47,7 @@ _ELEMENTWISE = ACTIVATIONS | {"Add", "Sub", "Mul", "Div", "Pow", "Neg", "Abs", "
 # its own intermediate values (tf2onnx reshapes the mean of a LayerNormalization before subtracting it).
 _LAYOUT = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Expand", "Identity", "Cast"})
 _GROUPABLE = _ELEMENTWISE | _LAYOUT | {"ReduceMean"}
+_TAIL = _LAYOUT | {"ReduceMean"}
 _CHANNEL_PRESERVING = _ELEMENTWISE | {"Dropout"}
 _CHANNELS_FIRST = frozenset({
     "Conv", "ConvTranspose", "BatchNormalization", "InstanceNormalization", "MaxPool", "AveragePool",
@@ -134,12 +135,13 @@ def _groups(graph: gs.Graph, constant: set[int]) -> list[tuple[gs.Variable, list
     return list(groups.values())
 
 
-def _without_layout_tail(members: list[gs.Node], outputs: set[int]) -> list[gs.Node]:
-    """The group without the layout ops at its end (a function's output is what it computes, before any
-    reshape or transpose that merely follows it)."""
+def _without_tail(members: list[gs.Node], outputs: set[int]) -> list[gs.Node]:
+    """The group without the layout ops and means at its end: a function's output is what it computes,
+    before a reshape that merely follows it or a mean that starts something else (the squeeze-excite pooling
+    of an activation's output)."""
     while True:
         inside = {id(n) for n in members}
-        tail = [n for n in members if n.op in _LAYOUT and not any(
+        tail = [n for n in members if n.op in _TAIL and not any(
             id(t) in outputs or any(id(c) in inside for c in t.outputs) for t in n.outputs)]
         if not tail:
             return members
@@ -153,7 +155,7 @@ def _written_out(graph: gs.Graph, constant: set[int]) -> list[_Function]:
     outputs = {id(t) for t in graph.outputs}
     found = []
     for source, members in _groups(graph, constant):
-        members = _without_layout_tail(members, outputs)
+        members = _without_tail(members, outputs)
         inside = {id(n) for n in members}
         exits = [t for n in members for t in n.outputs
                  if id(t) in outputs or any(id(c) not in inside for c in t.outputs)]
@@ -180,10 +182,13 @@ def _is_linear_unit(node: gs.Node, constant: set[int]) -> bool:
 
 def _unit_output(node: gs.Node, graph_outputs: set[str], constant: set[int]) -> gs.Variable:
     """Output of a linear unit or normalization: the node's output, extended over what still belongs to it:
-    a constant bias Add or scale Mul, a BatchNormalization, and layout/identity ops (Transpose, Identity,
-    Dropout) as converters put around NHWC convolutions; for a normalization also a Reshape (torch writes
-    GroupNorm as a Reshape to groups, InstanceNormalization, a Reshape back, and the scale and shift)."""
-    passing = _UNIT_PASS_THROUGH | ({"Reshape"} if node.op in NORMALIZATIONS else set())
+    a constant bias Add or scale Mul; for a linear unit also a BatchNormalization and layout/identity ops
+    (Transpose, Identity, Dropout) as converters put around NHWC convolutions; for torch's GroupNorm (a
+    Reshape to groups, InstanceNormalization, a Reshape back, the scale and shift) the Reshape back."""
+    if node.op in NORMALIZATIONS:  # its own scale and shift; torch's GroupNorm also reshapes back
+        passing = {"Reshape"} if _unit_label(node) == "GroupNormalization" else set()
+    else:
+        passing = _UNIT_PASS_THROUGH
     tensor = node.outputs[0]
     while tensor.name not in graph_outputs and len(tensor.outputs) == 1:
         nxt = tensor.outputs[0]

@@ -29,6 +29,9 @@ EXPECTED_OPS = {
     "convnext": {"Gelu", "LayerNormalization", "Conv"}, "vit": {"Gelu", "LayerNormalization", "MatMul"},
     "unet": {"Relu"}, "squeezenet": {"Relu"},
 }
+# how many layers of these ops (one per block: a written-out GELU counts once, every LayerNorm counts)
+EXPECTED_COUNTS = {"vit": {"LayerNormalization": 5, "Gelu": 2}, "convnext": {"LayerNormalization": 6, "Gelu": 3},
+                   "efficientnet": {"Swish": 14}, "mobilenet_v3": {"HardSwish": 7}}
 
 
 @pytest.fixture(scope="module", params=[(a, o) for a in architectures.ARCHITECTURES for o in OPSETS],
@@ -63,8 +66,10 @@ def test_layers_and_localize(exported):
     from onnxfault import localize
 
     name, _, model, data, _, y = exported
-    ops = {layer.op for layer in model.layers}
-    assert EXPECTED_OPS[name] <= ops, sorted(ops)
+    ops = [layer.op for layer in model.layers]
+    assert EXPECTED_OPS[name] <= set(ops), sorted(ops)
+    assert {op: ops.count(op) for op in EXPECTED_COUNTS.get(name, {})} == EXPECTED_COUNTS.get(name, {})
+    assert not {"Erf", "Div", "Mul", "Add"} & set(ops)  # no piece of a written-out activation is a layer
     assert all(layer.shape for layer in model.layers)
     result = localize(model, data, k=5)
     counts = result.spectrum.counts
