@@ -38,7 +38,7 @@ def from_torch(module, example_input, path: str | Path, *, input_name: str = "in
     module = module.eval()
 
     def export(tmp: Path) -> None:
-        with warnings.catch_warnings(), torch.no_grad(), _mha_fast_path(False):
+        with warnings.catch_warnings(), torch.no_grad(), _without_mha_fast_path():
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (example_input,), str(tmp), dynamo=False, input_names=[input_name],
                               output_names=[output_name], opset_version=opset,
@@ -48,13 +48,13 @@ def from_torch(module, example_input, path: str | Path, *, input_name: str = "in
 
 
 @contextmanager
-def _mha_fast_path(enabled: bool):
-    """Switch nn.MultiheadAttention's fused inference path (``aten::_native_multi_head_attention``, which
-    the exporter cannot write) on or off for the duration."""
+def _without_mha_fast_path():
+    """nn.MultiheadAttention's fused inference path (``aten::_native_multi_head_attention``, which the
+    exporter cannot write) switched off for the duration."""
     import torch
 
     before = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(enabled)
+    torch.backends.mha.set_fastpath_enabled(False)
     try:
         yield
     finally:

@@ -54,10 +54,15 @@ class EvaluateResult:
         rows = [r for r in self.per_class() if r["samples"]]
         return sorted(rows, key=lambda r: (r["accuracy"], r["class"]))[:n]
 
+    @property
+    def sparse(self) -> bool:
+        """Whether ``--json`` stores the confusion matrix as triples (above ``SPARSE_ABOVE`` classes)."""
+        return len(self.confusion) > SPARSE_ABOVE
+
     def confusion_json(self):
-        """The confusion matrix as nested lists, or above ``SPARSE_ABOVE`` classes as ``[true, predicted,
-        count]`` triples of its non-zero cells (row-major order)."""
-        if len(self.confusion) <= SPARSE_ABOVE:
+        """The confusion matrix as nested lists, or when ``sparse`` as ``[true, predicted, count]`` triples of
+        its non-zero cells (row-major order)."""
+        if not self.sparse:
             return self.confusion
         true, predicted = np.nonzero(self.confusion)
         return np.stack([true, predicted, self.confusion[true, predicted]], axis=1)
@@ -66,7 +71,7 @@ class EvaluateResult:
         return {"model": self.model, "data": self.data, "samples": self.samples, "correct": self.correct,
                 "accuracy": self.accuracy, "classes": len(self.confusion), "per_class": self.per_class(),
                 "confusion": self.confusion_json(),
-                "confusion_format": "dense" if len(self.confusion) <= SPARSE_ABOVE else "sparse",
+                "confusion_format": "sparse" if self.sparse else "dense",
                 "device": self.device}
 
 

@@ -29,7 +29,7 @@ def _export(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def lookup(graph: gs.Graph, names: list[str]) -> list[gs.Variable]:
+def _lookup(graph: gs.Graph, names: list[str]) -> list[gs.Variable]:
     tensors = graph.tensors()
     variables = [n for n, t in tensors.items() if isinstance(t, gs.Variable)]
     found = []
@@ -43,7 +43,7 @@ def lookup(graph: gs.Graph, names: list[str]) -> list[gs.Variable]:
 
 def require_tensors(model: onnx.ModelProto, names: list[str]) -> None:
     """Fail with close matches when a name is not a variable tensor of ``model``."""
-    lookup(read_graph(model), list(names))
+    _lookup(read_graph(model), list(names))
 
 
 def _as_output(tensor: gs.Variable) -> gs.Variable:
@@ -56,7 +56,7 @@ def expose_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     """Return a copy of ``model`` whose outputs are its own outputs followed by the tensors ``names``."""
     graph = read_graph(model)
     present = {t.name for t in graph.outputs}
-    for tensor in lookup(graph, list(names)):
+    for tensor in _lookup(graph, list(names)):
         if tensor.name not in present:
             graph.outputs.append(_as_output(tensor))
             present.add(tensor.name)
@@ -66,7 +66,7 @@ def expose_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 def cut_at(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     """Return the sub-model from the input up to the tensors ``names`` (its only outputs)."""
     graph = read_graph(model)
-    graph.outputs = [_as_output(t) for t in lookup(graph, list(names))]
+    graph.outputs = [_as_output(t) for t in _lookup(graph, list(names))]
     graph.cleanup(remove_unused_graph_inputs=False).toposort()
     return _export(graph, model)
 
@@ -113,7 +113,7 @@ def insert_masks(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, ...]
     mask = gs.Variable(MASK, dtype=np.float32, shape=["N", sum(_neuron_count(s, a) for _, s, a in probes)])
     graph.inputs.append(mask)
     start = 0
-    for i, ((_, shape, axis), tensor) in enumerate(zip(probes, lookup(graph, [t for t, _, _ in probes]))):
+    for i, ((_, shape, axis), tensor) in enumerate(zip(probes, _lookup(graph, [t for t, _, _ in probes]))):
         count = _neuron_count(shape, axis)
         part = gs.Variable(f"onnxfault__mask{i}", dtype=np.float32)
         bounds = [gs.Constant(f"onnxfault__mask{i}_{n}", np.asarray(v, np.int64))
@@ -139,7 +139,7 @@ def _neuron_count(shape: tuple[int, ...], axis: int | None) -> int:
     return int(np.prod(shape, dtype=np.int64)) if axis is None else int(shape[axis])
 
 
-def constant_value(tensor) -> np.ndarray | None:
+def _constant_value(tensor) -> np.ndarray | None:
     if isinstance(tensor, gs.Constant):
         return np.asarray(tensor.values)
     if len(tensor.inputs) == 1 and tensor.inputs[0].op == "Constant":
@@ -153,7 +153,7 @@ def is_relu_clip(node: gs.Node) -> bool:
     if "min" in node.attrs:  # opset < 11
         return float(node.attrs["min"]) == 0.0
     if len(node.inputs) > 1 and node.inputs[1].name:
-        value = constant_value(node.inputs[1])
+        value = _constant_value(node.inputs[1])
         return value is not None and value.size == 1 and float(value.reshape(-1)[0]) == 0.0
     return False
 
@@ -219,7 +219,7 @@ def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, .
     graph = read_graph(model)
     axes_as_input = all(o.version >= 18 for o in model.opset_import if o.domain in ("", "ai.onnx"))
     groups: dict[object, list[tuple[int, gs.Variable]]] = {}
-    for i, ((_, axes), value) in enumerate(zip(probes, lookup(graph, [t for t, _ in probes]))):
+    for i, ((_, axes), value) in enumerate(zip(probes, _lookup(graph, [t for t, _ in probes]))):
         dtype = value.dtype or np.float32
         if axes:
             if not (_nonnegative(value) and threshold <= 0):
@@ -297,7 +297,7 @@ def name_scope_outputs(model: onnx.ModelProto, scope_of: Callable[[str], str | N
 def ancestors(model: onnx.ModelProto, tensor: str) -> set[str]:
     """Names of ``tensor`` and every tensor it is computed from."""
     graph = read_graph(model)
-    (start,) = lookup(graph, [tensor])
+    (start,) = _lookup(graph, [tensor])
     seen, stack = {start.name}, [start]
     while stack:
         for node in stack.pop().inputs:

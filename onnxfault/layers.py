@@ -160,7 +160,7 @@ def _written_out(graph: gs.Graph, constant: set[int]) -> list[_Function]:
         exits = [t for n in members for t in n.outputs
                  if id(t) in outputs or any(id(c) not in inside for c in t.outputs)]
         reads = [id(t) for n in members for t in n.inputs if t.name]
-        gated = any(reads.count(i) > 1 for i in set(reads))  # some tensor of the group is read twice: x · f(x)
+        gated = len(reads) > len(set(reads))  # some tensor of the group is read twice: x · f(x)
         acts = {n.op for n in members if _is_activation_op(n)}
         norm = _normalization_label({n.op for n in members})
         if gated and len(exits) == 1 and acts:

@@ -55,6 +55,7 @@ class Model:
     notes: list[str] = field(default_factory=list)
     declared_output: str = ""  # the graph output holding the scores (output_name may be its flattened copy)
     _layers: list[Layer] | None = field(default=None, repr=False)
+    _shapes: dict[str, tuple[int, ...] | None] = field(default_factory=dict, repr=False)  # per tensor, measured once
 
     def session(self, device: str = "auto", outputs: list[str] | None = None) -> Session:
         """A session whose outputs are the class scores followed by the tensors ``outputs``."""
@@ -123,6 +124,13 @@ class Model:
                 for c in kept]
 
     def _per_sample_shapes(self, names: list[str]) -> dict[str, tuple[int, ...] | None]:
+        """Per-sample shapes (see ``_measure_shapes``), each tensor's measured once per model."""
+        missing = [n for n in dict.fromkeys(names) if n not in self._shapes]
+        if missing:
+            self._shapes.update(self._measure_shapes(missing))
+        return {n: self._shapes[n] for n in names}
+
+    def _measure_shapes(self, names: list[str]) -> dict[str, tuple[int, ...] | None]:
         """Per-sample shapes, from runs on a batch of two samples and on the first alone when the input sizes
         are known: None for a tensor whose first axis does not index samples (its size is not the batch
         size, or sample 0's slice differs from its value alone). Otherwise (dynamic input sizes) the shapes

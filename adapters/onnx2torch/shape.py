@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 
+from .conv_pool import torch_pad
 from .registry import Node, OpFn, axis_of, converter, ints, scalar, torch_dtype
 
 
@@ -162,10 +163,8 @@ def pad_tensor(x: torch.Tensor, pads: list[int], mode: str = "constant", value=0
     axes = list(range(x.dim())) if axes is None else [axis_of(a, x.dim()) for a in axes]
     begin, end = dict(zip(axes, pads[:len(axes)])), dict(zip(axes, pads[len(axes):]))
     if mode == "constant":
-        flat = []  # F.pad: last axis first, (begin, end) pairs
-        for a in reversed(range(x.dim())):
-            flat += [begin.get(a, 0), end.get(a, 0)]
-        return F.pad(x, flat, value=value)
+        every = range(x.dim())
+        return F.pad(x, torch_pad([begin.get(a, 0) for a in every] + [end.get(a, 0) for a in every]), value=value)
     for a in axes:  # negative pads crop first, then the rest pads what is left (as onnxruntime does)
         cut_begin, cut_end = max(-begin[a], 0), max(-end[a], 0)
         x = x.narrow(a, cut_begin, x.shape[a] - cut_begin - cut_end)
