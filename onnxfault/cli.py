@@ -41,7 +41,7 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, 
 PermutationsOpt = Annotated[int, typer.Option("--permutations", help="Monte-Carlo permutations", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
 NoiseOpt = Annotated[float, typer.Option("--noise", help="std of the Gaussian input noise Δx", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
 ShapleySamplesOpt = Annotated[int, typer.Option("--shapley-samples", help="samples the loss change is averaged over", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
-LambdaOpt = Annotated[float, typer.Option("--lambda", help="excitable: normalised value > λ", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
+LambdaOpt = Annotated[float, typer.Option("--lambda", help="excitable: normalised Shapley value ψ / max ψ > λ", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
 
 
 def _shapley(permutations, noise, shapley_samples, lambda_):
@@ -294,10 +294,10 @@ def synthesize(model: ModelArg, data: DataOpt,
                granularity: Annotated[str, typer.Option("--granularity", help="channel|element")] = "channel",
                neurons: Annotated[Optional[Path], typer.Option("--neurons", help="take neurons from a localize --json file")] = None,
                step: Annotated[Optional[float], typer.Option("--step", help="step size (deepfault, pgd)")] = None,
-               distance: Annotated[Optional[str], typer.Option("--distance", help="L∞ bound d, or none (hs)")] = None,
+               distance: Annotated[Optional[str], typer.Option("--distance", help="L∞ bound d, or none (hs's default)")] = None,
                iterations: Annotated[Optional[int], typer.Option("--iterations", help="steps")] = None,
-               epsilon: Annotated[Optional[float], typer.Option("--epsilon", help="sign-step factor (hs)")] = None,
-               cut: Annotated[Optional[str], typer.Option("--cut", help="tensor to cut the sub-model at (hs)")] = None,
+               epsilon: Annotated[Optional[float], typer.Option("--epsilon", help="step factor ε (hs: x + ε·∇, or x + ε·sign ∇ with --step-rule sign)")] = None,
+               cut: Annotated[Optional[str], typer.Option("--cut", help="tensor to cut the sub-model at, whose neurons are ranked (hs; default: the middle candidate layer)")] = None,
                clip_min: Annotated[Optional[float], typer.Option("--clip-min", help="valid range (default: the data's)")] = None,
                clip_max: Annotated[Optional[float], typer.Option("--clip-max", help="valid range (default: the data's)")] = None,
                labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
@@ -305,11 +305,18 @@ def synthesize(model: ModelArg, data: DataOpt,
                device: DeviceOpt = "auto", quiet: QuietOpt = False, permutations: PermutationsOpt = 20,
                noise: NoiseOpt = 0.1, shapley_samples: ShapleySamplesOpt = 100, lambda_: LambdaOpt = 0.5,
                population: Annotated[int, typer.Option("--population", help="particles per seed", rich_help_panel="deepsensor")] = 100,
-               stop_fitness: Annotated[float, typer.Option("--stop-fitness", help="stop a seed at this fitness (fraction of excitable neurons active)", rich_help_panel="deepsensor")] = 1.0,
+               stop_fitness: Annotated[float, typer.Option("--stop-fitness", help="stop a seed at this fitness (Eq. 6: active excitable neurons / all neurons of the layers; the paper's ε)", rich_help_panel="deepsensor")] = 1.0,
+               inertia: Annotated[str, typer.Option("--inertia", help="ω start,end of Eq. 7 (0.4,0.9 as the paper; 0.9,0.4 the usual decreasing schedule)", rich_help_panel="deepsensor")] = "0.4,0.9",
                objective: Annotated[str, typer.Option("--objective", help="pixels (fewest changed elements, MILP) | l1 (LP)", rich_help_panel="patch")] = "pixels",
                max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="at most this many changed input elements", rich_help_panel="patch")] = None,
                time_limit: Annotated[float, typer.Option("--time-limit", help="seconds per MILP", rich_help_panel="patch")] = 10.0,
-               hold_inactive: Annotated[bool, typer.Option("--hold-inactive", help="keep inactive neurons inactive too (the paper's fixed phases)", rich_help_panel="patch")] = False,
+               hold_inactive: Annotated[bool, typer.Option("--hold-inactive", help="keep inactive neurons of the unpatched layers between a patch and its property inactive too", rich_help_panel="patch")] = False,
+               relaxation: Annotated[str, typer.Option("--relaxation", help="region (the property pulled back through the patched layer's on/off pattern) | paper (the marking's inequalities, unmarked neurons equal)", rich_help_panel="patch")] = "region",
+               phases: Annotated[str, typer.Option("--phases", help="free (a patch may switch the patched layer's neurons on or off) | seed (the seed's phases, as the paper)", rich_help_panel="patch")] = "free",
+               weight_change: Annotated[str, typer.Option("--weight-change", help="what a patch minimises: total (Σ|ΔW|, the paper) | max (the largest |ΔW|)", rich_help_panel="patch")] = "total",
+               alpha: Annotated[Optional[float], typer.Option("--alpha", help="bound α on every weight change |ΔW| (the paper's; default none)", rich_help_panel="patch")] = None,
+               gradient: Annotated[str, typer.Option("--gradient", help="normalized (each neuron's gradient divided by its RMS, as DeepFault's code) | raw", rich_help_panel="deepfault")] = "normalized",
+               step_rule: Annotated[str, typer.Option("--step-rule", help="gradient (x + ε·∇, the paper) | sign (x + ε·sign ∇)", rich_help_panel="hs")] = "gradient",
                output: OutputOpt = None,
                report: Annotated[bool, typer.Option("--report", help="also write report.html (the HTML report) into --out")] = False) -> None:
     """Synthesize inputs: excite suspicious neurons (DeepFault, HS-FGSM, DeepSensor), patch (AIGENT) or attack (FGSM, PGD)."""
@@ -318,9 +325,14 @@ def synthesize(model: ModelArg, data: DataOpt,
     from .synthesis.output import check_out_dir, picture, write_run
 
     check_out_dir(out_dir)
-    options = ({"population": population, "stop_fitness": stop_fitness} if method == "deepsensor" else
-               {"objective": objective, "max_pixels": max_pixels, "time_limit": time_limit,
-                "hold_inactive": hold_inactive} if method == "patch" else {})
+    options = {
+        "deepfault": {"gradient": gradient},
+        "hs": {"step_rule": step_rule},
+        "deepsensor": {"population": population, "stop_fitness": stop_fitness, "inertia": inertia},
+        "patch": {"objective": objective, "max_pixels": max_pixels, "time_limit": time_limit,
+                  "hold_inactive": hold_inactive, "relaxation": relaxation, "phases": phases,
+                  "weight_change": weight_change, "alpha": alpha},
+    }.get(method, {})
     bound: object = "default"
     if distance is not None:
         bound = None if distance.lower() == "none" else _numbers(distance, "--distance")[0]
@@ -350,7 +362,7 @@ def synthesize(model: ModelArg, data: DataOpt,
                   + f", L∞ mean {r['distance']['linf']['mean']:.4g}, activation increase "
                   f"{100 * r['activation_increase']:.1f} %, {r['seconds']:.2f} s; wrote {out_dir}/", soft_wrap=True)
         if "test_errors" in r:
-            out.print(f"deepsensor: {len(r['neurons'])} excitable neurons, {r['test_errors']} test errors in "
+            out.print(f"deepsensor: {len(r['neurons'])} of {r['neurons_total']} neurons excitable, {r['test_errors']} test errors in "
                       f"{r['examples_evaluated']} examples, {r['error_categories']} error categories "
                       f"({r['categories_per_seed']:.2f} per seed)", soft_wrap=True)
         if "defect_detection_rate" in r:

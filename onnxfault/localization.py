@@ -107,7 +107,8 @@ def samples_for(model: Model, data: str | Path, options: DataOptions | None = No
 
 def top_k(spectrum: Spectrum, scores: np.ndarray, k: int,
           details: dict[str, np.ndarray] | None = None) -> list[SuspiciousNeuron]:
-    """The ``k`` best neurons, ties broken by layer order then index (``details`` ride along)."""
+    """The ``k`` best neurons; equal scores go to the deeper layer first, then the lower index
+    (DeepFault's Algorithm 1; see :func:`~onnxfault.measures.rank`). ``details`` ride along."""
     layer, index = spectrum.layer_of(np.arange(len(scores)))
     order = rank(scores, layer, index)[:k]
     counts = spectrum.counts

@@ -141,13 +141,13 @@ def wong2(as_, af, ns, nf, **_):
 
 
 @register("random", "uniform random scores from numpy's default_rng(seed): a baseline",
-          "DeepFault's random selection (Eniser et al., FASE 2019)")
+          "a random baseline (DeepFault, Eniser et al., FASE 2019, compares with random neurons)")
 def random(as_, af, ns, nf, *, seed: int = 0, **_):
     return np.random.default_rng(seed).random(np.shape(as_))
 
 
-@register("shapley", "Monte-Carlo Shapley value of the neuron for the loss change under input noise, min-max "
-          "normalised per layer (see onnxfault.shapley)", "DeepSensor (Jin et al., 2022)", needs_model=True)
+@register("shapley", "Monte-Carlo Shapley value of the neuron for the loss change under input noise, divided "
+          "by the largest value over the chosen layers (see onnxfault.shapley)", "DeepSensor (Jin et al., 2022)", needs_model=True)
 def shapley(as_, af, ns, nf, **_):
     raise OnnxFaultError("the shapley measure is computed from the model, not from spectrum counts; "
                          "use localize(..., measure='shapley')")
@@ -169,5 +169,7 @@ def score(name: str, counts: np.ndarray, *, star: float = 3.0, seed: int = 0) ->
 
 
 def rank(scores: np.ndarray, layer: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Positions sorted best first: score descending, then layer order, then index (deterministic)."""
-    return np.lexsort((index, layer, -scores))
+    """Positions sorted best first: score descending; equal scores put the deeper layer (higher ``layer``,
+    later in graph order) first, as DeepFault's Algorithm 1 resolves ties (Eniser et al., section 3.2), and
+    then the lower index (deterministic)."""
+    return np.lexsort((index, -np.asarray(layer), -scores))

@@ -13,8 +13,12 @@ the players one at a time, and every player's marginal gain v(S ∪ {i}) − v(S
 value. The n + 1 nested coalitions of a permutation are evaluated together. The standard error is the
 standard deviation of the gains over permutations / √permutations.
 
-Normalisation (for "excitable" neurons, value > λ): per layer, min-max to [0, 1]
-(value − min) / (max − min); a layer whose values are all equal normalises to 0.
+Normalisation (for "excitable" neurons, Definition 3: ψ(n) > λ): every value is divided by the largest
+value among all the players (one scale for the whole game, whose values sum to v(N) − v(∅)), so the top
+neuron scores 1 and λ = 0.5 keeps the neurons with at least half of its value. Raw values of this loss
+change are far below the paper's λ = 0.5 (at most about 0.002–0.01 on the MNIST example models), hence the
+scaling. A value of 0 stays 0 and a negative one stays negative: neither is ever excitable (λ ≥ 0).
+When no value is positive, the scale is the largest magnitude (all scores ≤ 0); all zero gives zeros.
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ Utility = Callable[[np.ndarray], np.ndarray]  # (M, n) masks → (M,) utilities
 @dataclass(frozen=True)
 class ShapleyOptions:
     """How Shapley values are estimated (``--permutations``, ``--noise``, ``--shapley-samples``) and the
-    excitability threshold ``--lambda`` on normalised values."""
+    excitability threshold ``--lambda`` on normalised values (ψ / max ψ, see :func:`normalize`)."""
 
     permutations: int = 20
     noise: float = 0.1
@@ -62,7 +66,8 @@ class ShapleyOptions:
 
 @dataclass
 class ShapleyEstimate:
-    """Per neuron (layers concatenated in order): the value, its standard error, the normalised value."""
+    """Per neuron (layers concatenated in order): the value, its standard error, the normalised value
+    (ψ / max ψ: excitable when above λ)."""
 
     values: np.ndarray
     stderr: np.ndarray
@@ -119,17 +124,12 @@ def exact_shapley(utility: Utility, n: int) -> np.ndarray:
     return values
 
 
-def normalize_per_layer(values: np.ndarray, sizes: list[int]) -> np.ndarray:
-    """Min-max to [0, 1] within each layer's block of ``values``; a constant block becomes 0."""
-    out = np.zeros_like(values, dtype=np.float64)
-    start = 0
-    for size in sizes:
-        block = values[start:start + size]
-        span = block.max() - block.min() if size else 0.0
-        if span > 0:
-            out[start:start + size] = (block - block.min()) / span
-        start += size
-    return out
+def normalize(values: np.ndarray) -> np.ndarray:
+    """ψ / max ψ over all players (the largest magnitude when none is positive); zero and negative
+    values keep their sign, so they are never above λ ≥ 0 (see the module docstring)."""
+    values = np.asarray(values, dtype=np.float64)
+    scale = values.max() if len(values) and values.max() > 0 else np.abs(values).max(initial=0.0)
+    return values / scale if scale > 0 else np.zeros_like(values)
 
 
 # ---- the model's game ------------------------------------------------------------------------------------
@@ -174,5 +174,4 @@ def neuron_shapley(model: Model, x: np.ndarray, labels: np.ndarray, layers: list
     session, n = masked_model(model, layers, granularity, device)
     utility = loss_change_utility(session, x, labels, options.noise, model.scores_are_probabilities, seed)
     values, stderr = monte_carlo_shapley(utility, n, options.permutations, seed)
-    sizes = [layer.neurons(granularity) for layer in layers]
-    return ShapleyEstimate(values, stderr, normalize_per_layer(values, sizes), options.permutations)
+    return ShapleyEstimate(values, stderr, normalize(values), options.permutations)

@@ -97,7 +97,8 @@ def test_synthesis_methods(exported, tmp_path):
     from onnxfault import synthesize
 
     _, module, model, data, _, _ = exported
-    runs = {method: synthesize(model, data, method=method, samples=1, iterations=iterations, device="cpu")
+    runs = {method: synthesize(model, data, method=method, samples=1, iterations=iterations, distance=0.1,
+                              device="cpu")
             for method, iterations in (("fgsm", None), ("pgd", 3), ("hs", 3), ("deepfault", None))}
     for method, run in runs.items():
         a = run.arrays
@@ -151,5 +152,5 @@ def test_zoo_style_graph_at_opset_9(tmp_path):
     y[::3] = (y[::3] + 1) % 10
     np.savez(tmp_path / "data.npz", x=x, y=y)
     for method in ("fgsm", "hs", "deepfault"):
-        run = synthesize(loaded, tmp_path / "data.npz", method=method, samples=1, device="cpu")
+        run = synthesize(loaded, tmp_path / "data.npz", method=method, samples=1, distance=0.1, device="cpu")
         assert np.abs(run.arrays["synthesized"] - run.arrays["original"]).max() <= 0.1 + 1e-6

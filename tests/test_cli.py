@@ -66,7 +66,7 @@ def test_localize_json_and_spectra(cli, lenet_onnx, sample_npz, tmp_path):
     assert all(n["as"] + n["af"] + n["ns"] + n["nf"] == report["samples"] for n in neurons)
     with np.load(spectra, allow_pickle=False) as s:
         assert (s["as"] + s["af"] + s["ns"] + s["nf"] == report["samples"]).all()
-        order = np.lexsort((s["index"], s["layer"], -s["scores"]))[:7]
+        order = np.lexsort((s["index"], -s["layer"], -s["scores"]))[:7]  # ties: deeper layer, then index
         assert [(str(s["tensors"][s["layer"][p]]), int(s["index"][p])) for p in order] == \
             [(n["tensor"], n["index"]) for n in neurons]
         assert s["af"].max() <= report["failing"]

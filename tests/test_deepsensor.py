@@ -12,9 +12,12 @@ from conftest import init, make_model, save
 from onnxfault import load_model
 from onnxfault.graph import MASK
 from onnxfault.loss import cross_entropy
+from onnxfault.errors import OnnxFaultError
+from onnxfault.localization import SuspiciousNeuron
 from onnxfault.shapley import (ShapleyOptions, exact_shapley, loss_change_utility, marginal_gains, masked_model,
-                               monte_carlo_shapley, normalize_per_layer, prefix_masks)
-from onnxfault.synthesis.deepsensor import swarm_step
+                               monte_carlo_shapley, neuron_shapley, normalize, prefix_masks)
+from onnxfault.synthesis import excitable, synthesize
+from onnxfault.synthesis.deepsensor import fitness, inertia, parse_inertia, swarm_step
 
 RNG = np.random.default_rng(7)
 W1 = RNG.normal(size=(3, 4)).astype(np.float32)
@@ -97,10 +100,43 @@ def test_all_permutations_give_exact_shapley_values_on_the_onnx_game(mlp4):
     assert (err > 0).any() and (np.abs(sampled - exact) <= 4 * err + 1e-9).all()  # dead neurons: err 0, exact
 
 
-def test_normalisation_is_per_layer_min_max():
-    values = np.array([1.0, 3.0, 2.0, -1.0, -1.0, 5.0, 5.0])
-    out = normalize_per_layer(values, [3, 2, 2])
-    assert out.tolist() == [0.0, 1.0, 0.5, 0.0, 0.0, 0.0, 0.0]
+def test_normalisation_divides_by_the_largest_value():
+    assert normalize(np.array([1.0, 4.0, 2.0, 0.0, -2.0])).tolist() == [0.25, 1.0, 0.5, 0.0, -0.5]
+    assert normalize(np.array([0.0, -1.0, -4.0])).tolist() == [0.0, -0.25, -1.0]  # none positive: by |max|
+    assert normalize(np.zeros(3)).tolist() == [0.0, 0.0, 0.0]
+
+
+def as_neurons(scores):
+    return [SuspiciousNeuron(i + 1, "h", i, float(s), 0, 0, 0, 0) for i, s in enumerate(scores)]
+
+
+def test_a_zero_shapley_value_is_never_excitable():
+    values = np.array([-0.9, 0.0, 0.3, 0.0, 0.6, -0.2, 0.0, 0.5])
+    # the former per-layer min-max, (v - min)/(max - min), put the zeros at 0.6: excitable at λ = 0.5
+    assert np.allclose(((values - values.min()) / np.ptp(values))[values == 0], 0.6)
+    scores = normalize(values)
+    for lam in np.linspace(0, 1, 21):
+        kept = [n.index for n in excitable(as_neurons(scores), lam)] if (scores > lam).any() else []
+        assert kept == [i for i, v in enumerate(values) if v / 0.6 > lam]  # Definition 3 on ψ / max ψ, by hand
+        assert not set(kept) & {1, 3, 6, 0, 5}  # zero and negative values: never
+    with pytest.raises(OnnxFaultError, match="no neuron has a normalised Shapley value above --lambda 0.0"):
+        excitable(as_neurons(normalize(np.array([0.0, -1.0, 0.0]))), 0.0)
+
+
+def test_a_dead_neuron_has_shapley_value_zero_and_is_not_excitable(tmp_path):
+    """x → Gemm → Relu h (4 neurons, neuron 2 never active) → Gemm: its every marginal gain is exactly 0."""
+    w1, b1 = W1.copy(), B1.copy()
+    w1[:, 2], b1[2] = 0.0, -1.0
+    nodes = [helper.make_node("Gemm", ["x", "W1", "B1"], ["pre"]), helper.make_node("Relu", ["pre"], ["h"]),
+             helper.make_node("Gemm", ["h", "W2"], ["logits"])]
+    path = save(make_model(nodes, [("x", TensorProto.FLOAT, ["N", 3])], [("logits", TensorProto.FLOAT, ["N", 3])],
+                           [init("W1", w1), init("B1", b1), init("W2", W2)]), tmp_path / "dead.onnx")
+    model = load_model(path)
+    x = np.random.default_rng(3).normal(size=(16, 3)).astype(np.float32) * 2
+    estimate = neuron_shapley(model, x, np.arange(16) % 3, model.layers, options=ShapleyOptions(permutations=30))
+    assert estimate.values[2] == 0 and estimate.normalized[2] == 0 and estimate.values.max() > 0
+    np.testing.assert_allclose(estimate.normalized, estimate.values / estimate.values.max())
+    assert 2 not in [n.index for n in excitable(as_neurons(estimate.normalized), 0.0)]
 
 
 def test_localize_measure_shapley(cli, dense_onnx, sample_npz, tmp_path):
@@ -112,12 +148,11 @@ def test_localize_measure_shapley(cli, dense_onnx, sample_npz, tmp_path):
     assert info["measure"] == "shapley"
     assert info["params"]["permutations"] == 5 and info["params"]["shapley_samples"] == 20
     scores = np.array([n["score"] for n in info["neurons"]])
-    assert scores.min() == 0 and scores.max() == 1 and (np.diff(scores) <= 0).all()
-    assert info["params"]["excitable"] == int((scores > 0.5).sum())
-    assert all("shapley" in n and n["shapley_stderr"] >= 0 for n in info["neurons"])
-    for layer in info["layers"]:  # min-max per layer: each layer has a 1 and a 0
-        own = [n["score"] for n in info["neurons"] if n["tensor"] == layer["tensor"]]
-        assert max(own) == 1 and min(own) == 0
+    raw = np.array([n["shapley"] for n in info["neurons"]])
+    assert len(scores) == 64 and scores.max() == 1 and (np.diff(scores) <= 0).all()
+    np.testing.assert_allclose(scores, raw / raw.max())  # one scale for all the players: ψ / max ψ
+    assert info["params"]["excitable"] == int((raw > 0.5 * raw.max()).sum())
+    assert all(n["shapley_stderr"] >= 0 for n in info["neurons"])
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -162,9 +197,62 @@ def test_deepsensor_run(cli, dense_onnx, sample_npz, tmp_path):
 @pytest.mark.parametrize("flags, message", [
     (["--population", "1"], "--population must be at least 2"),
     (["--measure", "ochiai"], "deepsensor chooses neurons by Shapley value"),
+    (["--inertia", "0.9"], "--inertia must be two finite numbers ≥ 0, start,end (got '0.9')"),
+    (["--inertia", "nan,0.4"], "--inertia must be two finite numbers ≥ 0"),
+    (["--inertia", "0.4,inf"], "--inertia must be two finite numbers ≥ 0"),
+    (["--inertia", "-0.1,0.9"], "--inertia must be two finite numbers ≥ 0"),
+    (["--inertia", "0.4,0.9,1"], "--inertia must be two finite numbers ≥ 0"),
+    (["--inertia", "fast,slow"], "--inertia must be two finite numbers ≥ 0"),
 ])
 def test_deepsensor_bad_input(cli, dense_onnx, sample_npz, tmp_path, flags, message):
     out = tmp_path / "run"
     r = cli(*["synthesize", str(dense_onnx), "--data", str(sample_npz), "--method", "deepsensor", *flags,
              "--out", str(out)])
     assert r.exit_code == 1 and message in r.output and not out.exists()
+
+
+def test_inertia_follows_eq_7():
+    """Eq. 7: ω_g = (ω_initial − ω_end)(G_k − g)/G_k + ω_end, g = 0 … G_k − 1; 0.4 → 0.9 by default."""
+    assert inertia(0, 20) == pytest.approx(0.4)  # (0.4 - 0.9) * 20/20 + 0.9
+    assert inertia(10, 20) == pytest.approx(0.65)  # (0.4 - 0.9) * 10/20 + 0.9
+    assert inertia(19, 20) == pytest.approx(0.875)  # (0.4 - 0.9) * 1/20 + 0.9
+    assert [inertia(g, 20, 0.9, 0.4) for g in (0, 10, 19)] == pytest.approx([0.9, 0.65, 0.425])
+    assert inertia(0, 1) == pytest.approx(0.4)
+    assert parse_inertia("0.9, 0.4") == (0.9, 0.4) and parse_inertia((0.4, 0.9)) == (0.4, 0.9)
+
+
+def test_fitness_divides_by_all_neurons_of_the_layers():
+    """Eq. 6: active excitable neurons / num(N), N = every neuron of the layers (6 here), not the 2 excitable."""
+    active = np.array([[0, 1, 0, 0, 1, 0], [1, 1, 1, 1, 0, 1], [0, 0, 1, 0, 0, 0]], bool)
+    assert fitness(active, np.array([1, 4]), 6).tolist() == [2 / 6, 1 / 6, 0.0]
+
+
+def hidden_activity(path, x):
+    """relu1, relu2 of mnist_dense by onnxruntime on the graph with them as extra outputs (no onnxfault)."""
+    import onnx
+    import onnxruntime as ort
+
+    proto = onnx.load(path)
+    proto.graph.output.extend([helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in ("relu1", "relu2")])
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    _, relu1, relu2 = session.run(None, {"input": x})
+    return {"relu1": relu1, "relu2": relu2}
+
+
+def test_deepsensor_fitness_and_inertia_on_a_model(dense_onnx, sample_npz):
+    """The reported best fitness is Eq. 6 recomputed by hand on the synthesized inputs; --inertia is used."""
+    kwargs = dict(method="deepsensor", samples=1, iterations=4, distance=0.1,
+                  shapley=ShapleyOptions(permutations=5, samples=20, lambda_=0.0), seed=0)
+    r = synthesize(dense_onnx, sample_npz, options={"population": 8, "inertia": "0.4,0.9"}, **kwargs)
+    report, x = r.report, r.arrays["synthesized"]
+    assert report["neurons_total"] == 64 and report["params"]["inertia"] == (0.4, 0.9)
+    assert all(n["shapley"] > 0 for n in report["neurons"])
+    activity = hidden_activity(dense_onnx, x)
+    active = np.stack([activity[n["tensor"]][:, n["index"]] > 0 for n in report["neurons"]], axis=1)
+    assert report["mean_best_fitness"] == pytest.approx((active.sum(axis=1) / 64).mean())
+    assert report["seeds_reaching_stop_fitness"] == 0  # fitness ≤ excitable / 64 < 1 = ε
+    assert report["best_examples"] == len(x) * 4 and 0 <= report["best_errors"] <= report["best_examples"]
+    assert report["examples_evaluated"] == len(x) * 8 * 5
+    other = synthesize(dense_onnx, sample_npz, options={"population": 8, "inertia": (0.9, 0.4)}, **kwargs)
+    assert other.report["params"]["inertia"] == (0.9, 0.4)
+    assert not np.array_equal(other.arrays["synthesized"], x)

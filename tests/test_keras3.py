@@ -111,7 +111,7 @@ def test_gelu_layernorm_residual_end_to_end(transformer_block):
     assert np.isclose(a["synthesized"], expected, atol=1e-6).mean() >= 0.999
     for method in ("pgd", "hs", "deepfault"):
         run = synthesize(model, data, method=method, samples=1, iterations=3 if method != "deepfault" else None,
-                         device="cpu")
+                         distance=0.1, device="cpu")
         assert np.abs(run.arrays["synthesized"] - run.arrays["original"]).max() <= 0.1 + 1e-6
 
 

@@ -96,8 +96,9 @@ def test_aliases_and_unknown_names():
         get_measure("ochai")
 
 
-def test_rank_breaks_ties_by_layer_then_index():
+def test_rank_breaks_ties_by_deeper_layer_then_index():
+    # DeepFault, section 3.2: equal scores go to the deeper layer first; within a layer, the lower index
     scores = np.array([0.5, 0.9, 0.5, 0.5, 0.9])
     layer = np.array([1, 1, 0, 0, 0])
     index = np.array([0, 1, 1, 0, 2])
-    assert rank(scores, layer, index).tolist() == [4, 1, 3, 2, 0]
+    assert rank(scores, layer, index).tolist() == [1, 4, 0, 3, 2]

@@ -44,17 +44,22 @@ def problem(model, x, neurons, *, step=1.0, distance=None, clip=(-10.0, 10.0), i
 def test_one_deepfault_step_by_hand(two_layer):
     # x = (1, 1): pre = x @ W1 = (4, -1.5). The ascended values are the pre-activations of h0 and h1
     # (DeepFault differentiates the Dense outputs), with gradients W1[:,0] = (1, 3) and W1[:,1] = (-2, 0.5).
-    # Their mean (-0.5, 1.75) times step 0.2 gives the change (-0.1, 0.35).
+    # Their mean (-0.5, 1.75) times step 0.2 gives the change (-0.1, 0.35). (--gradient raw; the
+    # normalised default is pinned in test_fidelity_deepfault.py.)
+    def raw(p):
+        p.options["gradient"] = "raw"
+        return get_method("deepfault").run(p)
+
     p = problem(two_layer, [[1.0, 1.0]], [neuron("h", 0), neuron("h", 1, 2)], step=0.2)
-    assert np.allclose(get_method("deepfault").run(p), [[0.9, 1.35]], atol=1e-6)
+    assert np.allclose(raw(p), [[0.9, 1.35]], atol=1e-6)
     # d = 0.2 clips the second coordinate's change to +0.2; the range [0, 1.25] caps a larger one
     p = problem(two_layer, [[1.0, 1.0]], [neuron("h", 0), neuron("h", 1, 2)], step=0.2, distance=0.2, clip=(0, 1.25))
-    assert np.allclose(get_method("deepfault").run(p), [[0.9, 1.2]], atol=1e-6)
+    assert np.allclose(raw(p), [[0.9, 1.2]], atol=1e-6)
     p = problem(two_layer, [[1.0, 1.0]], [neuron("h", 0)], step=0.2, distance=0.5, clip=(0, 1.25))
-    assert np.allclose(get_method("deepfault").run(p), [[1.2, 1.25]], atol=1e-6)
+    assert np.allclose(raw(p), [[1.2, 1.25]], atol=1e-6)
     # h1 is an inactive ReLU here (pre-activation -1.5): it still gets the gradient (-2, 0.5)
     p = problem(two_layer, [[1.0, 1.0]], [neuron("h", 1)], step=0.2)
-    assert np.allclose(get_method("deepfault").run(p), [[0.6, 1.1]], atol=1e-6)
+    assert np.allclose(raw(p), [[0.6, 1.1]], atol=1e-6)
 
 
 @pytest.mark.parametrize("method", sorted(["deepfault", "hs", "fgsm", "pgd"]))

@@ -20,6 +20,7 @@ METRICS = (
     (("activation_increase",), "activation increase", "max", True),
     (("seconds",), "seconds", "min", False),
     (("peak_memory_mb",), "peak MB", "min", False),
+    (("method_peak_memory_mb",), "method peak MB", "min", False),
 )
 # Method-specific results (DeepSensor, AIGENT) shown in a run's own table.
 EXTRA_METRICS = (

@@ -3,7 +3,7 @@
 Methods (one module each, one registry): ``deepfault``, ``hs`` (HS-FGSM on a sub-model), the baselines
 ``fgsm`` and ``pgd``, ``deepsensor`` (particle swarms on the excitable, high-Shapley neurons) and ``patch``
 (AIGENT: weight patches by linear programs, translated into an input change). ``--measure random``
-gives DeepFault's random neuron selection.
+gives a uniform random neuron ranking (DeepFault's Table 3 baseline is in examples/deepfault_table3.py).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ..model import Model, as_model
 from ..provenance import stamp
 from ..shapley import ShapleyOptions
 from .base import Problem
+from .hs import sub_model_layers
 from .methods import METHODS, get_method
 from .metrics import measure
 from .seeds import choose_seeds
@@ -49,15 +50,21 @@ def read_neurons(path: str | Path) -> tuple[list[SuspiciousNeuron], str, str]:
         raise OnnxFaultError(f"cannot read neurons from {path} ({err}); give a `onnxfault localize --json` file") from err
 
 
-def _peak_rss_reset() -> None:
+def _peak_rss_reset() -> float:
+    """Reset the process's peak resident set size and return the peak before the reset (MB), so that the
+    whole-process peak is max(that, a later ``_peak_rss_mb()``). Where the reset fails (not Linux), the peak
+    is left alone and a phase's peak reads as the whole process's so far."""
+    before = _peak_rss_mb()
     try:  # Linux: writing 5 resets the peak resident set size (VmHWM)
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
     except OSError:
         pass
+    return before
 
 
 def _peak_rss_mb() -> float:
+    """The peak resident set size since the process started or since the last reset (MB)."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
@@ -84,7 +91,8 @@ def run_in_chunks(run, problem: Problem, size: int) -> np.ndarray:
 
 
 def excitable(neurons: list[SuspiciousNeuron], lambda_: float) -> list[SuspiciousNeuron]:
-    """The neurons whose (normalised Shapley) score is above λ, re-ranked from 1."""
+    """The excitable neurons (the paper's Definition 3): normalised Shapley value ψ / max ψ above λ ≥ 0, so
+    a neuron whose value is 0 or negative never is; re-ranked from 1."""
     kept = [n for n in neurons if n.score > lambda_]
     if not kept:
         raise OnnxFaultError(f"no neuron has a normalised Shapley value above --lambda {lambda_}; lower it")
@@ -99,8 +107,22 @@ def check_options(options: dict) -> dict:
         raise OnnxFaultError(f"--objective must be pixels or l1 (got {options['objective']})")
     if options.get("max_pixels") is not None and options["max_pixels"] < 1:
         raise OnnxFaultError(f"--max-pixels must be at least 1 (got {options['max_pixels']})")
+    for key, allowed in (("relaxation", ("region", "paper")), ("phases", ("free", "seed")),
+                         ("weight_change", ("total", "max"))):
+        if options.get(key, allowed[0]) not in allowed:
+            raise OnnxFaultError(f"--{key.replace('_', '-')} must be {' or '.join(allowed)} (got {options[key]})")
+    if options.get("alpha") is not None and not options["alpha"] > 0:
+        raise OnnxFaultError(f"--alpha must be a positive number (got {options['alpha']})")
+    if options.get("gradient", "normalized") not in ("normalized", "raw"):
+        raise OnnxFaultError(f"--gradient must be normalized or raw (got {options['gradient']})")
+    if options.get("step_rule", "gradient") not in ("gradient", "sign"):
+        raise OnnxFaultError(f"--step-rule must be gradient or sign (got {options['step_rule']})")
     if not 0 < options.get("stop_fitness", 1.0) <= 1:
         raise OnnxFaultError(f"--stop-fitness must be in (0, 1] (got {options['stop_fitness']})")
+    if "inertia" in options:  # deepsensor: "start,end" or a pair → (start, end)
+        from .deepsensor import parse_inertia
+
+        options = {**options, "inertia": parse_inertia(options["inertia"])}
     return options
 
 
@@ -116,13 +138,15 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
 
     ``distance`` "default" takes the method's default; None means no L∞ bound. ``measure_name`` None is
     ochiai, or shapley for deepsensor, whose neurons are all the excitable ones (normalised Shapley value
-    > ``shapley.lambda_``; -k is ignored). ``options`` holds method settings: deepsensor's ``population``
-    and ``stop_fitness``; patch's ``objective`` (pixels|l1), ``max_pixels``, ``time_limit`` and ``hold_inactive``.
+    > ``shapley.lambda_``; -k is ignored). ``options`` holds method settings: deepsensor's ``population``,
+    ``stop_fitness`` and ``inertia`` (start, end); patch's ``objective`` (pixels|l1), ``max_pixels``,
+    ``time_limit``, ``hold_inactive``, ``relaxation`` (region|paper), ``phases`` (free|seed),
+    ``weight_change`` (total|max) and ``alpha``.
     ``output`` names the class-score output of a model with several.
     Returns a :class:`SynthesisResult`; ``write_run`` in ``synthesis.output`` writes it."""
     chosen = get_method(method)
     shapley = (shapley or ShapleyOptions()).check()
-    options = check_options(options or {})
+    options = check_options({**chosen.options, **(options or {})})
     if chosen.name == "deepsensor" and measure_name not in (None, "shapley") and neurons_file is None:
         raise OnnxFaultError(f"deepsensor chooses neurons by Shapley value, not {measure_name}; "
                              "drop --measure or use --measure shapley")
@@ -136,6 +160,7 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
         raise OnnxFaultError(f"--iterations must be at least 1 (got {params['iterations']})")
     model = as_model(model, output)
     dataset: Dataset = samples_for(model, data, data_options, None, target)
+    notes: list[str] = []
     if neurons_file is not None:
         neurons, granularity, layers = read_neurons(neurons_file)
     else:
@@ -146,13 +171,14 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
                             if every else k, cls=cls, target=target, granularity=granularity,
                             seed=seed, device=device, on_batch=on_batch, shapley=shapley).neurons
 
+        if chosen.name == "hs":  # HS-FGSM ranks the neurons of the sub-model's output layer (its cut) only
+            cut, layers, notes = sub_model_layers(model, cut, layers)
         neurons = rank(layers)
-        if chosen.name == "hs" and cut is None:  # the sub-model ends at the top neuron's layer: rank within it
-            layers = neurons[0].tensor
-            neurons = rank(layers)
     if chosen.name == "deepsensor":
         neurons = excitable(neurons, shapley.lambda_)
     by_tensor = {layer.tensor: layer for layer in model.select_layers(list(dict.fromkeys(n.tensor for n in neurons)))}
+    if chosen.name == "deepsensor":  # every layer of the Shapley game: Eq. 6 divides by all their neurons
+        by_tensor = {**{layer.tensor: layer for layer in model.select_layers(layers)}, **by_tensor}
     seeds = choose_seeds(model, dataset, samples=samples, seed=seed, cls=cls, target=target, device=device)
     x, y, positions, data_range = seeds.x, seeds.y, seeds.positions, seeds.data_range
     clip = (data_range[0] if clip_min is None else clip_min, data_range[1] if clip_max is None else clip_max)
@@ -161,15 +187,16 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
     from ..adapters import gradients  # noqa: F401 - import torch before the clock starts
 
     size = (data_options or DataOptions()).batch_size
-    _peak_rss_reset()
+    peak_before = _peak_rss_reset()
     start = time.perf_counter()
     synthesized = run_in_chunks(chosen.run, problem, size)
     seconds = time.perf_counter() - start
-    peak = _peak_rss_mb()
+    method_peak = _peak_rss_mb()
     differentiable = problem.extra.get("differentiable")
     metrics, before, after = measure(model, x, synthesized, y, neurons, by_tensor, granularity, target,
                                      problem.scores_are_probabilities, device)
     cuda_peak = differentiable.cuda_peak_mb() if differentiable is not None else None
+    peak = max(peak_before, _peak_rss_mb())  # the whole process: loading, spectrum, seeds, method, metrics
     report = {
         "method": chosen.name, "model": model.path, "data": dataset.path,
         "params": {**params, "class": cls, "target": target, "samples": samples, "seed": seed,
@@ -183,6 +210,7 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
         **(chosen.summarize(problem.cache, len(x)) if chosen.summarize else {}),
         "seconds": seconds,
         "peak_memory_mb": cuda_peak if cuda_peak is not None else peak,
+        "method_peak_memory_mb": cuda_peak if cuda_peak is not None else method_peak,
         "device": differentiable.device_name if differentiable is not None else "cpu",
         "input_layout": {"model": dataset.adaptation.model_layout, "sample_shape": list(dataset.source.sample_shape)},
         **stamp(model),
@@ -190,4 +218,4 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
     arrays = {"original": x, "synthesized": synthesized, "labels": y, "predictions_before": before,
               "predictions_after": after}
     return SynthesisResult(report, arrays, clip, dataset.adaptation.model_layout, dataset.source.sample_shape,
-                           [*model.notes, *seeds.warnings()])
+                           [*model.notes, *notes, *seeds.warnings()])

@@ -1,34 +1,39 @@
 """AIGENT's linear programs (Khan et al., "Efficient Adversarial Input Generation via Neural Net
-Patching"), for one seed of a :class:`~onnxfault.synthesis.chain.DenseChain`. Pure math, solved with
-SciPy's HiGHS (``linprog``/``milp``).
+Patching": Algorithm 1, section A), for one seed of a :class:`~onnxfault.synthesis.chain.DenseChain`.
+Pure math, solved with SciPy's HiGHS (``linprog``/``milp``).
 
-Neuron phases (active z > 0, inactive z ≤ 0) are taken from the seed, so between two layers the network
-is affine: z_E = M z_m + c. Active neurons are held active by the LPs; inactive ones are held inactive
-only with ``hold_inactive`` (the paper's fully fixed phases). By default the LPs treat them as staying
-at their inactive slope without forbidding them to turn on; the ONNX re-check decides. Measured with
-``--distance none --objective l1``, 2–3 seeds per class: defect detection 45 % vs 10 % (DeepFault
-3_50_relu) and 96.7 % vs 90 % (shipped mnist_dense), with no input failing the re-check. A *property* on layer E is a set of rows G z_E ≥ g0; at the start it is
-"class j beats every other class by ``MARGIN``" on the logits.
+``chain.weights[l]`` (edge-layer l) maps h_(l−1) to the pre-activations z_l, h_l = act(z_l); the last z is
+the logits. A *property* on layer e is a set of rows G z_e ≥ g0. It starts on the logits: "class c beats the
+seed's label" (one row; any misclassification is a detected defect) or, for a target, "c beats every class".
 
-1. ``patch_layer``: patch the edge-layer m (weights into layer m) so that the property holds and every
-   phase between m and E is kept. The marking fixes each neuron's direction: s_i = sign of the sum of
-   the property rows' coefficients on z_m,i (increment > 0, decrement < 0, unmarked = 0), and every
-   weight change into neuron i has sign s_i·sign(h_j). Minimising the largest weight change |ΔW_ij|
-   for a change Δz_i = Σ_j ΔW_ij h_j gives ΔW_ij = Δz_i·sign(h_j)/‖h‖₁ (equal magnitudes are optimal),
-   so the LP is over Δz with |Δz_i| ≤ t‖h‖₁, minimising t. When the summed rows' marking makes the LP
-   infeasible (a many-row property can pull a neuron both ways), the signs are left free and the marking
-   is read off the solution (on DeepFault's 3_50_relu, 20 seeds, no bound: 45 % detection with this
-   fallback, 10 % without).
-2. ``relaxed_property``: simulate the patched layer (z'_m) and relax the equalities z_m = z'_m of the
-   neurons the patch moved into the marking's inequalities s_i z_m,i ≥ s_i z'_m,i. With the old goals
-   pulled back to z_m (G M z_m ≥ g0 − G c) and the phases between m and E, this is the property of the
-   network cut at m. (The pulled-back goals keep it sound within the region: on the shipped dense MNIST
-   model, 30 seeds, no L∞ bound, detection is 90 % with them, 77 % when every marked neuron is held to
-   its patched value and the goals are dropped.)
-3. Repeat on the cut network (m halves each time) until the first edge-layer is patched; then
-   ``input_change`` (mod2adv) solves for δ with z_0 = z_00 + A δ (A = W_0 J, J the prefix's Jacobian)
-   meeting the last property, |δ_i| ≤ d and x + δ in the valid range, minimising changed input elements
-   (MILP with one binary per element) or ‖δ‖₁ (LP).
+1. ``patch_layer`` patches edge-layer m (the weights and bias into layer m; the bias is the weight on a
+   constant input 1, the paper's bias-free conversion): a linear program over the layer's new values
+   u = h'_m such that the property holds, with the layers strictly between m and e linear in the seed's
+   phases. Δz_i = Σ_j ΔW_ij h_j is reached with the smallest largest |ΔW_ij| by
+   ΔW_ij = Δz_i·sign(h_j)/‖h‖₁, so each weight change into neuron i has the sign of Δz_i times sign(h_j)
+   and none where h_j = 0 (the paper's sign rule). The increment/decrement marking (sign of the summed
+   property rows per neuron) fixes the sign of Δz_i; when that makes the LP infeasible the signs are free.
+   The LP minimises the total change Σ|Δh_i| (``weight_change`` "total", the paper's "magnitude of the
+   total change") or the largest one ("max", Goldberger et al.'s M; then the total), optionally with every
+   |ΔW_ij| ≤ α (``alpha``).
+   ``phases`` "free": the patched layer's neurons may switch on or off (the patch sets z_m; the LP counts a
+   switched-on neuron's change from 0); "seed": they keep the seed's phases, as the paper fixes them.
+2. ``relaxed_property`` turns "layer m takes the values u" (the paper's φ′, equalities) into the property of
+   the network cut at m, as rows on z_m. ``relaxation`` "region": the property itself, pulled back through
+   layer m with the patch's on/off pattern (phases held only where a neuron's switch could hurt), sound
+   wherever the unpatched layers in between keep the seed's phases.
+   "paper": each neuron marked increment (decrement) by the summed rows keeps h ≥ u (h ≤ u), the others
+   h = u; sound only when every row agrees with the marking — the onnxruntime re-check decides.
+3. Algorithm 1 patches edge-layer p = ⌈l/2⌉ of the l = L + 1 layers (0-based m = L // 2 for L edge-layers),
+   cuts the network after it and repeats with m ← m // 2 (the authors' code; the printed update l ← p + 1
+   would pick edge-layer 2 again when p = 2) until edge-layer 0 is patched. ``input_change`` (mod2adv) then
+   solves for δ with z_0 = z_00 + A δ (A = W_0 J, J the prefix's Jacobian) meeting the last property,
+   |δ_i| ≤ d and x + δ in the valid range, minimising changed input elements (MILP) or ‖δ‖₁ (LP).
+
+Why these defaults (benchmarks/RESULTS.md, AIGENT): with the seed's phases a patch can only move the neurons
+that are active at the seed (2.7 of 8 in the first layer of the authors' MNIST model), and the marking's
+inequalities pin every neuron of the cut layer, so most attempts stopped at an infeasible patch of
+edge-layer 0; the paper's choices stay reachable as ``--relaxation paper --phases seed``.
 """
 from __future__ import annotations
 
@@ -40,137 +45,174 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from ..quiet import silenced_fds
 from .chain import DenseChain
 
-MARGIN = 1e-2  # the wanted class beats every other logit by this much
+MARGIN = 1e-2  # the wanted class beats the other logit(s) by this much
 PHASE = 1e-6  # active pre-activations stay at least this far above 0
+TOL = 1e-12  # a property coefficient smaller than this counts as 0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The algorithm's choices (module docstring); the defaults are onnxfault's."""
+
+    relaxation: str = "region"  # region | paper
+    phases: str = "free"  # free | seed
+    weight_change: str = "total"  # total | max
+    alpha: float | None = None  # bound on every |ΔW_ij|
+    hold_inactive: bool = False  # hold inactive neurons of the unpatched layers between m and e inactive too
+    goal: str = "flip"  # flip: c beats the seed's label | wins: c beats every class (a target)
 
 
 @dataclass
 class Property:
-    """Rows ``G v ≥ g0`` on the pre-activations v of layer ``layer``; the first ``goals`` rows state what
-    is wanted (they set the marking), the rest keep phases."""
+    """Rows ``G v ≥ g0`` on the pre-activations v of layer ``layer``."""
 
     layer: int
     G: np.ndarray
     g0: np.ndarray
-    goals: int
 
 
 @dataclass
 class Seed:
-    """One seed's fixed linear region: pre-activations, layer inputs and gates (slope per neuron)."""
+    """One seed's linear region: pre-activations, layer inputs and gates (slope per neuron)."""
 
     zs: list[np.ndarray]
     hs: list[np.ndarray]
     gates: list[np.ndarray]
-    hold_inactive: bool = False  # also keep inactive neurons inactive (the paper's fully fixed phases)
 
 
-def region(chain: DenseChain, prefix_value: np.ndarray, hold_inactive: bool = False) -> Seed:
+def region(chain: DenseChain, prefix_value: np.ndarray) -> Seed:
     zs, hs = chain.forward(prefix_value)
     gates = [np.where(z > 0, 1.0, slope) for z, slope in zip(zs, chain.slopes)]
-    return Seed(zs, hs, gates, hold_inactive)
+    return Seed(zs, hs, gates)
 
 
-def wins(num_classes: int, cls: int, layer: int) -> Property:
-    """Logit ``cls`` (of the logits layer ``layer``) beats every other class by MARGIN."""
-    others = [i for i in range(num_classes) if i != cls]
+def goal(num_classes: int, cls: int, label: int, layer: int, kind: str = "flip") -> Property:
+    """Logit ``cls`` beats logit ``label`` (``flip``) or every other logit (``wins``) by MARGIN."""
+    others = [label] if kind == "flip" else [i for i in range(num_classes) if i != cls]
     G = np.zeros((len(others), num_classes))
     G[np.arange(len(others)), cls] = 1.0
     G[np.arange(len(others)), others] = -1.0
-    return Property(layer, G, np.full(len(others), MARGIN), len(others))
+    return Property(layer, G, np.full(len(others), MARGIN))
 
 
-def affine_maps(chain: DenseChain, seed: Seed, m: int, e: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(M_l, c_l) with z_l = M_l z_m + c_l in the seed's region, for l = m … e."""
+def rows_on_h(chain: DenseChain, seed: Seed, prop: Property, m: int,
+              hold_inactive: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+    """The property and the seed's phases of layers m+1 … e−1 (active ones; inactive ones too with
+    ``hold_inactive``) as rows A h_m ≥ a on layer m's values; and how many of them are the property's."""
     n = len(seed.zs[m])
-    maps = [(np.eye(n), np.zeros(n))]
-    for l in range(m + 1, e + 1):
-        M, c = maps[-1]
-        g = seed.gates[l - 1]
-        w = chain.weights[l]
-        maps.append((w @ (g[:, None] * M), w @ (g * c) + chain.biases[l]))
-    return maps
-
-
-def _phase_rows(seed: Seed, maps, m: int, e: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows R z_m ≥ r keeping the phases of layers m … e−1."""
+    M, c = np.eye(n), np.zeros(n)  # the current layer's values as M h_m + c
     rows, rhs = [], []
-    for l in range(m, e):
-        M, c = maps[l - m]
-        sign = np.where(seed.zs[l] > 0, 1.0, -1.0)
-        keep = np.ones(len(sign), bool) if seed.hold_inactive else sign > 0
-        rows.append((sign[:, None] * M)[keep])
-        rhs.append(np.where(sign > 0, PHASE - c, c)[keep])
-    if not rows:
-        return np.zeros((0, len(seed.zs[m]))), np.zeros(0)
-    return np.vstack(rows), np.concatenate(rhs)
+    for l in range(m + 1, prop.layer + 1):
+        M, c = chain.weights[l] @ M, chain.weights[l] @ c + chain.biases[l]  # z_l
+        if l == prop.layer:
+            break
+        active = seed.zs[l] > 0
+        keep = active | hold_inactive
+        sign = np.where(active, 1.0, -1.0)[keep]
+        rows.append(sign[:, None] * M[keep])
+        rhs.append(np.where(active, PHASE, 0.0)[keep] - sign * c[keep])
+        M, c = seed.gates[l][:, None] * M, seed.gates[l] * c  # h_l
+    return np.vstack([prop.G @ M, *rows]), np.concatenate([prop.g0 - prop.G @ c, *rhs]), len(prop.G)
 
 
-def marking(G: np.ndarray) -> np.ndarray:
-    """+1 increment / −1 decrement / 0 unmarked per variable, from the summed property rows."""
-    return np.sign(G.sum(axis=0))
+@dataclass
+class Patch:
+    """A patch of edge-layer m: the layer's new values u = h'_m, its pre-activations and ΔW_m."""
+
+    u: np.ndarray
+    z_new: np.ndarray  # the patched layer simulated on the seed
+    delta_w: np.ndarray  # (out, in + 1): the last column patches the bias
+    rows: np.ndarray  # rows @ u ≥ rhs: the property (first ``goals`` rows) and the phases it relies on
+    rhs: np.ndarray
+    goals: int
 
 
-def patch_layer(chain: DenseChain, seed: Seed, prop: Property, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The patched layer's new pre-activations z'_m, its marking and the weight patch ΔW_m, or None when
-    the LP is infeasible."""
-    e = prop.layer
-    maps = affine_maps(chain, seed, m, e)
-    M, c = maps[-1]
-    z0 = seed.zs[m]
-    A = prop.G @ M  # property rows on z_m
-    s = marking(A[:prop.goals])
-    R, r = _phase_rows(seed, maps, m, e)
-    h_norm = float(np.abs(seed.hs[m]).sum())
-    n = len(z0)
-    if h_norm == 0:
+def _inverse(u: np.ndarray, slope: float) -> np.ndarray:
+    """The largest z with act(z) = u."""
+    return np.maximum(u, 0.0) if slope == 0 else np.where(u > 0, u, u / slope)
+
+
+def _change_bounds(seed: Seed, m: int, slope: float, settings: Settings,
+                   h_norm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds on d = u − h_m: u ≥ 0 for a free ReLU layer, the seed's phases otherwise; |Δz| ≤ α‖h‖₁."""
+    z, h = seed.zs[m], seed.gates[m] * seed.zs[m]
+    n, active = len(z), z > 0
+    if settings.phases == "free":
+        low, high = (-h if slope == 0 else np.full(n, -np.inf)), np.full(n, np.inf)
+    else:  # active stays active; an inactive ReLU stays at 0, an inactive LeakyReLU moves on its slope
+        low = np.where(active, PHASE - h, -np.inf if slope > 0 else 0.0)
+        high = np.where(active | (slope > 0), np.inf, 0.0)
+    if settings.alpha is not None:
+        low, high = np.maximum(low, -settings.alpha * h_norm), np.minimum(high, settings.alpha * h_norm)
+    return low, high
+
+
+def patch_layer(chain: DenseChain, seed: Seed, prop: Property, m: int, settings: Settings = Settings()) -> Patch | None:
+    """The smallest patch of edge-layer m that makes ``prop`` hold (module docstring), or None when its LP
+    is infeasible."""
+    A, a, goals = rows_on_h(chain, seed, prop, m, settings.hold_inactive)
+    h_in = np.append(seed.hs[m], 1.0)  # the bias is the weight on a constant input 1
+    z, h, slope = seed.zs[m], seed.gates[m] * seed.zs[m], chain.slopes[m]
+    h_norm = float(np.abs(h_in).sum())
+    low, high = _change_bounds(seed, m, slope, settings, h_norm)
+    marking = np.sign(A[:goals].sum(axis=0))
+    d = None
+    for signs in (marking, None):  # the marking's signs first, then free signs
+        lo = low if signs is None else np.where(signs < 0, low, np.maximum(low, 0.0))
+        hi = high if signs is None else np.where(signs > 0, high, np.minimum(high, 0.0))
+        if d is None and (lo <= hi).all():
+            d = _smallest_change(A, a - A @ h, lo, hi, settings.weight_change)
+    if d is None:
         return None
-    # variables [Δz (n), t]; every row written as "≤"
-    def scaled(signs: np.ndarray) -> np.ndarray:  # signs_i·Δz_i ≤ t‖h‖₁
-        return np.hstack([np.diag(signs), -h_norm * np.ones((n, 1))])
-
-    def sign_bounds(signs: np.ndarray) -> list:  # Δz_i ≥ 0, ≤ 0 or = 0 by sign; t ≥ 0
-        return [(0, None) if v > 0 else (None, 0) if v < 0 else (0, 0) for v in signs] + [(0, None)]
-
-    held = np.vstack([np.hstack([-A, np.zeros((len(A), 1))]), np.hstack([-R, np.zeros((len(R), 1))])])
-    held_rhs = np.concatenate([-(prop.g0 - A @ z0 - prop.G @ c), -(r - R @ z0)])
-    rows, rhs, bounds = np.vstack([held, scaled(s)]), np.concatenate([held_rhs, np.zeros(n)]), sign_bounds(s)
-    cost = np.zeros(n + 1)
-    cost[-1] = 1.0
-    res = linprog(cost, A_ub=rows, b_ub=rhs, bounds=bounds, method="highs")
-    if res.status != 0:
-        # the summed rows' marking can contradict a many-row property; then each neuron's sign is free
-        # (|Δz_i| ≤ t‖h‖₁ both ways) and the marking is read off the solution
-        res = linprog(cost, A_ub=np.vstack([held, scaled(np.ones(n)), scaled(-np.ones(n))]),
-                      b_ub=np.concatenate([held_rhs, np.zeros(2 * n)]),
-                      bounds=[(None, None)] * n + [(0, None)], method="highs")
-        if res.status == 0:
-            s = np.sign(np.where(np.abs(res.x[:n]) > 1e-12, res.x[:n], 0.0))
-            rows, bounds = np.vstack([held, scaled(s)]), sign_bounds(s)
-    if res.status != 0:
-        return None
-    # among the smallest patches, the one that moves the layer least (Σ|Δz|): fewer demands on the cut net
-    bounds[-1] = (0, res.x[-1] * (1 + 1e-6) + 1e-12)
-    least = linprog(np.append(s, 0.0), A_ub=rows, b_ub=rhs, bounds=bounds, method="highs")
-    dz = (least if least.status == 0 else res).x[:n]
-    delta_w = np.outer(dz / h_norm, np.sign(seed.hs[m]))  # the patch itself
-    z_new = (chain.weights[m] + delta_w) @ seed.hs[m] + chain.biases[m]  # simulate the patched layer
-    return z_new, s, delta_w
+    u = h + d
+    if settings.phases == "free":  # an inactive ReLU neuron left at 0 keeps its z
+        z_target = np.where((slope == 0) & (u <= PHASE) & (z <= 0), z, _inverse(u, slope))
+    else:
+        z_target = z + np.divide(d, seed.gates[m], out=np.zeros_like(d), where=seed.gates[m] > 0)
+    delta_w = np.outer((z_target - z) / h_norm, np.sign(h_in))
+    if settings.alpha is not None and np.abs(delta_w).max() > settings.alpha * (1 + 1e-9):
+        return None  # a neuron switched on needs more than α
+    z_new = (np.hstack([chain.weights[m], chain.biases[m][:, None]]) + delta_w) @ h_in
+    return Patch(u, z_new, delta_w, A, a, goals)
 
 
-def relaxed_property(chain: DenseChain, seed: Seed, prop: Property, m: int, z_new: np.ndarray,
-                     s: np.ndarray) -> Property:
-    """The property of the network cut at m: the marking's inequalities around z'_m plus the phases
-    between m and the old property's layer."""
-    maps = affine_maps(chain, seed, m, prop.layer)
-    marked = np.flatnonzero((np.abs(z_new - seed.zs[m]) > 1e-9) & (s != 0))  # the neurons the patch moved
-    G = np.zeros((len(marked), len(z_new)))
-    G[np.arange(len(marked)), marked] = s[marked]
-    M, c = maps[-1]
-    G = np.vstack([G, prop.G[:prop.goals] @ M])  # the old goals, pulled back to z_m: sound in the region
-    g0 = np.concatenate([s[marked] * z_new[marked], prop.g0[:prop.goals] - prop.G[:prop.goals] @ c])
-    R, r = _phase_rows(seed, maps, m, prop.layer)
-    return Property(m, np.vstack([G, R]), np.concatenate([g0, r]), len(g0))
+def _smallest_change(A: np.ndarray, b: np.ndarray, low: np.ndarray, high: np.ndarray, kind: str) -> np.ndarray | None:
+    """d with A d ≥ b and low ≤ d ≤ high, minimising Σ|d_i| (``total``) or max|d_i| then Σ|d_i| (``max``)."""
+    n = A.shape[1]
+    eye, zero = np.eye(n), np.zeros((n, 1))
+    # variables [d (n), p (n) ≥ |d|, t ≥ max p]; every row as "≤"
+    rows = np.vstack([np.hstack([-A, np.zeros((len(A), n + 1))]), np.hstack([eye, -eye, zero]),
+                      np.hstack([-eye, -eye, zero]), np.hstack([np.zeros((n, n)), eye, -np.ones((n, 1))])])
+    rhs = np.concatenate([-b, np.zeros(3 * n)])
+    bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None) for lo, hi in zip(low, high)]
+    bounds += [(0, None)] * (n + 1)
+    if kind == "max":
+        res = linprog(np.append(np.zeros(2 * n), 1.0), A_ub=rows, b_ub=rhs, bounds=bounds, method="highs")
+        if res.status != 0:
+            return None
+        bounds[-1] = (0, res.x[-1] * (1 + 1e-6) + 1e-12)
+    res = linprog(np.concatenate([np.zeros(n), np.ones(n), [0.0]]), A_ub=rows, b_ub=rhs, bounds=bounds,
+                  method="highs")
+    return res.x[:n] if res.status == 0 else None
+
+
+def relaxed_property(chain: DenseChain, patch: Patch, m: int, kind: str = "region") -> Property:
+    """The property of the network cut at m (rows on z_m), from "layer m takes the values u"."""
+    A, u, slope = patch.rows, patch.u, chain.slopes[m]
+    n = len(u)
+    if kind == "region":
+        on = u > (PHASE if slope == 0 else 0.0)
+        g = np.where(on, 1.0, slope)  # h_m = g·z_m on the patch's pattern
+        # act(z) ≥ g·z always, so only a neuron with a negative coefficient must keep its new phase
+        held = (A < -TOL).any(axis=0)
+        phase = np.where(on, 1.0, -1.0)[held, None] * np.eye(n)[held]
+        return Property(m, np.vstack([A * g, phase]), np.concatenate([patch.rhs, np.where(on, PHASE, 0.0)[held]]))
+    s = np.sign(A[:patch.goals].sum(axis=0))  # the paper: increment h ≥ u, decrement h ≤ u, unmarked h = u
+    lower, upper = s >= 0, s <= 0
+    if slope == 0:
+        lower &= u > 0  # h ≥ 0 always holds
+    target, eye = _inverse(u, slope), np.eye(n)
+    return Property(m, np.vstack([eye[lower], -eye[upper]]), np.concatenate([target[lower], -target[upper]]))
 
 
 def input_change(A: np.ndarray, z0: np.ndarray, prop: Property, low: np.ndarray, high: np.ndarray,
@@ -212,21 +254,30 @@ class Attempt:
     largest_weight_change: float | None = None
 
 
-def attack(chain: DenseChain, seed: Seed, jacobian: np.ndarray, cls: int, low: np.ndarray, high: np.ndarray,
-           objective: str, max_pixels: int | None, time_limit: float) -> Attempt:
-    """Patch middle edge-layers down to the first, then solve for the input change that makes ``cls`` win."""
-    prop = wins(len(chain.biases[-1]), cls, len(chain.weights) - 1)
+def edge_layers(count: int) -> list[int]:
+    """The edge-layers Algorithm 1 patches, in order: p = ⌈l/2⌉ of l = count + 1 layers (0-based
+    count // 2), then m // 2 down to 0."""
+    order = [count // 2]
+    while order[-1] > 0:
+        order.append(order[-1] // 2)
+    return order
+
+
+def attack(chain: DenseChain, seed: Seed, jacobian: np.ndarray, cls: int, label: int, low: np.ndarray,
+           high: np.ndarray, objective: str = "pixels", max_pixels: int | None = None, time_limit: float = 10.0,
+           settings: Settings = Settings()) -> Attempt:
+    """Patch edge-layers down to the first, then solve for the input change that makes ``cls`` beat ``label``
+    (or every class, ``settings.goal`` "wins")."""
+    prop = goal(len(chain.biases[-1]), cls, label, len(chain.weights) - 1, settings.goal)
     first_change = None
-    while True:
-        m = prop.layer // 2
-        patched = patch_layer(chain, seed, prop, m)
+    for m in edge_layers(len(chain.weights)):
+        if m == prop.layer:  # the logits' own edge-layer: the property already is on its values
+            continue
+        patched = patch_layer(chain, seed, prop, m, settings)
         if patched is None:
             return Attempt(None, f"patch of edge-layer {m} ({chain.nodes[m]}) infeasible")
-        z_new, s, delta_w = patched
-        first_change = float(np.abs(delta_w).max()) if first_change is None else first_change
-        prop = relaxed_property(chain, seed, prop, m, z_new, s)
-        if m == 0:
-            break
+        first_change = float(np.abs(patched.delta_w).max()) if first_change is None else first_change
+        prop = relaxed_property(chain, patched, m, settings.relaxation)
     delta = input_change(chain.weights[0] @ jacobian, seed.zs[0], prop, low, high, objective, max_pixels, time_limit)
     if delta is None:
         return Attempt(None, "input change (mod2adv) infeasible", first_change)

@@ -93,17 +93,20 @@ class Method:
     summary: str
     defaults: dict  # step, distance, iterations, epsilon
     summarize: Callable[[dict, int], dict] | None = None  # (problem cache, seeds) → extra report keys
+    options: dict = field(default_factory=dict)  # the method's own settings and their defaults
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, summary: str, summarize: Callable[[dict, int], dict] | None = None, **defaults):
+def register(name: str, summary: str, summarize: Callable[[dict, int], dict] | None = None,
+             options: dict | None = None, **defaults):
     """Decorator adding a synthesis method ``run(problem) -> synthesized inputs`` to the registry;
-    ``summarize(cache, seeds)`` adds the method's own report keys from what its chunks left in the cache."""
+    ``summarize(cache, seeds)`` adds the method's own report keys from what its chunks left in the cache;
+    ``options`` are the method's own settings with their defaults (recorded in every report)."""
 
     def add(fn):
-        METHODS[name] = Method(name, fn, summary, defaults, summarize)
+        METHODS[name] = Method(name, fn, summary, defaults, summarize, dict(options or {}))
         return fn
 
     return add

@@ -1,37 +1,60 @@
 """DeepSensor (Jin et al., "Excitement Surfeited Turns to Errors", 2022): particle-swarm fuzzing that
 activates the excitable neurons.
 
-The neurons handed to the method are the excitable ones (normalised Shapley value > λ, chosen in
-``synthesize``). Per seed a swarm of ``population`` particles moves a perturbation δ inside the L∞ box
-of radius ``distance`` (and the valid range). Fitness (the paper's Eq. 6) is the fraction of excitable
-neurons that are active (value > 0) on x + δ. Each iteration evaluates the swarms of many seeds as one
-onnxruntime batch (forward passes only). Standard PSO update::
+The neurons handed to the method are the excitable ones (Definition 3: normalised Shapley value > λ,
+chosen in ``synthesize``); ``p.layers`` holds every layer of the Shapley game. Per seed a swarm of
+``population`` particles moves a perturbation δ inside the L∞ box of radius ``distance`` (and the valid
+range). Fitness is the paper's Eq. 6: the number of excitable neurons active (value > 0) on x + δ
+divided by num(N), the number of *all* neurons of those layers (not of the excitable ones), so it stays
+below 1 unless every neuron is excitable. Each iteration evaluates the swarms of many seeds as one
+onnxruntime batch (forward passes only). The PSO update (Eqs. 8–9)::
 
     v ← ω v + c1 r1 (pbest − δ) + c2 r2 (gbest − δ),   |v| ≤ v_max,   δ ← clip(δ + v)
 
-with ω decaying linearly from ω_initial 0.9 to ω_end 0.4, c1 = c2 = 2, r1, r2 ~ U(0, 1) per coordinate,
-and v_max = half the L∞ budget. A seed stops once its best fitness reaches ``stop_fitness`` (default 1:
-every excitable neuron active) or after ``iterations``. The synthesized input is x + gbest.
+with c1 = c2 = 2, r1, r2 ~ U(0, 1) per coordinate, v_max = half the L∞ budget, and the inertia of
+Eq. 7, ω_g = (ω_initial − ω_end)(G_k − g)/G_k + ω_end at move g = 0, …, G_k − 1 (G_k = ``iterations``):
+ω_initial 0.4 → ω_end 0.9 as the paper sets them (Section 5.5), ``inertia`` = (start, end) to change it.
+A seed stops once its best fitness reaches ``stop_fitness`` (the paper's ε, default 1) or after
+``iterations``. The synthesized input is x + gbest.
 
-Every evaluated particle is an intermediate example; those the model misclassifies are the test errors
-(as the paper counts them); error categories are the distinct (seed, wrong class) pairs.
+Every evaluated particle is an intermediate example; those the model misclassifies are the test errors;
+error categories are the distinct (seed, wrong class) pairs. ``best_errors`` counts one example per seed
+and iteration (the swarm's best after the move), the scale of the paper's Table 3 (≤ seeds × iterations).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from .. import graph
+from ..errors import OnnxFaultError
 from ..spectrum import layer_order_columns, probe_axes
 from .base import Problem, register
 
 ROWS = 8192  # particles evaluated per onnxruntime call (about)
 C1 = C2 = 2.0
-INERTIA = (0.9, 0.4)
+INERTIA = (0.4, 0.9)  # ω_initial, ω_end of Eq. 7 (the paper's Section 5.5)
 
 
-def inertia(t: int, iterations: int, start: float = INERTIA[0], end: float = INERTIA[1]) -> float:
-    """ω at iteration ``t`` of ``iterations``: linear from ``start`` to ``end``."""
-    return start if iterations <= 1 else start - (start - end) * t / (iterations - 1)
+def inertia(g: int, iterations: int, start: float = INERTIA[0], end: float = INERTIA[1]) -> float:
+    """ω at move ``g`` (0-based) of ``iterations``: Eq. 7, (start − end)(G_k − g)/G_k + end, G_k = iterations.
+
+    ω is ``start`` at the first move and approaches ``end``, which it would reach at g = G_k."""
+    return (start - end) * (iterations - g) / iterations + end
+
+
+def parse_inertia(value) -> tuple[float, float]:
+    """``--inertia`` as (start, end): a "start,end" string or a pair of finite numbers ≥ 0 (the paper's
+    non-negative inertia weight)."""
+    try:
+        parts = [float(v) for v in (value.split(",") if isinstance(value, str) else value)]
+    except (TypeError, ValueError):
+        parts = []
+    if len(parts) != 2 or not all(math.isfinite(v) and v >= 0 for v in parts):
+        raise OnnxFaultError(f"--inertia must be two finite numbers ≥ 0, start,end (got {value!r}); "
+                             "e.g. --inertia 0.4,0.9 (the paper) or 0.9,0.4 (decreasing)")
+    return parts[0], parts[1]
 
 
 def swarm_step(pos: np.ndarray, vel: np.ndarray, pbest: np.ndarray, gbest: np.ndarray, w: float, v_max: float,
@@ -44,15 +67,21 @@ def swarm_step(pos: np.ndarray, vel: np.ndarray, pbest: np.ndarray, gbest: np.nd
 
 
 def _fitness_session(p: Problem):
-    """A session returning the class scores and the activity of the excitable neurons' layers, and the
-    activity column of each excitable neuron."""
+    """A session returning the class scores and the activity of the excitable neurons' layers, the
+    activity column of each excitable neuron, and num(N): the neurons of all the game's layers."""
     tensors = list(dict.fromkeys(n.tensor for n in p.neurons))
     probes = [(t, probe_axes(p.layers[t], p.granularity)) for t in tensors]
     proto, order = graph.expose_activity(p.model.scores_only(), probes, 0.0)
     sizes = [p.layers[t].neurons(p.granularity) for t in tensors]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     columns = layer_order_columns(order, sizes)[[offsets[tensors.index(n.tensor)] + n.index for n in p.neurons]]
-    return p.model.session_for(proto, p.device), columns
+    total = sum(layer.neurons(p.granularity) for layer in p.layers.values())
+    return p.model.session_for(proto, p.device), columns, total
+
+
+def fitness(active: np.ndarray, columns: np.ndarray, total: int) -> np.ndarray:
+    """Eq. 6 per row of the bool activity matrix: active excitable neurons (``columns``) / num(N)."""
+    return np.count_nonzero(active[:, columns], axis=1) / total
 
 
 def summarize(cache: dict, seeds: int) -> dict:
@@ -61,29 +90,32 @@ def summarize(cache: dict, seeds: int) -> dict:
     return {"test_errors": s.get("errors", 0), "error_categories": s.get("categories", 0),
             "categories_per_seed": s.get("categories", 0) / max(seeds, 1),
             "seeds_with_errors": s.get("seeds_with_errors", 0), "examples_evaluated": s.get("evaluated", 0),
+            "best_errors": s.get("best_errors", 0), "best_examples": s.get("best_examples", 0),
             "mean_best_fitness": s.get("fitness", 0.0) / max(seeds, 1),
-            "seeds_reaching_stop_fitness": s.get("reached", 0)}
+            "seeds_reaching_stop_fitness": s.get("reached", 0), "neurons_total": s.get("total", 0)}
 
 
 @register("deepsensor", "DeepSensor: particle swarms activating the excitable (high-Shapley) neurons",
-          summarize=summarize,
+          summarize=summarize, options={"population": 100, "stop_fitness": 1.0, "inertia": INERTIA},
           step=0.0, distance=0.1, iterations=20, epsilon=0.0)
 def run(p: Problem) -> np.ndarray:
-    session, columns = p.once("deepsensor", lambda: _fitness_session(p))
+    session, columns, total = p.once("deepsensor", lambda: _fitness_session(p))
     stats = p.cache.setdefault("deepsensor_stats", {"errors": 0, "categories": 0, "seeds_with_errors": 0,
-                                                     "evaluated": 0, "fitness": 0.0, "reached": 0})
+                                                     "evaluated": 0, "best_errors": 0, "best_examples": 0,
+                                                     "fitness": 0.0, "reached": 0, "total": total})
     population = p.options.get("population", 100)
     out = np.empty_like(p.x)
     group = max(1, ROWS // population)
     for start in range(0, len(p.x), group):
-        out[start:start + group] = _fuzz(p, session, columns, p.x[start:start + group], p.y[start:start + group],
-                                         population, stats, p.seed + start)
+        out[start:start + group] = _fuzz(p, session, columns, total, p.x[start:start + group],
+                                         p.y[start:start + group], population, stats, p.seed + start)
     return out
 
 
-def _fuzz(p: Problem, session, columns: np.ndarray, x: np.ndarray, y: np.ndarray, population: int,
+def _fuzz(p: Problem, session, columns: np.ndarray, total: int, x: np.ndarray, y: np.ndarray, population: int,
           stats: dict, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
+    start_w, end_w = p.options.get("inertia", INERTIA)
     flat = x.reshape(len(x), 1, -1)
     low, high, width = p.delta_bounds(flat)
     low, high = low.astype(np.float32), high.astype(np.float32)
@@ -93,7 +125,8 @@ def _fuzz(p: Problem, session, columns: np.ndarray, x: np.ndarray, y: np.ndarray
     vel = rng.uniform(-v_max, v_max, shape).astype(np.float32)
     wrong = np.zeros((len(x), p.model.num_classes), bool)
 
-    def evaluate(which: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    def evaluate(which: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fitness and misclassified flags, (len(which), population); counts the errors."""
         inputs = (flat[which] + delta).reshape(-1, *x.shape[1:])
         scores, active = session.run(inputs)
         predictions = scores.argmax(-1).reshape(len(which), population)
@@ -104,29 +137,33 @@ def _fuzz(p: Problem, session, columns: np.ndarray, x: np.ndarray, y: np.ndarray
         np.put_along_axis(hit, np.where(missed, predictions, y[which, None]), True, axis=1)
         hit[np.arange(len(which)), y[which]] = False
         wrong[which] |= hit
-        return active.reshape(len(which) * population, -1)[:, columns].mean(axis=1).reshape(len(which), population)
+        fit = fitness(active.reshape(len(which) * population, -1), columns, total)
+        return fit.reshape(len(which), population), missed
 
     everyone = np.arange(len(x))
-    fit = evaluate(everyone, pos)
-    pbest, pbest_fit = pos.copy(), fit
+    fit, missed = evaluate(everyone, pos)
+    pbest, pbest_fit, pbest_missed = pos.copy(), fit, missed
     best = fit.argmax(axis=1)
-    gbest, gbest_fit = pbest[everyone, best].copy(), fit[everyone, best]
+    gbest, gbest_fit, gbest_missed = pbest[everyone, best].copy(), fit[everyone, best], missed[everyone, best]
     stop = p.options.get("stop_fitness", 1.0)
-    for t in range(p.iterations):
+    for g in range(p.iterations):
         live = np.flatnonzero(gbest_fit < stop)
         if not len(live):
             break
         pos[live], vel[live] = swarm_step(pos[live], vel[live], pbest[live], gbest[live, None],
-                                          inertia(t, p.iterations), v_max, low[live], high[live], rng)
-        fit = evaluate(live, pos[live])
-        better = fit > pbest_fit[live]
-        rows, cols = np.nonzero(better)
+                                          inertia(g, p.iterations, start_w, end_w), v_max, low[live], high[live],
+                                          rng)
+        fit, missed = evaluate(live, pos[live])
+        rows, cols = np.nonzero(fit > pbest_fit[live])
         pbest[live[rows], cols] = pos[live[rows], cols]
         pbest_fit[live[rows], cols] = fit[rows, cols]
+        pbest_missed[live[rows], cols] = missed[rows, cols]
         best = pbest_fit[live].argmax(axis=1)
         improved = pbest_fit[live, best] > gbest_fit[live]
-        gbest[live[improved]] = pbest[live[improved], best[improved]]
-        gbest_fit[live[improved]] = pbest_fit[live[improved], best[improved]]
+        up, best = live[improved], best[improved]
+        gbest[up], gbest_fit[up], gbest_missed[up] = pbest[up, best], pbest_fit[up, best], pbest_missed[up, best]
+        stats["best_errors"] += int(gbest_missed[live].sum())
+        stats["best_examples"] += len(live)
     stats["categories"] += int(wrong.sum())
     stats["seeds_with_errors"] += int(wrong.any(axis=1).sum())
     stats["fitness"] += float(gbest_fit.sum())

@@ -1,11 +1,18 @@
-"""HS-FGSM, the sub-model strategy of "efficient hit-spectrum-guided FGSM".
+"""HS-FGSM (Rashedi & Schupp, ICSOFT 2025), section 4.2 and Algorithm 2: gradient ascent on a sub-model.
 
-The model is cut at the tensor holding the chosen neurons (``cut``; default the top neuron's layer), and
-only that sub-model is converted to torch and differentiated. Each of ``iterations`` steps adds
-``epsilon`` · sign(∇ Σ suspicious neurons) (pre-activations for neurons at an increasing activation). The paper puts no bound on the distance: ``distance`` None
-keeps that; by default the change stays within L∞ 0.1, and inputs always stay in the valid range.
-Targeted (``target``): neurons from a targeted spectrum, seeds not of class T. Defaults: epsilon 0.01,
-iterations 10, distance 0.1.
+The model is cut at the tensor ``cut``, the sub-model's output layer l_i that holds the k suspicious neurons
+(``synthesize`` ranks neurons on that layer only, as section 4.1 computes the spectrum only there), and only
+that sub-model is converted to torch and differentiated. Each of ``iterations`` steps updates every input by
+
+* ``step_rule="gradient"`` (the paper): x + ε·∇, ∇ the input gradient of the *sum* of the k neurons' values
+  (the authors' code sums them; k times the mean gradient of ``deepfault --gradient raw``);
+* ``step_rule="sign"``: x + ε·sign(∇), FGSM-style steps of L∞ size ε.
+
+A neuron at an increasing activation's output is ascended through its pre-activation (as ``deepfault``).
+``distance`` None (the paper: no bound) leaves the change unbounded, a number keeps it in that L∞ ball; inputs
+always stay in the valid range (the authors' code does not clip). Targeted (``target``): neurons from a
+targeted spectrum, seeds not of class T. Defaults, the paper's RQ1 settings (section 5.1): gradient steps,
+epsilon 1, iterations 5, no L∞ bound.
 """
 from __future__ import annotations
 
@@ -13,13 +20,31 @@ import numpy as np
 
 from .. import graph
 from ..errors import OnnxFaultError
+from ..model import Model
 from .base import Problem, register
 
 
-@register("hs", "HS-FGSM: sign steps on the suspicious neurons through a sub-model cut at their layer",
-          step=0.0, distance=0.1, iterations=10, epsilon=0.01)
+def sub_model_layers(model: Model, cut: str | None, layers: str) -> tuple[str, str, list[str]]:
+    """(cut, layers to rank, notes) for hs: the paper ranks only the sub-model's output layer (section 4.1).
+
+    No ``cut``: the middle of the candidate layers ``layers`` in graph order, index (n − 1) // 2 (of two
+    middles the shallower, so a two-layer net is not cut at its output side), said in a note. ``cut`` with
+    ``layers`` "auto": rank the cut tensor only. ``cut`` with named ``layers``: rank those (``run`` checks
+    that they lie upstream of the cut)."""
+    if cut is not None:
+        return cut, cut if layers == "auto" else layers, []
+    candidates = model.select_layers(layers)
+    middle = (len(candidates) - 1) // 2
+    tensor = candidates[middle].tensor
+    return tensor, tensor, [f"hs: no --cut given; cut at {tensor}, the middle candidate layer ({middle + 1} of "
+                            f"{len(candidates)}); its top neurons are the suspicious ones (choose with --cut)"]
+
+
+@register("hs", "HS-FGSM: gradient (or sign) steps on the suspicious neurons through a sub-model cut at their layer",
+          options={"step_rule": "gradient"}, step=0.0, distance=None, iterations=5, epsilon=1.0)
 def run(p: Problem) -> np.ndarray:
     cut = p.cut or p.neurons[0].tensor
+    rule = p.options.get("step_rule", "gradient")
 
     def build():
         neuron_tensors = list(dict.fromkeys(n.tensor for n in p.neurons))
@@ -35,8 +60,14 @@ def run(p: Problem) -> np.ndarray:
     sub, groups = p.once("hs", build)
     x = p.x.copy()
     for _ in range(p.iterations):
-        grad, _ = sub.neuron_ascent(x, groups)
-        x = p.project(x + p.epsilon * np.sign(grad))
+        x = p.project(x + p.epsilon * step_direction(sub, x, groups, len(p.neurons), rule))
     p.extra["differentiable"] = sub
     p.extra["cut"] = cut
     return x
+
+
+def step_direction(sub, x: np.ndarray, groups: list, k: int, rule: str) -> np.ndarray:
+    """∇ Σ of the k neurons (``gradient``) or its sign (``sign``), per input; ``neuron_ascent`` gives the
+    gradient of their mean, and the sum's gradient is k times it."""
+    grad, _ = sub.neuron_ascent(x, groups)
+    return np.float32(k) * grad if rule == "gradient" else np.sign(grad)

@@ -6,7 +6,8 @@ the linear programs of ``aigent.attack``. Each input found is re-checked on the 
 with onnxruntime; only inputs that are really misclassified (or classified as T) count, and the first
 such class ends the seed's search. Seeds without one are returned unchanged. Options:
 ``objective`` ("pixels": fewest changed input elements, MILP; "l1": LP), ``max_pixels``,
-``time_limit`` (seconds per MILP) and ``hold_inactive`` (see ``aigent``).
+``time_limit`` (seconds per MILP), and the algorithm's ``relaxation``, ``phases``, ``weight_change``,
+``alpha`` and ``hold_inactive`` (see ``aigent.Settings``).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import time
 import numpy as np
 
 from .. import graph
-from .aigent import attack, region
+from .aigent import Settings, attack, region
 from .base import Problem, register
 from .chain import dense_chain
 from .metrics import stats
@@ -55,6 +56,13 @@ def summarize(cache: dict, seeds: int) -> dict:
     }
 
 
+def settings_from(options: dict, target: int | None) -> Settings:
+    """The algorithm's settings from the method options; a target needs "c beats every class"."""
+    given = {k: options[k] for k in ("relaxation", "phases", "weight_change", "alpha", "hold_inactive")
+             if options.get(k) is not None}
+    return Settings(**given, goal="flip" if target is None else "wins")
+
+
 def _prefix(p: Problem, chain):
     """A function x (1, …) → (prefix value, its Jacobian): the identity when the chain starts at the input."""
     if chain.prefix == p.model.input_name:
@@ -75,18 +83,20 @@ def run(p: Problem) -> np.ndarray:
     p.cache["patch_classes"] = p.model.num_classes
     objective = p.options.get("objective", "pixels")
     max_pixels, time_limit = p.options.get("max_pixels"), p.options.get("time_limit", 10.0)
+    settings = settings_from(p.options, p.target)
     out = p.x.copy()
     for i, (x, label) in enumerate(zip(p.x, p.y)):
         start = time.perf_counter()
         flat = x.reshape(-1).astype(np.float64)
         low, high, _ = p.delta_bounds(flat)
         value, jacobian = prefix(x[None])
-        seed = region(chain, value, p.options.get("hold_inactive", False))
+        seed = region(chain, value)
         candidates = [p.target] if p.target is not None else \
             [int(c) for c in np.argsort(-seed.zs[-1], kind="stable") if c != label]
         record = {"seed": len(records), "attacked": False, "class": None, "pixels": 0, "failures": []}
         for cls in candidates:
-            attempt = attack(chain, seed, jacobian, cls, low, high, objective, max_pixels, time_limit)
+            attempt = attack(chain, seed, jacobian, cls, int(label), low, high, objective, max_pixels, time_limit,
+                             settings)
             if attempt.delta is None:
                 record["failures"].append(attempt.stage)
                 continue
