@@ -115,24 +115,55 @@ def load_legacy_keras(source: str | Path, weights: str | Path | None = None) -> 
         raise OnnxFaultError(f"Keras model file {source} does not exist; check the path")
     if source.suffix.lower() == ".json":
         try:
-            config = json.loads(source.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise OnnxFaultError(f"{source} is not Keras model JSON ({err}); give model.to_json() output") from err
+            text = source.read_bytes()
+        except OSError as err:
+            raise OnnxFaultError(f"cannot read {source}: {err.strerror or err}") from None
         weights = Path(weights) if weights else source.with_suffix(".h5")
+        architecture = _parse_architecture(text, str(source))
         if not weights.is_file():
             raise OnnxFaultError(f"no weights file {weights} beside {source.name}; pass --weights PATH")
-        architecture = read_architecture(config)
         with _open_h5(weights) as fh:
-            read_weights(fh["model_weights"] if "model_weights" in fh else fh, architecture, str(weights))
+            _read_weights_of(fh["model_weights"] if "model_weights" in fh else fh, architecture, str(weights))
         return architecture
     with _open_h5(source) as fh:
         if "model_config" not in fh.attrs:
             raise OnnxFaultError(f"{source} holds weights but no architecture (saved with save_weights); "
                                  "convert the model's .json and pass this file with --weights")
-        raw = fh.attrs["model_config"]
-        architecture = read_architecture(json.loads(raw.decode() if isinstance(raw, bytes) else raw))
-        read_weights(fh["model_weights"], architecture, str(source))
+        architecture = _parse_architecture(fh.attrs["model_config"], f"the model_config of {source}")
+        _read_weights_of(fh["model_weights"] if "model_weights" in fh else fh, architecture, str(source))
     return architecture
+
+
+# What malformed JSON or HDF5 content raises while it is read as a Keras model (wrong types, missing keys).
+_MALFORMED = (KeyError, IndexError, TypeError, AttributeError, ValueError, RecursionError)
+
+
+def _parse_architecture(raw, where: str) -> KerasArchitecture:
+    """The architecture in ``raw`` (JSON text), any malformation reported in one line."""
+    try:
+        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        if not isinstance(config, dict):
+            raise TypeError(f"the top level is a {type(config).__name__}, not an object")
+        return read_architecture(config)
+    except _MALFORMED as err:
+        raise OnnxFaultError(f"{where} is not Keras model JSON ({_describe(err)}); give model.to_json() output") from None
+
+
+def _read_weights_of(group, architecture: KerasArchitecture, where: str) -> None:
+    try:
+        read_weights(group, architecture, where)
+    except (*_MALFORMED, OSError) as err:
+        raise OnnxFaultError(f"cannot read the weights in {where} ({_describe(err)}); pass the .h5 saved from this "
+                             "model") from None
+
+
+def _describe(err: Exception) -> str:
+    if isinstance(err, RecursionError):
+        return "nested too deeply"
+    if isinstance(err, KeyError):
+        return f"missing key {err}"
+    text = str(err).splitlines()[0] if str(err) else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _open_h5(path: Path):

@@ -14,7 +14,10 @@ Each budget runs AIGENT with onnxfault's defaults ("patch"), AIGENT as the paper
 pixels (3.06 %); FGSM 99.0 % at L∞ 0.1 and AutoAttack 98.4 % at L∞ 0.3, with 100 % and 78.6 % of the pixels.
 
     python examples/aigent_mnist.py [--samples 3] [--budgets 0.3,0.5,0.8] [--time-limit 2] [--train]
-        [--authors AIGENT/AttackMNIST/Models/mnist.h5]
+        [--authors AIGENT/AttackMNIST/Models/mnist.h5] [--ablation 0.8]
+
+``--ablation D`` instead runs AIGENT alone at L∞ D with its settings changed one at a time (the paper's choice
+for each, the paper's algorithm, the authors' α = 10) and prints the mean active neurons per hidden layer.
 """
 from __future__ import annotations
 

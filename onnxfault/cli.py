@@ -6,38 +6,46 @@ modules (onnx, onnxruntime, numpy, torch) are imported inside the commands, so `
 from __future__ import annotations
 
 import functools
+import math
+import os
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as literal_help  # help text is rich markup: brackets must be escaped
+from rich.text import Text
 
-from .errors import OnnxFaultError
+from .console import LiteralConsole, shown
+from .errors import OnnxFaultError, check_finite
 
 app = typer.Typer(
     help="Find the neurons responsible for a classifier's mistakes (DeepFault-style fault localization on ONNX).",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 WORST_SHOWN = 20  # evaluate's table shows this many worst classes when there are more classes
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+DEBUG_ENV = "ONNXFAULT_DEBUG"  # set to 1: errors show their traceback, as --debug does
+out = LiteralConsole()
+err = LiteralConsole(stderr=True)
+_debug = False  # set by --debug
 
 # ---- shared option groups ---------------------------------------------------------------------------
 ModelArg = Annotated[Path, typer.Argument(help="ONNX classifier (.onnx)", show_default=False)]
-DataOpt = Annotated[Path, typer.Option("--data", help="IDX (*-ubyte[.gz]), .npz with x/y, CIFAR batch or folder of class folders")]
+DataOpt = Annotated[Path, typer.Option("--data", help=literal_help("IDX (*-ubyte[.gz]), .npz with x/y, CIFAR batch or folder of class folders"))]
 LabelsOpt = Annotated[Optional[Path], typer.Option("--labels", help="IDX labels file (default: found beside --data by name)", rich_help_panel="Data")]
 LimitOpt = Annotated[Optional[int], typer.Option("--limit", help="use only the first N selected samples", rich_help_panel="Data")]
 ClassesOpt = Annotated[Optional[str], typer.Option("--classes", help="keep samples of these classes, e.g. 0,3", rich_help_panel="Data")]
-RawOpt = Annotated[bool, typer.Option("--raw", help="keep uint8 values 0-255 (default: scale to [0,1])", rich_help_panel="Data")]
+RawOpt = Annotated[bool, typer.Option("--raw", help=literal_help("keep uint8 values 0-255 (default: scale to [0,1])"), rich_help_panel="Data")]
 MeanOpt = Annotated[Optional[str], typer.Option("--mean", help="per-channel mean subtracted after scaling, e.g. 0.49,0.48,0.45", rich_help_panel="Data")]
 StdOpt = Annotated[Optional[str], typer.Option("--std", help="per-channel std divided after --mean", rich_help_panel="Data")]
 LayoutOpt = Annotated[Optional[str], typer.Option("--layout", help="model input layout when the data fits several: nchw|nhwc", rich_help_panel="Data")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="samples per forward pass", rich_help_panel="Data")]
 OutputOpt = Annotated[Optional[str], typer.Option("--output", help="the class-score output, for a model with several (see inspect)", show_default=False)]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto|cpu|cuda (cuda needs onnxfault[gpu])", rich_help_panel="Run")]
+DeviceOpt = Annotated[str, typer.Option("--device", help=literal_help("auto|cpu|cuda (cuda needs onnxfault[gpu])"), rich_help_panel="Run")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, no table", rich_help_panel="Run")]
+NonfiniteOpt = Annotated[bool, typer.Option("--allow-nonfinite", help="go on when the model's class scores are NaN or infinite (default: an error naming the first such sample)", rich_help_panel="Run")]
 PermutationsOpt = Annotated[int, typer.Option("--permutations", help="Monte-Carlo permutations", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
 NoiseOpt = Annotated[float, typer.Option("--noise", help="std of the Gaussian input noise Δx", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
 ShapleySamplesOpt = Annotated[int, typer.Option("--shapley-samples", help="samples the loss change is averaged over", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
@@ -51,12 +59,16 @@ def _shapley(permutations, noise, shapley_samples, lambda_):
 
 
 def _numbers(text: Optional[str], flag: str, kind=float) -> Optional[list]:
+    """A comma-separated list of finite numbers, or None for None."""
     if text is None:
         return None
     try:
-        return [kind(part) for part in text.split(",") if part.strip()]
+        numbers = [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise OnnxFaultError(f"{flag} '{text}' is not a comma-separated list of numbers; e.g. {flag} 0,3") from None
+    if not all(math.isfinite(n) for n in numbers):
+        raise OnnxFaultError(f"{flag} '{text}' holds a value that is not a finite number (NaN or infinite)")
+    return numbers
 
 
 def _data_options(labels, limit, classes, raw, mean, std, layout, batch_size):
@@ -67,23 +79,63 @@ def _data_options(labels, limit, classes, raw, mean, std, layout, batch_size):
                        batch_size=batch_size)
 
 
+@app.callback()
+def _global_options(debug: Annotated[bool, typer.Option("--debug", help=f"show the traceback of an error (as {DEBUG_ENV}=1 does)")] = False) -> None:
+    global _debug
+    _debug = debug
+
+
+def debugging() -> bool:
+    """Whether errors show their traceback: ``--debug``, or ``ONNXFAULT_DEBUG`` set and not 0."""
+    return _debug or os.environ.get(DEBUG_ENV, "0").strip() not in ("", "0")
+
+
+def print_error(message: str) -> None:
+    """The one ``error: …`` line on stderr (the message printed as text, control characters escaped)."""
+    err.print(Text("error:", style="bold red"), message, soft_wrap=True)
+
+
+def unexpected(error: BaseException) -> str:
+    """One line for an exception onnxfault does not turn into its own error: its type and first line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    what = type(error).__name__.lstrip("_") + (f": {lines[0][:300]}" if lines else "")
+    if isinstance(error, MemoryError):
+        what += "; out of memory: try a smaller --batch-size or --limit"
+    return f"{what} (rerun with --debug for the traceback)"
+
+
 def handles_errors(command):
-    """Turn OnnxFaultError into one red line on stderr and exit code 1 (no traceback)."""
+    """The CLI's one error boundary. Float options must be finite; then any error (OnnxFaultError as its
+    message, anything else as its type and message) is one ``error:`` line on stderr and exit code 1, Ctrl-C
+    is one line and exit code 130; ``--debug`` or ``ONNXFAULT_DEBUG=1`` prints the traceback first."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
+            check_finite(**kwargs)  # every float option, by its flag name (lambda_ → --lambda)
             return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own exits and usage errors
+            raise
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
         except OnnxFaultError as error:
-            err.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
-            raise typer.Exit(1) from None
+            _fail(str(error), 1)
+        except Exception as error:  # noqa: BLE001 - the boundary: MemoryError, RecursionError, library errors
+            _fail(unexpected(error), 1)
 
     return wrapper
 
 
+def _fail(message: str, code: int):
+    if debugging():
+        traceback.print_exc()
+    print_error(message)
+    raise typer.Exit(code) from None
+
+
 def _warn(messages) -> None:
     for message in messages:
-        err.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
+        err.print(Text("warning:", style="yellow"), str(message), soft_wrap=True)
 
 
 @contextmanager
@@ -124,7 +176,7 @@ def inspect(model: Annotated[Optional[Path], typer.Argument(help="ONNX classifie
         return
     from rich.table import Table
 
-    out.print(f"[bold]{info['model']}[/]  opset {info['opset']}, batch {info['batch']}")
+    out.print(Text(shown(info["model"]), style="bold"), f" opset {info['opset']}, batch {info['batch']}", soft_wrap=True)
     out.print(f"input  {info['input']['name']}  {tuple(info['input']['shape'])}")
     out.print(f"output {info['output']['name']}  {info['output']['classes']} classes")
     _warn(info["notes"])
@@ -146,7 +198,7 @@ def evaluate(model: ModelArg, data: DataOpt,
              output: OutputOpt = None,
              labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
              mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
-             device: DeviceOpt = "auto", quiet: QuietOpt = False) -> None:
+             device: DeviceOpt = "auto", quiet: QuietOpt = False, allow_nonfinite: NonfiniteOpt = False) -> None:
     """Accuracy, per-class accuracy and confusion matrix of a model on labelled data."""
     from .data import open_dataset
     from .evaluation import evaluate as run_evaluate
@@ -159,7 +211,7 @@ def evaluate(model: ModelArg, data: DataOpt,
     dataset = open_dataset(data, loaded.input_shape,
                            _data_options(labels, limit, classes, raw, mean, std, layout, batch_size))
     with _progress(len(dataset), dataset.num_batches, quiet, "evaluating") as tick:
-        result = run_evaluate(loaded, dataset, device=device, on_batch=tick)
+        result = run_evaluate(loaded, dataset, device=device, on_batch=tick, allow_nonfinite=allow_nonfinite)
     _warn(result.warnings)
     if json:
         write_json(json, result.to_json())
@@ -192,7 +244,7 @@ def _print_ops(as_json: bool) -> None:
         return
     out.print(f"{len(names)} ONNX ops convert to torch (the gradient methods: deepfault, hs, fgsm, pgd, patch):",
               soft_wrap=True)
-    out.print(escape(", ".join(names)), soft_wrap=True)
+    out.print(", ".join(names), soft_wrap=True)
 
 
 @app.command()
@@ -214,9 +266,9 @@ def localize(model: ModelArg, data: DataOpt,
              mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
              device: DeviceOpt = "auto", quiet: QuietOpt = False, permutations: PermutationsOpt = 20,
              noise: NoiseOpt = 0.1, shapley_samples: ShapleySamplesOpt = 100, lambda_: LambdaOpt = 0.5,
-             output: OutputOpt = None) -> None:
+             output: OutputOpt = None, allow_nonfinite: NonfiniteOpt = False) -> None:
     """Rank neurons by suspiciousness from their hit spectrum (DeepFault), or by Shapley value (DeepSensor)."""
-    from .files import check_writable, write_json, write_npz, write_text
+    from .files import check_writable, json_writer, npz_writer, text_writer, write_together
     from .localization import localize as run_localize, outcome_for, samples_for
     from .measures import get_measure
     from .model import load_model
@@ -239,7 +291,7 @@ def localize(model: ModelArg, data: DataOpt,
     with _progress(len(dataset), dataset.num_batches, quiet, "hit spectrum") as tick:
         result = run_localize(loaded, dataset, layers=layers, measure=measure, k=k, cls=cls, target=target,
                               granularity=granularity, threshold=threshold, star=star, seed=seed, device=device,
-                              on_batch=tick, shapley=shapley)
+                              on_batch=tick, shapley=shapley, allow_nonfinite=allow_nonfinite)
     _warn(result.warnings)
     result.provenance["command"] = command_line()
     info = result.to_json()
@@ -248,12 +300,14 @@ def localize(model: ModelArg, data: DataOpt,
         from .report import build_report, result_run
 
         html = build_report([result_run("localize", json, info)])
+    outputs = []
     if json:
-        write_json(json, info)
+        outputs.append((json, json_writer(info)))
     if spectra:
-        write_npz(spectra, result.spectra_arrays())
+        outputs.append((spectra, npz_writer(result.spectra_arrays())))
     if page:
-        write_text(page, html)
+        outputs.append((page, text_writer(html)))
+    write_together(outputs)  # all land together, or none does
     if not quiet:
         _print_ranking(info)
         if page:
@@ -288,7 +342,7 @@ def synthesize(model: ModelArg, data: DataOpt,
                target: Annotated[Optional[int], typer.Option("--target", help="targeted: push seeds not of class T towards T")] = None,
                samples: Annotated[int, typer.Option("--samples", help="seeds per class (correctly classified)")] = 10,
                seed: Annotated[int, typer.Option("--seed", help="seed for drawing seeds and the random measure")] = 0,
-               measure: Annotated[Optional[str], typer.Option("--measure", help="suspiciousness measure, or random [default: ochiai; shapley for deepsensor]", show_default=False)] = None,
+               measure: Annotated[Optional[str], typer.Option("--measure", help=literal_help("suspiciousness measure, or random [default: ochiai; shapley for deepsensor]"), show_default=False)] = None,
                k: Annotated[int, typer.Option("-k", help="number of suspicious neurons")] = 10,
                layers: Annotated[str, typer.Option("--layers", help="auto|all|T1,T2")] = "auto",
                granularity: Annotated[str, typer.Option("--granularity", help="channel|element")] = "channel",
@@ -318,7 +372,8 @@ def synthesize(model: ModelArg, data: DataOpt,
                gradient: Annotated[str, typer.Option("--gradient", help="normalized (each neuron's gradient divided by its RMS, as DeepFault's code) | raw", rich_help_panel="deepfault")] = "normalized",
                step_rule: Annotated[str, typer.Option("--step-rule", help="gradient (x + ε·∇, the paper) | sign (x + ε·sign ∇)", rich_help_panel="hs")] = "gradient",
                output: OutputOpt = None,
-               report: Annotated[bool, typer.Option("--report", help="also write report.html (the HTML report) into --out")] = False) -> None:
+               report: Annotated[bool, typer.Option("--report", help="also write report.html (the HTML report) into --out")] = False,
+               allow_nonfinite: NonfiniteOpt = False) -> None:
     """Synthesize inputs: excite suspicious neurons (DeepFault, HS-FGSM, DeepSensor), patch (AIGENT) or attack (FGSM, PGD)."""
     from .provenance import command_line
     from .synthesis import synthesize as run_synthesize
@@ -334,15 +389,20 @@ def synthesize(model: ModelArg, data: DataOpt,
                   "weight_change": weight_change, "alpha": alpha},
     }.get(method, {})
     bound: object = "default"
-    if distance is not None:
-        bound = None if distance.lower() == "none" else _numbers(distance, "--distance")[0]
+    if distance is not None and distance.strip().lower() == "none":
+        bound = None
+    elif distance is not None:
+        numbers = _numbers(distance, "--distance")
+        if len(numbers) != 1:
+            raise OnnxFaultError(f"--distance '{distance}' is not one number; e.g. --distance 0.1, or none")
+        bound = numbers[0]
     result = run_synthesize(model, data, method=method, cls=cls, target=target, samples=samples, seed=seed,
                             measure_name=measure, k=k, layers=layers, granularity=granularity, neurons_file=neurons,
                             step=step, distance=bound, iterations=iterations, epsilon=epsilon, cut=cut,
                             clip_min=clip_min, clip_max=clip_max, device=device,
                             data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size),
                             shapley=_shapley(permutations, noise, shapley_samples, lambda_), options=options,
-                            output=output)
+                            output=output, allow_nonfinite=allow_nonfinite)
     _warn(result.warnings)
     result.report["command"] = command_line()
     a = result.arrays
@@ -353,7 +413,9 @@ def synthesize(model: ModelArg, data: DataOpt,
         from .report import build_report, result_run
 
         page = build_report([result_run("synthesize", out_dir, result.report, a)])
-    write_run(out_dir, result.report, a, sheet, page)
+    replaced = write_run(out_dir, result.report, a, sheet, page)
+    if replaced:
+        err.print(f"note: {replaced}", soft_wrap=True)
     if not quiet:
         r = result.report
         out.print(f"{r['method']}: {r['seeds']['count']} seeds, accuracy {100 * r['accuracy_before']:.1f} % → "
@@ -404,6 +466,7 @@ def convert(source: Annotated[Path, typer.Argument(help="Keras .json(+.h5)/.h5/.
 
 
 @app.command()
+@handles_errors
 def measures() -> None:
     """List the suspiciousness measures and their formulas."""
     from rich.table import Table
@@ -419,7 +482,16 @@ def measures() -> None:
 
 
 def main() -> None:
-    app()
+    import sys
+
+    from .files import Interrupted, install_interrupt_handlers
+
+    install_interrupt_handlers()  # SIGINT/SIGTERM unwind through cleanups: no temp or half-written output left
+    try:
+        app()
+    except Interrupted as stop:
+        print_error(f"{stop}; no output was half-written")
+        sys.exit(128 + stop.signum)
 
 
 if __name__ == "__main__":

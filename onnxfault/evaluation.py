@@ -9,7 +9,7 @@ import numpy as np
 
 from .data import DataOptions, Dataset, open_dataset
 from .model import Model, as_model
-from .spectrum import check_labels
+from .spectrum import check_finite_options, check_labels
 
 
 SPARSE_ABOVE = 100  # evaluate --json writes the confusion matrix as triples above this many classes
@@ -77,16 +77,18 @@ class EvaluateResult:
 
 def evaluate(model: str | Path | Model, data: str | Path | Dataset, *, device: str = "auto",
              data_options: DataOptions | None = None, on_batch: Callable[[int], None] | None = None,
-             output: str | None = None) -> EvaluateResult:
+             output: str | None = None, allow_nonfinite: bool = False) -> EvaluateResult:
     """Run the model over ``data`` (streamed in batches) and compare predictions with labels; ``output``
-    names the class-score output of a model with several."""
+    names the class-score output of a model with several. NaN or infinite class scores are an error
+    unless ``allow_nonfinite``."""
+    check_finite_options(data_options)
     model = as_model(model, output)
     dataset = data if isinstance(data, Dataset) else open_dataset(data, model.input_shape, data_options)
     check_labels(dataset, model.num_classes)
     session = model.session(device)
     confusion = np.zeros((model.num_classes, model.num_classes), np.int64)
-    for x, y in dataset.batches():
-        predictions = session.run(x)[0].argmax(axis=-1)
+    for _, y, (scores, *_) in session.scored(dataset, allow_nonfinite):
+        predictions = scores.argmax(axis=-1)
         confusion += confusion_matrix(y, predictions, model.num_classes)
         if on_batch is not None:
             on_batch(len(y))

@@ -1,17 +1,66 @@
-"""Output files written atomically: a temp file beside the target, then a rename.
+"""Output files written all at once or not at all.
 
-A failed run never leaves a half-written file behind.
+Every output goes to a temp file (or folder) beside its target and is renamed into place once everything is
+written; :func:`write_together` lands several files together, :func:`write_folder` swaps a whole folder in.
+SIGINT/SIGTERM (with :func:`install_interrupt_handlers`, as the CLI does) raise :class:`Interrupted`, so temps
+are removed on the way out, and are held back while renames or cleanups run so none is cut in half.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import shutil
+import signal
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from .errors import OnnxFaultError
+
+Writer = Callable[[Path], None]
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+_held = 0
+_pending: list[int] = []
+
+
+class Interrupted(BaseException):
+    """SIGINT/SIGTERM/SIGHUP arrived; a BaseException, so only ``finally`` blocks and cleanups see it."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
+def _on_signal(signum: int, frame) -> None:
+    if _held:
+        _pending.append(signum)
+        return
+    _pending.clear()
+    raise Interrupted(signum)
+
+
+def install_interrupt_handlers() -> None:
+    """Turn SIGINT/SIGTERM/SIGHUP into :class:`Interrupted` (main thread only; the CLI calls this first)."""
+    for signum in SIGNALS:
+        signal.signal(signum, _on_signal)
+
+
+@contextmanager
+def signals_held():
+    """Hold interruptions back for the duration (a rename or cleanup runs to its end), then raise the first."""
+    global _held
+    _held += 1
+    try:
+        yield
+    finally:
+        _held -= 1
+        if not _held and _pending:
+            signum = _pending[0]
+            _pending.clear()
+            raise Interrupted(signum)
 
 
 def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
@@ -33,23 +82,140 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename ``tmp_path`` to ``path``; remove the temp file on failure."""
-    path = check_writable(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent or ".")
-    os.close(fd)
-    tmp_path = Path(tmp)
+def _cannot_write(path: Path, err: OSError) -> OnnxFaultError:
+    return OnnxFaultError(f"cannot write {path}: {err.strerror or err}; choose a writable path")
+
+
+def _temp_beside(path: Path, kind: str, made: list[Path]) -> Path:
+    """A new temp file (``kind`` "file") or folder ("dir", "new", "old") beside ``path``, appended to ``made``
+    with interruptions held, so whoever cleans ``made`` finds it."""
+    parent = path.parent if str(path.parent) else Path(".")
+    prefix = f".{path.name[:80]}."
+    with signals_held():
+        if kind == "file":
+            suffix = path.suffix if len(path.suffix) <= 16 else ".tmp"
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
+            os.close(fd)
+        else:
+            name = tempfile.mkdtemp(prefix=prefix, suffix=f".{kind}", dir=parent)
+        made.append(Path(name))
+    return made[-1]
+
+
+def _remove(paths: Iterable[Path]) -> None:
+    with signals_held():
+        for path in paths:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def write_together(outputs: list[tuple[str | os.PathLike, Writer]]) -> list[Path]:
+    """Write several files all or nothing: each ``write(tmp)`` fills a temp file beside its target, and only
+    when all are written are they renamed in; on any failure or interruption no target changes and no temp
+    is left."""
+    targets = [check_writable(path) for path, _ in outputs]
+    seen = set()
+    for target in targets:
+        if target.resolve() in seen:
+            raise OnnxFaultError(f"two outputs are both {target}; give each its own file name")
+        seen.add(target.resolve())
+    temps: list[Path] = []
+    target = targets[0] if targets else Path(".")
     try:
-        write(tmp_path)
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
-        os.replace(tmp_path, path)
+        for target, (_, write) in zip(targets, outputs):
+            write(_temp_beside(target, "file", temps))
+            os.chmod(temps[-1], 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+        _rename_all(temps, targets)
+        temps.clear()
     except OSError as err:
-        tmp_path.unlink(missing_ok=True)
-        raise OnnxFaultError(f"cannot write {path}: {err.strerror or err}; choose a writable path") from err
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-    return path
+        raise _cannot_write(target, err) from err
+    finally:
+        _remove(temps)
+    return targets
+
+
+def _rename_all(temps: list[Path], targets: list[Path]) -> None:
+    """Rename each temp onto its target, interruptions held; if one rename fails, put the old files back."""
+    placed: list[tuple[Path, Path | None]] = []  # (target, its old file moved aside, or None)
+    backups: list[Path] = []
+    with signals_held():
+        try:
+            for tmp, target in zip(temps, targets):
+                backup = None
+                if os.path.lexists(target):
+                    backup = _temp_beside(target, "file", backups)
+                    os.replace(target, backup)
+                try:
+                    os.replace(tmp, target)
+                except OSError:
+                    if backup is not None:
+                        os.replace(backup, target)
+                    raise
+                placed.append((target, backup))
+        except OSError:
+            for target, backup in reversed(placed):
+                if backup is None:
+                    target.unlink(missing_ok=True)
+                else:
+                    os.replace(backup, target)
+            raise
+        finally:
+            _remove(backups)
+
+
+def write_atomic(path: str | os.PathLike, write: Writer) -> Path:
+    """Call ``write(tmp_path)`` then rename ``tmp_path`` to ``path``; remove the temp file on failure."""
+    return write_together([(path, write)])[0]
+
+
+def write_folder(out: str | os.PathLike, write: Writer, what: str = "--out") -> bool:
+    """Fill a staging folder beside ``out`` with ``write(staging)``, then swap it in whole: ``out`` holds the
+    complete new contents or stays as it was, and no staging or backup folder is left. Returns whether an
+    earlier (non-empty) ``out`` was replaced. Concurrent writers: the last to swap wins, whole."""
+    out = Path(out)
+    made: list[Path] = []
+    try:
+        staging = _temp_beside(out, "new", made)
+        write(staging)
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700
+        return _swap_in(staging, out, made)
+    except OSError as err:
+        raise OnnxFaultError(f"cannot write to {what} {out}: {err.strerror or err}; choose another folder") from err
+    finally:
+        _remove(made)
+
+
+def _swap_in(staging: Path, out: Path, made: list[Path]) -> bool:
+    """Rename ``staging`` to ``out``, first moving aside (into ``made``, removed later) whatever folder is
+    there, including one a concurrent run renames in meanwhile; on a failure the folder moved aside last
+    goes back."""
+    moved = None  # the folder last moved aside from ``out``
+    with signals_held():
+        for _ in range(20):
+            try:
+                os.rename(staging, out)  # also replaces an empty folder
+                return moved is not None
+            except OSError as err:
+                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    _put_back(moved, out, made)
+                    raise
+            backup = _temp_beside(out, "old", made)
+            try:
+                os.rename(out, backup)
+                moved = backup
+            except FileNotFoundError:  # a concurrent run moved it aside first
+                pass
+        _put_back(moved, out, made)
+        raise OnnxFaultError(f"{out} kept changing while this run swapped its files in; run again")
+
+
+def _put_back(moved: Path | None, out: Path, made: list[Path]) -> None:
+    """Return the folder moved aside to ``out`` when nothing took its place, and keep it from removal."""
+    if moved is not None and not os.path.lexists(out):
+        os.rename(moved, out)
+        made.remove(moved)
 
 
 def json_safe(value):
@@ -69,22 +235,37 @@ def json_safe(value):
     return value
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` as UTF-8, atomically."""
-    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def text_writer(text: str) -> Writer:
+    """A writer of ``text`` as UTF-8."""
+    return lambda tmp: tmp.write_text(text, encoding="utf-8")
 
 
-def write_json(path: str | os.PathLike, data: dict) -> Path:
-    """Write ``data`` as strict JSON (no NaN/Infinity literals), atomically."""
-    return write_text(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+def json_writer(data: dict) -> Writer:
+    """A writer of ``data`` as strict JSON (no NaN/Infinity literals), serialised now, before any file exists."""
+    return text_writer(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
 
 
-def write_npz(path: str | os.PathLike, arrays: dict) -> Path:
-    """Write numpy arrays (no object arrays, so loadable with ``allow_pickle=False``), atomically."""
+def npz_writer(arrays: dict) -> Writer:
+    """A writer of numpy arrays (no object arrays, so loadable with ``allow_pickle=False``)."""
     import numpy as np
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
 
-    return write_atomic(path, write)
+    return write
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` as UTF-8, atomically."""
+    return write_atomic(path, text_writer(text))
+
+
+def write_json(path: str | os.PathLike, data: dict) -> Path:
+    """Write ``data`` as strict JSON (no NaN/Infinity literals), atomically."""
+    return write_atomic(path, json_writer(data))
+
+
+def write_npz(path: str | os.PathLike, arrays: dict) -> Path:
+    """Write numpy arrays (no object arrays, so loadable with ``allow_pickle=False``), atomically."""
+    return write_atomic(path, npz_writer(arrays))

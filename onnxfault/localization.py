@@ -8,11 +8,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .data import DataOptions, Dataset, open_dataset
-from .errors import OnnxFaultError
+from .errors import OnnxFaultError, check_finite
 from .measures import get_measure, rank, score
 from .model import Layer, Model, as_model
 from .provenance import stamp
-from .spectrum import Outcome, Spectrum, hit_spectrum, validate_outcome
+from .spectrum import Outcome, Spectrum, check_finite_options, hit_spectrum, validate_outcome
 
 
 @dataclass(frozen=True)
@@ -139,19 +139,22 @@ def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: s
              measure: str = "ochiai", k: int = 10, cls: int | None = None, target: int | None = None,
              granularity: str = "channel", threshold: float = 0.0, star: float = 3.0, seed: int = 0,
              device: str = "auto", data_options: DataOptions | None = None,
-             on_batch: Callable[[int], None] | None = None, shapley=None, output: str | None = None) -> LocalizeResult:
+             on_batch: Callable[[int], None] | None = None, shapley=None, output: str | None = None,
+             allow_nonfinite: bool = False) -> LocalizeResult:
     """Hit spectrum of the chosen layers over ``data`` and the ``k`` most suspicious neurons.
 
     ``cls`` keeps only samples labelled ``cls`` (DeepFault); ``target`` explains "predicted as target"
     (``data_options.classes`` narrows the samples). ``data`` may be a path or a :class:`Dataset` (used as
     given: ``cls`` then only sets the mode). ``shapley`` (a :class:`~onnxfault.shapley.ShapleyOptions`)
-    tunes ``measure="shapley"``; ``output`` names the class-score output of a model with several. Returns a
-    :class:`LocalizeResult`.
+    tunes ``measure="shapley"``; ``output`` names the class-score output of a model with several. NaN or
+    infinite class scores are an error unless ``allow_nonfinite``. Returns a :class:`LocalizeResult`.
     """
     from .shapley import ShapleyOptions
 
     chosen_measure = get_measure(measure)  # fail fast on an unknown name
     shapley = (shapley or ShapleyOptions()).check()
+    check_finite(threshold=threshold, star=star, noise=shapley.noise, lambda_=shapley.lambda_)
+    check_finite_options(data_options)
     if k < 1:
         raise OnnxFaultError(f"-k must be at least 1 (got {k})")
     outcome = outcome_for(cls, target)
@@ -159,7 +162,7 @@ def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: s
     chosen = model.select_layers(layers)
     dataset = data if isinstance(data, Dataset) else samples_for(model, data, data_options, cls, target)
     spectrum = hit_spectrum(model, dataset, chosen, outcome, granularity=granularity, threshold=threshold,
-                            device=device, on_batch=on_batch)
+                            device=device, on_batch=on_batch, allow_nonfinite=allow_nonfinite)
     details: dict[str, np.ndarray] = {}
     if chosen_measure.needs_model:
         scores, details = shapley_scores(model, dataset, chosen, granularity, shapley, target, seed, device)

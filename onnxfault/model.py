@@ -205,13 +205,50 @@ def _read_proto(path: Path) -> onnx.ModelProto:
         raise OnnxFaultError(f"model file {path} does not exist; check the path")
     if not path.is_file():
         raise OnnxFaultError(f"model path {path} is not a file; give an .onnx file")
+    _refuse_other_formats(path)
     try:
         return onnx.load(str(path))
-    except (DecodeError, ValueError, RuntimeError) as err:
+    except onnx.checker.ValidationError as err:  # external data outside the model's folder, a symlink, …
+        raise OnnxFaultError(f"{path} refers to external data onnx refuses to read ({str(err).splitlines()[0]}); "
+                             "keep its data files as plain files inside the model's folder") from None
+    except (DecodeError, ValueError, RuntimeError, RecursionError) as err:
         raise OnnxFaultError(f"{path} is not a readable ONNX model (truncated or not ONNX?): "
                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
     except OSError as err:
         raise OnnxFaultError(f"cannot read model {path}: {err.strerror or err}") from err
+
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def _refuse_other_formats(path: Path) -> None:
+    """A Keras (.json, .h5, .keras) or TorchScript file given as the model: say how to convert it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError as err:
+        raise OnnxFaultError(f"cannot read model {path}: {err.strerror or err}") from None
+    suffix = path.suffix.lower()
+    if head.lstrip()[:1] == b"{" or suffix == ".json":
+        what, kind, extra = "a Keras architecture (JSON)", ".json", f" --weights {_quoted(path.with_suffix('.h5'))}"
+    elif head.startswith(_HDF5_MAGIC) or suffix in (".h5", ".hdf5"):
+        what, kind, extra = "a Keras HDF5 file", ".h5", ""
+    elif head[:2] == b"PK" and suffix == ".keras":
+        what, kind, extra = "a Keras 3 model", ".keras", ""
+    elif head[:2] == b"PK" and suffix in (".pt", ".pth"):
+        what, kind, extra = "a TorchScript model", suffix, " --input-shape C,H,W"
+    else:
+        return
+    source = path if suffix == kind or (kind == ".h5" and suffix == ".hdf5") else path.with_suffix(kind)
+    rename = "" if source == path else f"rename it to {source.name}, then "
+    raise OnnxFaultError(f"{path} is {what}, not an ONNX model; {rename}convert it first: "
+                         f"onnxfault convert {_quoted(source)}{extra} -o {_quoted(path.with_suffix('.onnx'))}")
+
+
+def _quoted(path: Path) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
 
 
 def _check(proto: onnx.ModelProto, path: Path) -> None:

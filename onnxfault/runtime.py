@@ -82,6 +82,26 @@ class Session:
             raise OnnxFaultError(f"onnxruntime failed to run the model on a batch of shape {x.shape}: "
                                  f"{str(err).splitlines()[0]}") from err
 
+    def scored(self, dataset, allow_nonfinite: bool = False):
+        """``(x, y, outputs)`` for each batch of ``dataset``; ``outputs[0]`` are the class scores, which
+        must be finite unless ``allow_nonfinite`` (else an error naming the first affected sample)."""
+        done = 0
+        for x, y in dataset.batches():
+            outputs = self.run(x)
+            if not allow_nonfinite:
+                check_scores(outputs[0], dataset.indices[done:done + len(y)])
+            done += len(y)
+            yield x, y, outputs
+
     def run_named(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs for the batch ``x`` by tensor name."""
         return dict(zip(self.output_names, self.run(x)))
+
+
+def check_scores(scores: np.ndarray, samples: np.ndarray) -> None:
+    """Class scores must be finite; ``samples`` holds each row's index in the data (named in the error)."""
+    finite = np.isfinite(scores.reshape(len(scores), -1)).all(axis=1)
+    if not finite.all():
+        first = int(samples[int(np.argmin(finite))])
+        raise OnnxFaultError(f"the model's class scores for data sample {first} are NaN or infinite, so its "
+                             "predictions mean nothing; check the model's weights (or pass --allow-nonfinite)")

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from .data import Dataset
-from .errors import OnnxFaultError
+from .errors import OnnxFaultError, check_finite
 from .graph import expose_activity
 from .model import GRANULARITIES, Layer, Model
 
@@ -110,6 +110,13 @@ def validate_outcome(outcome: Outcome, num_classes: int) -> None:
             raise OnnxFaultError(f"{flag} {value} is out of range: the model has classes 0..{num_classes - 1}")
 
 
+def check_finite_options(options) -> None:
+    """The numbers of :class:`~onnxfault.data.DataOptions` (``mean``, ``std``) must be finite."""
+    for flag in ("mean", "std"):
+        for value in getattr(options, flag, None) or ():
+            check_finite(**{flag: value})
+
+
 def check_labels(dataset: Dataset, num_classes: int) -> None:
     """Every selected label must be a class of the model."""
     if len(dataset.labels) and dataset.labels.max() >= num_classes:
@@ -119,8 +126,10 @@ def check_labels(dataset: Dataset, num_classes: int) -> None:
 
 def hit_spectrum(model: Model, dataset: Dataset, layers: list[Layer], outcome: Outcome = Outcome(), *,
                  granularity: str = "channel", threshold: float = 0.0, device: str = "auto",
-                 on_batch: Callable[[int], None] | None = None) -> Spectrum:
-    """One forward pass per batch gives the predictions and every layer's activity; count them."""
+                 on_batch: Callable[[int], None] | None = None, allow_nonfinite: bool = False) -> Spectrum:
+    """One forward pass per batch gives the predictions and every layer's activity; count them. NaN or
+    infinite class scores are an error unless ``allow_nonfinite``."""
+    check_finite(threshold=threshold)
     if granularity not in GRANULARITIES:
         raise OnnxFaultError(f"unknown granularity '{granularity}'; use channel or element")
     validate_outcome(outcome, model.num_classes)
@@ -131,8 +140,7 @@ def hit_spectrum(model: Model, dataset: Dataset, layers: list[Layer], outcome: O
     sizes = [layer.neurons(granularity) for layer in layers]
     counts = np.zeros((4, sum(sizes)), np.int64)
     samples = failing = correct = 0
-    for x, y in dataset.batches():
-        scores, active = session.run(x)
+    for _, y, (scores, active) in session.scored(dataset, allow_nonfinite):
         predictions = scores.argmax(axis=-1)
         failed = outcome.failed(predictions, y)
         counts += count_hits(active.reshape(len(y), -1), failed)

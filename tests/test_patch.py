@@ -210,6 +210,8 @@ def test_detection_floor_on_a_small_mnist_net(sample_npz, tmp_path):
                              options={"time_limit": 2.0, **extra})
             for name, extra in (("defaults", {}), ("paper", {"relaxation": "paper", "phases": "seed"}))}
     r, a = runs["defaults"].report, runs["defaults"].arrays
+    settings = [r["params"][k] for k in ("relaxation", "phases", "weight_change", "alpha")]
+    assert settings == ["region", "free", "total", None]  # the defaults, recorded
     session = ort.InferenceSession(str(model))
     after = session.run(None, {session.get_inputs()[0].name: a["synthesized"]})[0].argmax(1)
     attacked = after != a["labels"]
@@ -236,6 +238,23 @@ def test_synthesize_patch_rechecks_on_onnx(tmp_path):
     assert attacked[:2].all()  # both class-0 seeds can reach class 1 within their region
     assert r["pielou"] == pielou([int(c) for c in after[attacked]], 2)
     assert [s["attacked"] for s in r["per_seed"]] == attacked.tolist()
+
+
+def test_cli_passes_the_paper_settings(cli, tmp_path):
+    path = relu_net(tmp_path)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.array([SEED, [0.8, 0.2]], np.float32), y=np.array([0, 0]))
+    out = tmp_path / "run"
+    r = cli("synthesize", path, "--data", data, "--method", "patch", "--distance", "none", "--clip-min", "0",
+            "--clip-max", "1", "--relaxation", "paper", "--phases", "seed", "--weight-change", "max", "--alpha", "10",
+            "--out", out, "-q")
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "report.json").read_text())
+    settings = [report["params"][k] for k in ("relaxation", "phases", "weight_change", "alpha")]
+    assert settings == ["paper", "seed", "max", 10.0]
+    a = np.load(out / "inputs.npz")
+    after = ort.InferenceSession(str(path)).run(None, {"x": a["synthesized"]})[0].argmax(1)
+    assert report["defect_detection_rate"] == pytest.approx((after != a["labels"]).mean())
 
 
 def test_pielou():

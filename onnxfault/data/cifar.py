@@ -46,8 +46,10 @@ def open_cifar(path: Path) -> Source:
     try:
         with open(path, "rb") as fh:
             batch = _DataOnlyUnpickler(fh, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
-        raise OnnxFaultError(f"{path} is not a CIFAR python batch ({err}); only data-only pickles are read") from err
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError,
+            OverflowError, RecursionError) as err:  # what a malformed pickle raises
+        raise OnnxFaultError(f"{path} is not a CIFAR python batch ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                             "only data-only pickles are read") from None
     if not isinstance(batch, dict):
         raise OnnxFaultError(f"{path} is not a CIFAR python batch (no dict inside)")
     data, labels = _get(batch, "data"), _get(batch, "labels", "fine_labels")

@@ -1,6 +1,8 @@
 """Opening a data set for a model and streaming it in preprocessed float32 batches."""
 from __future__ import annotations
 
+import stat
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -13,7 +15,7 @@ from .folder import is_image_folder, open_folder
 from .idx import is_idx, open_idx
 from .layout import Adaptation, channel_axis_of, plan_layout
 from .npz import open_npz
-from .source import Source
+from .source import Source, check_input_path
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -35,9 +37,8 @@ class DataOptions:
 def open_source(path: str | Path, labels: str | Path | None = None) -> Source:
     """Pick the reader by content: IDX (raw or gzip), .npz, CIFAR pickle batch or image folder."""
     path = Path(path)
-    if not path.exists():
-        raise OnnxFaultError(f"data path {path} does not exist; check --data")
-    if path.is_dir():
+    info = check_input_path(path)
+    if stat.S_ISDIR(info.st_mode):
         if is_image_folder(path):
             return open_folder(path)
         raise OnnxFaultError(f"{path} is a folder without class sub-folders; give a data file or root/<class>/ images")
@@ -49,8 +50,8 @@ def open_source(path: str | Path, labels: str | Path | None = None) -> Source:
 
             with gzip.open(path, "rb") as fh:
                 head = fh.read(4)
-    except OSError as err:
-        raise OnnxFaultError(f"cannot read data file {path}: {err}; check the file and its permissions") from err
+    except (OSError, EOFError, zlib.error) as err:
+        raise OnnxFaultError(f"cannot read data file {path}: {err}; check that it is readable and not corrupt") from err
     if is_idx(head):
         return open_idx(path, Path(labels) if labels else None)
     if head[:2] == b"PK":

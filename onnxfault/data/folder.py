@@ -1,51 +1,78 @@
 """A folder of per-class image folders (``root/<class>/*.png``), classes numbered in name order."""
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from ..errors import OnnxFaultError
-from .source import Source
+from .source import Source, file_kind
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
 
-def is_image_folder(path: Path) -> bool:
-    return path.is_dir() and any(p.is_dir() for p in path.iterdir())
-
-
-def _load(file: Path, mode: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
+def _entries(folder: Path) -> list[Path]:
     try:
-        with Image.open(file) as image:
-            return np.asarray(image.convert(mode))
-    except (OSError, UnidentifiedImageError) as err:
-        raise OnnxFaultError(f"cannot read image {file}: {err}; remove or fix it") from err
+        return sorted(folder.iterdir())
+    except OSError as err:
+        raise OnnxFaultError(f"cannot list {folder}: {err.strerror or err}; check the folder and its permissions") from None
+
+
+def is_image_folder(path: Path) -> bool:
+    return path.is_dir() and any(p.is_dir() for p in _entries(path))
+
+
+def _open_image(file: Path, mode: str | None) -> np.ndarray | str:
+    """The image at ``file`` converted to ``mode`` (None: just its mode), as Pillow reads it with its
+    decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) turned into an error."""
+    import warnings
+
+    from PIL import Image
+
+    _check_image_file(file)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as image:
+                return image.mode if mode is None else np.asarray(image.convert(mode))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise OnnxFaultError(f"image {file} has more than {Image.MAX_IMAGE_PIXELS:,} pixels (Pillow's decompression-bomb "
+                             "limit, PIL.Image.MAX_IMAGE_PIXELS); resize it") from None
+    except Exception as err:  # Pillow's decoders raise many types for a malformed file
+        raise OnnxFaultError(f"cannot read image {file}: {str(err).splitlines()[0] if str(err) else type(err).__name__}; "
+                             "remove or fix it") from None
+
+
+def _check_image_file(file: Path) -> None:
+    """Refuse, before opening, what is not a regular file: a folder named ``x.png``, a FIFO, a broken link."""
+    try:
+        info = os.stat(file)
+    except OSError as err:
+        raise OnnxFaultError(f"cannot open image {file}: {err.strerror or err}; remove or fix it") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise OnnxFaultError(f"{file} is {file_kind(info.st_mode)}, not an image file; remove or rename it")
 
 
 def open_folder(path: Path) -> Source:
-    classes = sorted(p for p in path.iterdir() if p.is_dir())
+    classes = [p for p in _entries(path) if p.is_dir()]
     files, labels = [], []
     for label, folder in enumerate(classes):
-        for file in sorted(folder.iterdir()):
+        for file in _entries(folder):
             if file.suffix.lower() in IMAGE_SUFFIXES:
                 files.append(file)
                 labels.append(label)
     if not files:
         raise OnnxFaultError(f"no images found in the class folders of {path}; expected {path}/<class>/<image>.png")
-    from PIL import Image
-
-    with Image.open(files[0]) as first:
-        grey = first.mode in ("1", "L", "I", "I;16", "F")
+    grey = _open_image(files[0], None) in ("1", "L", "I", "I;16", "F")
     mode = "L" if grey else "RGB"
-    shape = _load(files[0], mode).shape
+    shape = _open_image(files[0], mode).shape
 
     def chunks(rows: int) -> Iterator[np.ndarray]:
         for start in range(0, len(files), rows):
-            block = [_load(f, mode) for f in files[start:start + rows]]
+            block = [_open_image(f, mode) for f in files[start:start + rows]]
             for f, image in zip(files[start:start + rows], block):
                 if image.shape != shape:
                     raise OnnxFaultError(f"image {f} has size {image.shape}, unlike {files[0]} {shape}; "

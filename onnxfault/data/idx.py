@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import gzip
+import math
+import os
 import struct
+import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 import numpy as np
 
 from ..errors import OnnxFaultError
-from .source import Source, as_labels, stream_rows
+from .source import MAX_DEFLATE_RATIO, Source, as_labels, check_declared, check_input_path, stream_rows
 
 _TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -18,27 +21,44 @@ def is_idx(head: bytes) -> bool:
     return len(head) >= 4 and head[0] == 0 and head[1] == 0 and head[2] in _TYPES and 1 <= head[3] <= 4
 
 
-def _open(path: Path) -> BinaryIO:
+def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rb") if gz else open(path, "rb")
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _open(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
 
 
 def _header(fh: BinaryIO, path: Path) -> tuple[np.dtype, tuple[int, ...]]:
-    head = fh.read(4)
-    if not is_idx(head):
-        raise OnnxFaultError(f"{path} is not an IDX file (bad magic number); give MNIST-style *-ubyte files")
-    ndim = head[3]
-    raw = fh.read(4 * ndim)
+    try:
+        head = fh.read(4)
+        if not is_idx(head):
+            raise OnnxFaultError(f"{path} is not an IDX file (bad magic number); give MNIST-style *-ubyte files")
+        ndim = head[3]
+        raw = fh.read(4 * ndim)
+    except (OSError, EOFError, zlib.error) as err:
+        raise OnnxFaultError(f"cannot read {path}: {err}; the file is corrupt or truncated") from err
     if len(raw) != 4 * ndim:
         raise OnnxFaultError(f"{path} ends inside its header; the file is truncated")
     return np.dtype(_TYPES[head[2]]), struct.unpack(f">{ndim}I", raw)
 
 
+def read_header(path: Path) -> tuple[np.dtype, tuple[int, ...]]:
+    """Type and shape an IDX file declares, checked against the bytes the file can hold (a .gz at most
+    ``MAX_DEFLATE_RATIO`` times its size) and against onnxfault's limits, before any data is read."""
+    with _open(path) as fh:
+        dtype, shape = _header(fh, path)
+    size = os.stat(path).st_size
+    available = size * MAX_DEFLATE_RATIO if _is_gzip(path) else size - 4 - 4 * len(shape)
+    check_declared(shape, dtype, available, f"IDX file {path}", samples=len(shape) > 1)
+    return dtype, shape
+
+
 def _read_exact(fh: BinaryIO, size: int, path: Path) -> bytes:
     try:
         data = fh.read(size)
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:
         raise OnnxFaultError(f"cannot read {path}: {err}; the file is corrupt or truncated") from err
     if len(data) != size:
         raise OnnxFaultError(f"{path} ends early ({len(data)} of {size} bytes in a block); the file is truncated")
@@ -46,10 +66,11 @@ def _read_exact(fh: BinaryIO, size: int, path: Path) -> bytes:
 
 
 def read_idx_array(path: Path) -> np.ndarray:
-    """A whole IDX file as a native-endian array (for labels)."""
+    """A whole IDX file as a native-endian array (for labels), its header checked first."""
+    dtype, shape = read_header(path)
     with _open(path) as fh:
-        dtype, shape = _header(fh, path)
-        data = _read_exact(fh, int(np.prod(shape)) * dtype.itemsize, path)
+        _header(fh, path)
+        data = _read_exact(fh, math.prod(shape) * dtype.itemsize, path)
     return np.frombuffer(data, dtype).astype(dtype.newbyteorder("="), copy=False).reshape(shape)
 
 
@@ -59,21 +80,46 @@ def labels_path_for(images: Path) -> Path:
     return images.with_name(name)
 
 
-def open_idx(path: Path, labels: Path | None = None) -> Source:
-    """Images from ``path``, labels from ``labels`` or from the file found beside it by name."""
+def images_path_for(labels: Path) -> Path:
+    """``t10k-labels-idx1-ubyte.gz`` → ``t10k-images-idx3-ubyte.gz`` in the same folder."""
+    return labels.with_name(labels.name.replace("labels", "images").replace("idx1", "idx3"))
+
+
+def _labels_given_as_data(path: Path) -> OnnxFaultError:
+    images = images_path_for(path)
+    fix = (f"pass --data {images}" if images != path and images.is_file()
+           else "pass the images file (e.g. t10k-images-idx3-ubyte.gz) as --data")
+    return OnnxFaultError(f"{path} is an IDX labels file (one number per sample), not images; {fix}")
+
+
+def _labels_file(path: Path, labels: Path | None) -> Path:
     if labels is None:
         labels = labels_path_for(path)
         if labels == path or not labels.is_file():
             raise OnnxFaultError(f"no labels file found beside {path} (looked for {labels.name}); "
                                  "pass --labels PATH")
-    elif not labels.is_file():
-        raise OnnxFaultError(f"labels file {labels} does not exist; check --labels")
-    y = as_labels(read_idx_array(labels), str(labels))
-    with _open(path) as fh:
-        dtype, shape = _header(fh, path)
-    if shape[0] != len(y):
-        raise OnnxFaultError(f"{path} holds {shape[0]} images but {labels} holds {len(y)} labels; "
+    check_input_path(labels, "--labels", "labels file")
+    if labels.is_dir():
+        raise OnnxFaultError(f"labels file {labels} is a folder; check --labels")
+    return labels
+
+
+def open_idx(path: Path, labels: Path | None = None) -> Source:
+    """Images from ``path``, labels from ``labels`` or from the file found beside it by name.
+
+    Both headers are checked (shapes, sizes, counts) before any data is read."""
+    dtype, shape = read_header(path)
+    if len(shape) == 1:
+        raise _labels_given_as_data(path)
+    labels = _labels_file(path, labels)
+    _, label_shape = read_header(labels)
+    if len(label_shape) != 1:
+        raise OnnxFaultError(f"labels file {labels} holds an array of shape {tuple(label_shape)}, not one label "
+                             "per sample; pass the *-labels-idx1-* file with --labels")
+    if shape[0] != label_shape[0]:
+        raise OnnxFaultError(f"{path} holds {shape[0]} images but {labels} holds {label_shape[0]} labels; "
                              "pass the matching --labels file")
+    y = as_labels(read_idx_array(labels), str(labels))
     sample_shape = tuple(shape[1:])
 
     def chunks(rows: int) -> Iterator[np.ndarray]:

@@ -1,12 +1,22 @@
 """What every data reader returns: labels up front, samples streamed in consecutive chunks."""
 from __future__ import annotations
 
+import math
+import os
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
 from ..errors import OnnxFaultError
+
+# Limits checked against the shapes a file declares, before any array is read: a few bytes of header must
+# not make the process allocate gigabytes. Far above any classifier's data set, far below a machine's memory.
+MAX_SAMPLES = 2**24  # labels are held in memory (8 bytes each as int64)
+MAX_SAMPLE_ELEMENTS = 2**26  # numbers in one sample (e.g. 3×4096×4096 fits)
+MAX_DEFLATE_RATIO = 1032  # deflate (zip, gzip) cannot expand data more than this
 
 @dataclass
 class Source:
@@ -30,7 +40,7 @@ def stream_rows(read: Callable[[int], bytes], count: int, sample_shape: tuple[in
                 rows: int) -> Iterator[np.ndarray]:
     """``count`` samples from ``read(size)`` (exactly ``size`` bytes, or it raises), in consecutive blocks of
     up to ``rows`` samples, in native byte order."""
-    row_bytes = int(np.prod(sample_shape)) * dtype.itemsize
+    row_bytes = math.prod(sample_shape) * dtype.itemsize
     for start in range(0, count, rows):
         n = min(rows, count - start)
         block = np.frombuffer(read(n * row_bytes), dtype)
@@ -39,7 +49,11 @@ def stream_rows(read: Callable[[int], bytes], count: int, sample_shape: tuple[in
 
 def as_labels(values, where: str) -> np.ndarray:
     """Integer labels as int64; refuse non-integral or negative values."""
-    labels = np.asarray(values)
+    try:
+        labels = np.asarray(values)
+    except (ValueError, TypeError, RecursionError) as err:
+        raise OnnxFaultError(f"labels in {where} are not a list of numbers ({type(err).__name__}); "
+                             "give integer class indices") from None
     if labels.ndim != 1:
         raise OnnxFaultError(f"labels in {where} have shape {labels.shape}; expected one label per sample")
     if labels.dtype.kind == "f":
@@ -76,3 +90,51 @@ def in_memory(description: str, x: np.ndarray, labels: np.ndarray, layout: str |
             yield x[start:start + rows]
 
     return Source(description, labels, tuple(x.shape[1:]), layout, x.dtype, chunks)
+
+
+def check_input_path(path: Path, flag: str = "--data", what: str = "data path") -> os.stat_result:
+    """``path``'s stat, refusing what cannot be read as data without blocking: FIFOs, sockets, devices,
+    empty or virtual files (``/proc``), symlink loops; a folder is fine."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise OnnxFaultError(f"{what} {path} does not exist; check {flag}") from None
+    except OSError as err:
+        raise OnnxFaultError(f"cannot open {path}: {err.strerror or err}; check {flag}") from None
+    if stat.S_ISDIR(info.st_mode):
+        return info
+    if not stat.S_ISREG(info.st_mode):
+        raise OnnxFaultError(f"{path} is {file_kind(info.st_mode)}, not a regular file or folder; "
+                             f"give {flag} a data file or a folder")
+    if info.st_size == 0:
+        raise OnnxFaultError(f"{path} is empty (or a virtual file such as /proc/…); give {flag} a data file")
+    return info
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (for error messages)."""
+    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+
+
+def check_declared(shape: tuple[int, ...], dtype: np.dtype, available: int | None, what: str,
+                   samples: bool = True) -> int:
+    """The data bytes an array header declares, refusing shapes that disagree with the bytes ``available``
+    (None: unknown) or exceed the limits; ``samples``: axis 0 counts samples, the rest is one sample."""
+    if any(not isinstance(d, int) or d < 0 for d in shape):
+        raise OnnxFaultError(f"{what} declares an invalid shape {shape}; the file is corrupt")
+    size = math.prod(shape) * dtype.itemsize
+    if available is not None and size > available:
+        raise OnnxFaultError(f"{what} declares shape {tuple(shape)} ({size:,} bytes) but holds at most "
+                             f"{available:,} bytes; the file is truncated or corrupt")
+    if samples and shape and shape[0] > MAX_SAMPLES:
+        raise OnnxFaultError(f"{what} declares {shape[0]:,} samples, over onnxfault's limit of {MAX_SAMPLES:,}; "
+                             "split the data set into smaller files")
+    per_sample = math.prod(shape[1:]) if samples else 1
+    if per_sample > MAX_SAMPLE_ELEMENTS:
+        raise OnnxFaultError(f"{what} declares samples of shape {tuple(shape[1:])} ({per_sample:,} numbers), over "
+                             f"onnxfault's limit of {MAX_SAMPLE_ELEMENTS:,} per sample; resize the samples")
+    return size

@@ -5,6 +5,8 @@ import io
 
 import numpy as np
 
+from ..console import shown
+
 WIDTH = 10.5  # inches; at DPI this fills the page's main column
 DPI = 110
 COLOURS = ("#0969da", "#cf222e", "#1a7f37", "#8250df", "#bc4c00", "#57606a", "#0a7d91", "#bf3989")
@@ -24,7 +26,13 @@ def png(fig, tight: bool = False) -> bytes:
     return buffer.getvalue()
 
 
+def label(name: str) -> str:
+    """A user-supplied name as figure text: control characters escaped, ``$`` not read as mathtext."""
+    return shown(name).replace("$", r"\$")
+
+
 def short(name: str, limit: int = 28) -> str:
+    name = label(name)
     return name if len(name) <= limit else name[:limit // 2 - 1] + "…" + name[-(limit // 2):]
 
 
@@ -35,7 +43,7 @@ def layer_distribution(layers: list[str], counts: dict[str, list[int]]) -> bytes
     x = np.arange(len(layers))
     width = 0.8 / max(1, len(counts))
     for i, (name, values) in enumerate(counts.items()):
-        ax.bar(x + (i - (len(counts) - 1) / 2) * width, values, width, label=name, color=COLOURS[i % len(COLOURS)])
+        ax.bar(x + (i - (len(counts) - 1) / 2) * width, values, width, label=label(name), color=COLOURS[i % len(COLOURS)])
     ax.set_xticks(x, [short(l, 18) for l in layers], rotation=30 if len(layers) > 6 else 0, ha="right"
                   if len(layers) > 6 else "center")
     ax.set_ylabel("suspicious neurons")
@@ -114,7 +122,7 @@ def spectrum_bars(names: list[str], failing: np.ndarray, passing: np.ndarray) ->
     y = np.arange(len(names))
     ax.barh(y - 0.2, failing, 0.4, label="active on failing samples (af / F)", color=COLOURS[1])
     ax.barh(y + 0.2, passing, 0.4, label="active on passing samples (as / P)", color=COLOURS[0])
-    ax.set_yticks(y, names, fontsize=8)
+    ax.set_yticks(y, [label(n) for n in names], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("fraction of samples")
@@ -171,8 +179,8 @@ def trade_off(series, parameter: str, ylabel: str) -> bytes:
         seconds, rates, values = zip(*points)
         colour = COLOURS[i % len(COLOURS)]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-        by_value.plot(values if numeric else [str(v) for v in values], rates, "o-", color=colour, label=s.label)
-        by_time.plot(seconds, rates, "o", color=colour, label=s.label)
+        by_value.plot(values if numeric else [str(v) for v in values], rates, "o-", color=colour, label=label(s.label))
+        by_time.plot(seconds, rates, "o", color=colour, label=label(s.label))
         for t, e, v in points:
             by_time.annotate(f"{parameter}={v}", (t, e), textcoords="offset points", xytext=(4, 4), fontsize=8)
     by_value.set_xlabel(parameter)

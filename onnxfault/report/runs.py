@@ -4,14 +4,14 @@ Arrays are read with ``allow_pickle=False``; a file of the wrong kind is one cle
 """
 from __future__ import annotations
 
-import json
+import re
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import OnnxFaultError
+from ..errors import OnnxFaultError, read_json
 
 ARRAYS = ("original", "synthesized", "labels", "predictions_before", "predictions_after")
 _NEEDS = {"localize": ("measure", "layers", "neurons", "samples", "failing", "accuracy"),
@@ -86,15 +86,6 @@ def content_problem(data: dict, kind: str) -> str | None:
     return None
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except OSError as err:
-        raise OnnxFaultError(f"cannot read {path}: {err.strerror or err}; {_HINT}") from err
-    except (UnicodeDecodeError, ValueError) as err:
-        raise OnnxFaultError(f"{path} is not JSON ({err}); {_HINT}") from err
-
-
 def _read_arrays(path: Path) -> dict[str, np.ndarray] | None:
     if not path.is_file():
         return None
@@ -113,9 +104,9 @@ def read_run(path: str | Path) -> Run:
         report = path / "report.json"
         if not report.is_file():
             raise OnnxFaultError(f"{path} has no report.json; {_HINT}")
-        folder, data = path, _read_json(report)
+        folder, data = path, read_json(report, _HINT)
     elif path.is_file():
-        folder, data = path.parent, _read_json(path)
+        folder, data = path.parent, read_json(path, _HINT)
     else:
         raise OnnxFaultError(f"{path} does not exist; {_HINT}")
     kind = kind_of(data)
@@ -141,7 +132,21 @@ def number_runs(runs: list[Run]) -> list[Run]:
     return numbered
 
 
+def natural_key(text: str) -> list:
+    """Sort key that compares digit runs as numbers: k5 before k10."""
+    return [(int(part), part) if i % 2 else (0, part) for i, part in enumerate(re.split(r"(\d+)", text))]
+
+
+def given_order(paths: list[str]) -> list[str]:
+    """``paths`` in natural order when given in plain sorted order, as a shell glob expands them
+    (``runs/k*``: k1, k5, k10, k20, not k1, k10, k20, k5); any other order is the user's and is kept."""
+    if paths in (sorted(paths), sorted(paths, key=str.casefold)):
+        return sorted(paths, key=natural_key)
+    return paths
+
+
 def read_runs(paths) -> list[Run]:
+    """The runs at ``paths``, numbered later in the order :func:`given_order` keeps."""
     if not paths:
         raise OnnxFaultError(f"no run given; {_HINT}")
-    return [read_run(p) for p in paths]
+    return [read_run(p) for p in given_order([str(p) for p in paths])]

@@ -7,7 +7,6 @@ gives a uniform random neuron ranking (DeepFault's Table 3 baseline is in exampl
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,11 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from ..data import DataOptions, Dataset
-from ..errors import OnnxFaultError
+from ..errors import OnnxFaultError, check_finite, read_json
 from ..localization import SuspiciousNeuron, localize, samples_for
 from ..model import Model, as_model
 from ..provenance import stamp
 from ..shapley import ShapleyOptions
+from ..spectrum import Outcome, check_finite_options, validate_outcome
 from .base import Problem
 from .hs import sub_model_layers
 from .methods import METHODS, get_method
@@ -39,15 +39,52 @@ class SynthesisResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_neurons(path: str | Path) -> tuple[list[SuspiciousNeuron], str, str]:
-    """Neurons, granularity and layers spec from a ``localize --json`` file."""
+_NEURONS_HINT = "give a `onnxfault localize --json` file"
+
+
+def read_neurons(path: str | Path, model: Model | None = None) -> tuple[list[SuspiciousNeuron], str, str]:
+    """Neurons, granularity and layers spec from a ``localize --json`` file; with ``model``, every neuron
+    must name one of its layers and an index inside it."""
+    data = read_json(path, _NEURONS_HINT)
     try:
-        data = json.loads(Path(path).read_text())
-        neurons = [SuspiciousNeuron(n["rank"], n["tensor"], int(n["index"]), float(n["score"]),
+        neurons = [SuspiciousNeuron(n["rank"], n["tensor"], n["index"], float(n["score"]),
                                     n["as"], n["af"], n["ns"], n["nf"]) for n in data["neurons"]]
-        return neurons, data.get("granularity", "channel"), ",".join(dict.fromkeys(n.tensor for n in neurons))
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise OnnxFaultError(f"cannot read neurons from {path} ({err}); give a `onnxfault localize --json` file") from err
+        granularity = data.get("granularity", "channel")
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise OnnxFaultError(f"cannot read neurons from {path} ({type(err).__name__}: {err}); {_NEURONS_HINT}") from err
+    problem = _neurons_problem(neurons, granularity)
+    if problem:
+        raise OnnxFaultError(f"cannot read neurons from {path}: {problem}; {_NEURONS_HINT}")
+    if model is not None:
+        check_neurons(neurons, model, granularity, path)
+    return neurons, granularity, ",".join(dict.fromkeys(n.tensor for n in neurons))
+
+
+def _neurons_problem(neurons: list[SuspiciousNeuron], granularity) -> str | None:
+    if granularity not in ("channel", "element"):
+        return f"granularity {granularity!r} is neither channel nor element"
+    if not neurons:
+        return "it lists no neurons"
+    for n in neurons:
+        if not isinstance(n.tensor, str) or not n.tensor:
+            return f"neuron {n.rank!r} has no tensor name"
+        if isinstance(n.index, bool) or not isinstance(n.index, int) or n.index < 0:
+            return f"neuron index {n.index!r} of {n.tensor} is not a whole number ≥ 0"
+    return None
+
+
+def check_neurons(neurons: list[SuspiciousNeuron], model: Model, granularity: str, path) -> None:
+    """Every neuron names a layer of ``model`` and an index below that layer's neuron count."""
+    try:
+        layers = {layer.tensor: layer for layer in model.select_layers(list(dict.fromkeys(n.tensor for n in neurons)))}
+    except OnnxFaultError as err:
+        raise OnnxFaultError(f"--neurons {path} does not fit the model: {err}") from err
+    for n in neurons:
+        size = layers[n.tensor].neurons(granularity)
+        if n.index >= size:
+            raise OnnxFaultError(f"--neurons {path}: neuron index {n.index} of {n.tensor} is out of range (the layer "
+                                 f"has {size} neurons at {granularity} granularity); was the file written for "
+                                 "another model?")
 
 
 def _peak_rss_reset() -> float:
@@ -117,6 +154,9 @@ def check_options(options: dict) -> dict:
         raise OnnxFaultError(f"--gradient must be normalized or raw (got {options['gradient']})")
     if options.get("step_rule", "gradient") not in ("gradient", "sign"):
         raise OnnxFaultError(f"--step-rule must be gradient or sign (got {options['step_rule']})")
+    check_finite(time_limit=options.get("time_limit"), alpha=options.get("alpha"))
+    if options.get("time_limit", 1) <= 0:
+        raise OnnxFaultError(f"--time-limit must be > 0 seconds (got {options['time_limit']})")
     if not 0 < options.get("stop_fitness", 1.0) <= 1:
         raise OnnxFaultError(f"--stop-fitness must be in (0, 1] (got {options['stop_fitness']})")
     if "inertia" in options:  # deepsensor: "start,end" or a pair → (start, end)
@@ -133,7 +173,7 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
                epsilon: float | None = None, cut: str | None = None, clip_min: float | None = None,
                clip_max: float | None = None, device: str = "auto", data_options: DataOptions | None = None,
                on_batch=None, shapley: ShapleyOptions | None = None, options: dict | None = None,
-               output: str | None = None) -> SynthesisResult:
+               output: str | None = None, allow_nonfinite: bool = False) -> SynthesisResult:
     """Select suspicious neurons (as ``localize``), draw seeds, run ``method``, and measure the result.
 
     ``distance`` "default" takes the method's default; None means no L∞ bound. ``measure_name`` None is
@@ -142,10 +182,16 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
     ``stop_fitness`` and ``inertia`` (start, end); patch's ``objective`` (pixels|l1), ``max_pixels``,
     ``time_limit``, ``hold_inactive``, ``relaxation`` (region|paper), ``phases`` (free|seed),
     ``weight_change`` (total|max) and ``alpha``.
-    ``output`` names the class-score output of a model with several.
+    ``output`` names the class-score output of a model with several. NaN or infinite class scores are an
+    error unless ``allow_nonfinite``.
     Returns a :class:`SynthesisResult`; ``write_run`` in ``synthesis.output`` writes it."""
     chosen = get_method(method)
     shapley = (shapley or ShapleyOptions()).check()
+    check_finite(step=step, epsilon=epsilon, clip_min=clip_min, clip_max=clip_max, distance=distance,
+                 noise=shapley.noise, lambda_=shapley.lambda_)
+    check_finite_options(data_options)
+    if clip_min is not None and clip_max is not None and not clip_min < clip_max:
+        raise OnnxFaultError(f"--clip-min {clip_min} must be below --clip-max {clip_max}")
     options = check_options({**chosen.options, **(options or {})})
     if chosen.name == "deepsensor" and measure_name not in (None, "shapley") and neurons_file is None:
         raise OnnxFaultError(f"deepsensor chooses neurons by Shapley value, not {measure_name}; "
@@ -159,17 +205,19 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
     if params["iterations"] < 1:
         raise OnnxFaultError(f"--iterations must be at least 1 (got {params['iterations']})")
     model = as_model(model, output)
+    validate_outcome(Outcome(cls=cls, target=target), model.num_classes)  # both in range, as --neurons skips localize
     dataset: Dataset = samples_for(model, data, data_options, None, target)
     notes: list[str] = []
     if neurons_file is not None:
-        neurons, granularity, layers = read_neurons(neurons_file)
+        neurons, granularity, layers = read_neurons(neurons_file, model)
     else:
         def rank(spec: str) -> list[SuspiciousNeuron]:
             every = chosen.name == "deepsensor"  # all neurons, filtered by λ below
             return localize(model, samples_for(model, data, data_options, cls, target), layers=spec,
                             measure=measure_name, k=sum(l.neurons(granularity) for l in model.select_layers(spec))
                             if every else k, cls=cls, target=target, granularity=granularity,
-                            seed=seed, device=device, on_batch=on_batch, shapley=shapley).neurons
+                            seed=seed, device=device, on_batch=on_batch, shapley=shapley,
+                            allow_nonfinite=allow_nonfinite).neurons
 
         if chosen.name == "hs":  # HS-FGSM ranks the neurons of the sub-model's output layer (its cut) only
             cut, layers, notes = sub_model_layers(model, cut, layers)
@@ -179,9 +227,13 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
     by_tensor = {layer.tensor: layer for layer in model.select_layers(list(dict.fromkeys(n.tensor for n in neurons)))}
     if chosen.name == "deepsensor":  # every layer of the Shapley game: Eq. 6 divides by all their neurons
         by_tensor = {**{layer.tensor: layer for layer in model.select_layers(layers)}, **by_tensor}
-    seeds = choose_seeds(model, dataset, samples=samples, seed=seed, cls=cls, target=target, device=device)
+    seeds = choose_seeds(model, dataset, samples=samples, seed=seed, cls=cls, target=target, device=device,
+                         allow_nonfinite=allow_nonfinite)
     x, y, positions, data_range = seeds.x, seeds.y, seeds.positions, seeds.data_range
     clip = (data_range[0] if clip_min is None else clip_min, data_range[1] if clip_max is None else clip_max)
+    if (clip_min is not None or clip_max is not None) and not clip[0] < clip[1]:
+        raise OnnxFaultError(f"the valid range [{clip[0]:g}, {clip[1]:g}] is empty (--clip-min, --clip-max and the "
+                             "data's range); give --clip-min below --clip-max")
     problem = Problem(model, x, y, neurons, by_tensor, granularity, target, clip, params["step"], params["distance"],
                       params["iterations"], params["epsilon"], cut, device, options, seed)
     from ..adapters import gradients  # noqa: F401 - import torch before the clock starts

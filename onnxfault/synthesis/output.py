@@ -2,26 +2,34 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import OnnxFaultError
-from ..files import write_json, write_npz
+from ..files import write_folder, write_json, write_npz, write_text
 
 COLUMNS = 10
+RUN_FILES = ("report.json", "inputs.npz", "samples.png", "report.html")  # all a run folder may hold
 
 
 def check_out_dir(out: str | Path) -> Path:
+    """The folder a run replaces as a whole: refused when it is a file, the current folder or above, not
+    writable, or holds anything a run does not write (so a user's own folder is never deleted)."""
     out = Path(out)
-    parent = out.parent if str(out.parent) else Path(".")
+    real = Path(os.path.realpath(out))  # a symlinked --out: the folder it points to is replaced
     if out.exists() and not out.is_dir():
         raise OnnxFaultError(f"--out {out} is a file; give a folder")
-    if not parent.is_dir() or not os.access(parent, os.W_OK) or (out.is_dir() and not os.access(out, os.W_OK)):
+    if real == Path.cwd().resolve() or real in Path.cwd().resolve().parents:
+        raise OnnxFaultError(f"--out {out} is the current folder or above it; give a folder for the run, e.g. --out run1")
+    if not os.access(real.parent, os.W_OK) or (real.is_dir() and not os.access(real, os.R_OK | os.W_OK)):
         raise OnnxFaultError(f"cannot write to --out {out}: its folder is missing or not writable; choose another")
-    return out
+    foreign = sorted(p.name for p in real.iterdir() if p.name not in RUN_FILES) if real.is_dir() else []
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise OnnxFaultError(f"--out {out} holds {foreign[0]}{more}, not written by onnxfault, and a run replaces "
+                             "the folder as a whole; give a new or empty folder")
+    return real
 
 
 def as_images(x: np.ndarray, model_layout: str, sample_shape: tuple[int, ...]) -> np.ndarray:
@@ -69,23 +77,18 @@ def picture(original, synthesized, labels, before, after, clip, model_layout, sa
     return sheet
 
 
-def write_run(out: Path, report: dict, arrays: dict[str, np.ndarray], sheet, page: str | None = None) -> None:
-    """Write the three files (and ``report.html`` when ``page`` is given) into a temporary folder beside
-    ``out``, then move them in."""
-    out = check_out_dir(out)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if str(out.parent) else "."))
-    try:
+def write_run(out: Path, report: dict, arrays: dict[str, np.ndarray], sheet, page: str | None = None) -> str | None:
+    """Write ``report.json``, ``inputs.npz``, ``samples.png`` (and ``report.html`` when ``page`` is given) into a
+    staging folder beside ``out`` and swap it in whole; returns a note when an earlier run was replaced."""
+    real = check_out_dir(out)
+
+    def write(staging: Path) -> None:
         write_json(staging / "report.json", report)
         write_npz(staging / "inputs.npz", arrays)
         sheet.save(staging / "samples.png")
-        names = ["inputs.npz", "samples.png", "report.json"]
         if page is not None:
-            (staging / "report.html").write_text(page, encoding="utf-8")
-            names.insert(0, "report.html")
-        out.mkdir(exist_ok=True)
-        for name in names:
-            os.replace(staging / name, out / name)
-    except OSError as err:
-        raise OnnxFaultError(f"cannot write to --out {out}: {err.strerror or err}") from err
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            write_text(staging / "report.html", page)
+
+    if write_folder(real, write):
+        return f"replaced the earlier run in {out} as a whole"
+    return None

@@ -56,11 +56,12 @@ def summarize(cache: dict, seeds: int) -> dict:
     }
 
 
+SETTINGS = ("relaxation", "phases", "weight_change", "alpha", "hold_inactive")  # options that are Settings
+
+
 def settings_from(options: dict, target: int | None) -> Settings:
     """The algorithm's settings from the method options; a target needs "c beats every class"."""
-    given = {k: options[k] for k in ("relaxation", "phases", "weight_change", "alpha", "hold_inactive")
-             if options.get(k) is not None}
-    return Settings(**given, goal="flip" if target is None else "wins")
+    return Settings(**{k: options[k] for k in SETTINGS if k in options}, goal="flip" if target is None else "wins")
 
 
 def _prefix(p: Problem, chain):
@@ -73,7 +74,9 @@ def _prefix(p: Problem, chain):
 
 
 @register("patch", "AIGENT: patch edge-layers by linear programs, then solve for the input change",
-          summarize=summarize, step=0.0, distance=0.1, iterations=1, epsilon=0.0)
+          summarize=summarize, options={"objective": "pixels", "max_pixels": None, "time_limit": 10.0,
+                                        **{k: getattr(Settings(), k) for k in SETTINGS}},
+          step=0.0, distance=0.1, iterations=1, epsilon=0.0)
 def run(p: Problem) -> np.ndarray:
     chain = p.once("patch_chain", lambda: dense_chain(p.model.proto, p.model.output_name))
     prefix = p.once("patch_prefix", lambda: _prefix(p, chain))

@@ -30,16 +30,17 @@ class Seeds:
 
 
 def choose_seeds(model: Model, dataset: Dataset, *, samples: int, seed: int, cls: int | None = None,
-                 target: int | None = None, device: str = "auto") -> Seeds:
+                 target: int | None = None, device: str = "auto", allow_nonfinite: bool = False) -> Seeds:
     """Correctly classified seeds: with ``cls`` only of class ``cls``; with ``target`` never of class
     ``target``. Every class present gets ``samples`` seeds (fewer if it has fewer); a class with none is
-    skipped (an error for ``cls``, or when no class has a seed)."""
+    skipped (an error for ``cls``, or when no class has a seed). NaN or infinite class scores are an
+    error unless ``allow_nonfinite``."""
     if samples < 1:
         raise OnnxFaultError(f"--samples must be at least 1 (got {samples})")
     session = model.session(device)
     predictions, low, high = [], np.inf, -np.inf
-    for x, _ in dataset.batches():
-        predictions.append(session.run(x)[0].argmax(-1))
+    for x, _, (scores, *_) in session.scored(dataset, allow_nonfinite):
+        predictions.append(scores.argmax(-1))
         low, high = min(low, float(x.min())), max(high, float(x.max()))
     predictions = np.concatenate(predictions)
     labels = dataset.labels
