@@ -153,6 +153,7 @@ def build_pairs(folder: Path, with_keras: bool = True, with_deepfault: bool = Tr
     import torch
 
     from onnxfault.adapters import convert, from_keras, from_torch
+    from onnxfault.quiet import silenced_fds
 
     with np.load(SAMPLE) as sample:
         x = torch.from_numpy(sample["x"][:1000, None].astype(np.float32) / np.float32(255))
@@ -165,7 +166,9 @@ def build_pairs(folder: Path, with_keras: bool = True, with_deepfault: bool = Tr
             net = train_briefly(build(), x, y)
             stem = name.split()[0].lower()
             a = from_torch(net, x[:1], folder / f"{stem}_torch.onnx").path
-            b = from_keras(to_keras(net), folder / f"{stem}_keras.onnx").path
+            with silenced_fds(2):  # TensorFlow's lines when it first builds a model (cuInit)
+                model = to_keras(net)
+            b = from_keras(model, folder / f"{stem}_keras.onnx").path
             results.append(compare(f"{name}: PyTorch vs Keras 3", a, b))
     if with_deepfault:
         json_path = DEEPFAULT / "mnist_test_model_5_30_leaky_relu.json"
@@ -176,8 +179,11 @@ def build_pairs(folder: Path, with_keras: bool = True, with_deepfault: bool = Tr
 
 
 def main() -> None:
+    from onnxfault.quiet import silenced_fds
+
     try:
-        import keras  # noqa: F401
+        with silenced_fds(2):  # TensorFlow's CUDA/oneDNN start-up lines, as `onnxfault convert` silences them
+            import keras  # noqa: F401
         with_keras = True
     except ImportError:
         print("Keras 3 / TensorFlow not installed: skipping the PyTorch vs Keras pairs", file=sys.stderr)

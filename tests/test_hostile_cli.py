@@ -280,6 +280,9 @@ def test_report_numbers_globbed_runs_naturally(cli, work, tmp_path):
     assert [p.rsplit("/", 1)[1] for p in globbed] == ["k1.json", "k10.json", "k20.json", "k5.json"]
     assert [r.name for r in read_runs(globbed)] == ["k1", "k5", "k10", "k20"]
     assert given_order(["k20", "k1"]) == ["k20", "k1"]  # an order the user chose is kept
+    # a glob between other runs (`report ochiai.json runs/deepfault-k* runs/fgsm`) is ordered within itself
+    assert given_order(["o.json", "d-k1", "d-k10", "d-k20", "d-k5", "fgsm"]) == \
+        ["o.json", "d-k1", "d-k5", "d-k10", "d-k20", "fgsm"]
     page = tmp_path / "page.html"
     result = cli("report", *globbed, "-o", page)
     assert result.exit_code == 0, result.output

@@ -138,11 +138,16 @@ def natural_key(text: str) -> list:
 
 
 def given_order(paths: list[str]) -> list[str]:
-    """``paths`` in natural order when given in plain sorted order, as a shell glob expands them
-    (``runs/k*``: k1, k5, k10, k20, not k1, k10, k20, k5); any other order is the user's and is kept."""
-    if paths in (sorted(paths), sorted(paths, key=str.casefold)):
-        return sorted(paths, key=natural_key)
-    return paths
+    """``paths`` with every stretch given in plain sorted order, as a shell glob expands one, put in natural
+    order (``a.json runs/k* b``: k1, k5, k10, k20, not k1, k10, k20, k5); the order between stretches is the
+    user's and is kept."""
+    stretches: list[list[str]] = []
+    for path in paths:
+        if stretches and path >= stretches[-1][-1]:
+            stretches[-1].append(path)
+        else:
+            stretches.append([path])
+    return [path for stretch in stretches for path in sorted(stretch, key=natural_key)]
 
 
 def read_runs(paths) -> list[Run]:
