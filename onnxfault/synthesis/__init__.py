@@ -166,6 +166,19 @@ def check_options(options: dict) -> dict:
     return options
 
 
+def method_params(chosen, *, step, iterations, epsilon, distance) -> dict:
+    """``step``, ``distance``, ``iterations`` and ``epsilon``: the method's defaults, overridden by those given
+    (``distance`` "default" keeps the method's; None is no L∞ bound)."""
+    params = {**chosen.defaults, **{k_: v for k_, v in (("step", step), ("iterations", iterations),
+                                                          ("epsilon", epsilon)) if v is not None}}
+    params["distance"] = chosen.defaults["distance"] if distance == "default" else distance
+    if params["distance"] is not None and params["distance"] <= 0:
+        raise OnnxFaultError(f"--distance must be > 0 (got {params['distance']}); use none for no bound")
+    if params["iterations"] < 1:
+        raise OnnxFaultError(f"--iterations must be at least 1 (got {params['iterations']})")
+    return params
+
+
 def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls: int | None = None,
                target: int | None = None, samples: int = 10, seed: int = 0, measure_name: str | None = None,
                k: int = 10, layers: str = "auto", granularity: str = "channel", neurons_file: str | Path | None = None,
@@ -197,13 +210,7 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
         raise OnnxFaultError(f"deepsensor chooses neurons by Shapley value, not {measure_name}; "
                              "drop --measure or use --measure shapley")
     measure_name = measure_name or ("shapley" if chosen.name == "deepsensor" else "ochiai")
-    params = {**chosen.defaults, **{k_: v for k_, v in (("step", step), ("iterations", iterations),
-                                                          ("epsilon", epsilon)) if v is not None}}
-    params["distance"] = chosen.defaults["distance"] if distance == "default" else distance
-    if params["distance"] is not None and params["distance"] <= 0:
-        raise OnnxFaultError(f"--distance must be > 0 (got {params['distance']}); use none for no bound")
-    if params["iterations"] < 1:
-        raise OnnxFaultError(f"--iterations must be at least 1 (got {params['iterations']})")
+    params = method_params(chosen, step=step, iterations=iterations, epsilon=epsilon, distance=distance)
     model = as_model(model, output)
     validate_outcome(Outcome(cls=cls, target=target), model.num_classes)  # both in range, as --neurons skips localize
     dataset: Dataset = samples_for(model, data, data_options, None, target)
