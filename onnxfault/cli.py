@@ -484,7 +484,7 @@ def measures() -> None:
 def main() -> None:
     import sys
 
-    from .files import Interrupted, install_interrupt_handlers
+    from .interrupts import Interrupted, install_interrupt_handlers
 
     install_interrupt_handlers()  # SIGINT/SIGTERM unwind through cleanups: no temp or half-written output left
     try:

@@ -2,8 +2,8 @@
 
 Every output goes to a temp file (or folder) beside its target and is renamed into place once everything is
 written; :func:`write_together` lands several files together, :func:`write_folder` swaps a whole folder in.
-SIGINT/SIGTERM (with :func:`install_interrupt_handlers`, as the CLI does) raise :class:`Interrupted`, so temps
-are removed on the way out, and are held back while renames or cleanups run so none is cut in half.
+An interruption (see :mod:`onnxfault.interrupts`) removes the temps on the way out, and is held back while
+renames or cleanups run so none is cut in half.
 """
 from __future__ import annotations
 
@@ -12,55 +12,15 @@ import json
 import math
 import os
 import shutil
-import signal
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import OnnxFaultError
+from .interrupts import signals_held
 
 Writer = Callable[[Path], None]
-SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-_held = 0
-_pending: list[int] = []
-
-
-class Interrupted(BaseException):
-    """SIGINT/SIGTERM/SIGHUP arrived; a BaseException, so only ``finally`` blocks and cleanups see it."""
-
-    def __init__(self, signum: int):
-        self.signum = signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
-
-
-def _on_signal(signum: int, frame) -> None:
-    if _held:
-        _pending.append(signum)
-        return
-    _pending.clear()
-    raise Interrupted(signum)
-
-
-def install_interrupt_handlers() -> None:
-    """Turn SIGINT/SIGTERM/SIGHUP into :class:`Interrupted` (main thread only; the CLI calls this first)."""
-    for signum in SIGNALS:
-        signal.signal(signum, _on_signal)
-
-
-@contextmanager
-def signals_held():
-    """Hold interruptions back for the duration (a rename or cleanup runs to its end), then raise the first."""
-    global _held
-    _held += 1
-    try:
-        yield
-    finally:
-        _held -= 1
-        if not _held and _pending:
-            signum = _pending[0]
-            _pending.clear()
-            raise Interrupted(signum)
 
 
 def check_writable(path: str | os.PathLike, what: str = "output") -> Path:

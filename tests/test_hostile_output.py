@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnxfault import files
+from onnxfault import files, interrupts
 from onnxfault.errors import OnnxFaultError
 from onnxfault.synthesis.output import check_out_dir
 
@@ -195,8 +195,8 @@ def test_localize_interrupted_writes_all_or_none(tmp_path, hook, sig, lands):
 # ---- the helpers in-process, with the CLI's handlers and real signals --------------------------------
 @pytest.fixture
 def handlers():
-    before = {signum: signal.getsignal(signum) for signum in files.SIGNALS}
-    files.install_interrupt_handlers()
+    before = {signum: signal.getsignal(signum) for signum in interrupts.SIGNALS}
+    interrupts.install_interrupt_handlers()
     yield
     for signum, handler in before.items():
         signal.signal(signum, handler)
@@ -209,15 +209,15 @@ def test_sigterm_inside_a_writer_removes_every_temp(tmp_path, handlers):
         tmp.write_text("half")
         os.kill(os.getpid(), signal.SIGTERM)
 
-    with pytest.raises(files.Interrupted):
+    with pytest.raises(interrupts.Interrupted):
         files.write_together([(tmp_path / "a.txt", files.text_writer("new")), (tmp_path / "b.txt", killed)])
     assert listing(tmp_path) == {"a.txt"} and (tmp_path / "a.txt").read_text() == "old"
 
 
 def test_signals_are_held_back_until_the_block_ends(handlers):
     done = []
-    with pytest.raises(files.Interrupted, match="SIGINT"):
-        with files.signals_held():
+    with pytest.raises(interrupts.Interrupted, match="SIGINT"):
+        with interrupts.signals_held():
             os.kill(os.getpid(), signal.SIGINT)
             done.append("finished")
     assert done == ["finished"]
