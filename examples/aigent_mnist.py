@@ -55,18 +55,11 @@ def net_8_16() -> nn.Module:
 
 def train_8_16(x: torch.Tensor, y: torch.Tensor, epochs: int = 10, seed: int = 0) -> nn.Module:
     """784-8-16-10 ReLU, MSE on one-hot targets (as the authors' model), Adam 1e-3, batches of 32."""
+    from train_mnist import train
+
     torch.manual_seed(seed)
-    net = net_8_16()
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    target = nn.functional.one_hot(y, 10).float()
-    for _ in range(epochs):
-        order = torch.randperm(len(x))
-        for start in range(0, len(x), 32):
-            batch = order[start:start + 32]
-            optimizer.zero_grad()
-            nn.functional.mse_loss(net(x[batch]), target[batch]).backward()
-            optimizer.step()
-    return net.eval()
+    return train(net_8_16(), x, nn.functional.one_hot(y, 10).float(), epochs, loss=nn.functional.mse_loss,
+                 batch_size=32)
 
 
 def rebuild() -> None:

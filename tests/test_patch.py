@@ -3,6 +3,7 @@ order, a detection floor on a small MNIST net trained here, re-check on ONNX, ba
 from __future__ import annotations
 
 import json
+import sys
 import math
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper
 from scipy.optimize import linprog
 
-from conftest import init, make_model, save
+from conftest import EXAMPLES, init, make_model, save
 from onnxfault import load_model
 from onnxfault.errors import OnnxFaultError
 from onnxfault.synthesis import synthesize
@@ -178,24 +179,16 @@ def test_input_change_meets_every_row():
 
 
 def train_8_16(x: np.ndarray, y: np.ndarray, path, epochs: int = 10):
-    """A 784-8-16-10 ReLU net like the paper's MNIST model (MSE on one-hot targets, as the authors')."""
-    torch = pytest.importorskip("torch")
+    """A 784-8-16-10 ReLU net like the paper's MNIST model, trained as examples/aigent_mnist.py trains it."""
+    import torch
+
     from onnxfault.adapters import from_torch
 
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(784, 8), torch.nn.ReLU(), torch.nn.Linear(8, 16), torch.nn.ReLU(),
-                              torch.nn.Linear(16, 10))
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    sys.path.insert(0, str(EXAMPLES))
+    from aigent_mnist import train_8_16 as train
+
     inputs = torch.from_numpy(x.reshape(len(x), -1).astype(np.float32) / 255)
-    target = torch.nn.functional.one_hot(torch.from_numpy(y.astype(np.int64)), 10).float()
-    for _ in range(epochs):
-        order = torch.randperm(len(x))
-        for start in range(0, len(x), 32):
-            batch = order[start:start + 32]
-            optimizer.zero_grad()
-            torch.nn.functional.mse_loss(net(inputs[batch]), target[batch]).backward()
-            optimizer.step()
-    from_torch(net.eval(), inputs[:1], path)
+    from_torch(train(inputs, torch.from_numpy(y.astype(np.int64)), epochs), inputs[:1], path)
     return path
 
 
