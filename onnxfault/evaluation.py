@@ -9,7 +9,7 @@ import numpy as np
 
 from .data import DataOptions, Dataset, open_dataset
 from .model import Model, as_model
-from .spectrum import check_finite_options, check_labels
+from .spectrum import check_labels
 
 
 SPARSE_ABOVE = 100  # evaluate --json writes the confusion matrix as triples above this many classes
@@ -81,7 +81,6 @@ def evaluate(model: str | Path | Model, data: str | Path | Dataset, *, device: s
     """Run the model over ``data`` (streamed in batches) and compare predictions with labels; ``output``
     names the class-score output of a model with several. NaN or infinite class scores are an error
     unless ``allow_nonfinite``."""
-    check_finite_options(data_options)
     model = as_model(model, output)
     dataset = data if isinstance(data, Dataset) else open_dataset(data, model.input_shape, data_options)
     check_labels(dataset, model.num_classes)

@@ -12,7 +12,7 @@ from .errors import OnnxFaultError, check_finite
 from .measures import get_measure, rank, score
 from .model import Layer, Model, as_model
 from .provenance import stamp
-from .spectrum import Outcome, Spectrum, check_finite_options, hit_spectrum, validate_outcome
+from .spectrum import Outcome, Spectrum, hit_spectrum, validate_outcome
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,6 @@ def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: s
     chosen_measure = get_measure(measure)  # fail fast on an unknown name
     shapley = (shapley or ShapleyOptions()).check()
     check_finite(threshold=threshold, star=star, noise=shapley.noise, lambda_=shapley.lambda_)
-    check_finite_options(data_options)
     if k < 1:
         raise OnnxFaultError(f"-k must be at least 1 (got {k})")
     outcome = outcome_for(cls, target)

@@ -110,13 +110,6 @@ def validate_outcome(outcome: Outcome, num_classes: int) -> None:
             raise OnnxFaultError(f"{flag} {value} is out of range: the model has classes 0..{num_classes - 1}")
 
 
-def check_finite_options(options) -> None:
-    """The numbers of :class:`~onnxfault.data.DataOptions` (``mean``, ``std``) must be finite."""
-    for flag in ("mean", "std"):
-        for value in getattr(options, flag, None) or ():
-            check_finite(**{flag: value})
-
-
 def check_labels(dataset: Dataset, num_classes: int) -> None:
     """Every selected label must be a class of the model."""
     if len(dataset.labels) and dataset.labels.max() >= num_classes:

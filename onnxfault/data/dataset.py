@@ -9,7 +9,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..errors import OnnxFaultError
+from ..errors import OnnxFaultError, check_finite
 from .cifar import is_pickle, open_cifar
 from .folder import is_image_folder, open_folder
 from .idx import is_idx, open_idx
@@ -32,6 +32,11 @@ class DataOptions:
     std: Sequence[float] | None = None
     layout: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
+
+    def __post_init__(self):
+        for flag in ("mean", "std"):  # finite numbers only, named by their flag
+            for value in getattr(self, flag) or ():
+                check_finite(**{flag: value})
 
 
 def open_source(path: str | Path, labels: str | Path | None = None) -> Source:

@@ -19,7 +19,7 @@ from ..localization import SuspiciousNeuron, localize, samples_for
 from ..model import Model, as_model
 from ..provenance import stamp
 from ..shapley import ShapleyOptions
-from ..spectrum import Outcome, check_finite_options, validate_outcome
+from ..spectrum import Outcome, validate_outcome
 from .base import Problem
 from .hs import sub_model_layers
 from .methods import METHODS, get_method
@@ -202,7 +202,6 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
     shapley = (shapley or ShapleyOptions()).check()
     check_finite(step=step, epsilon=epsilon, clip_min=clip_min, clip_max=clip_max, distance=distance,
                  noise=shapley.noise, lambda_=shapley.lambda_)
-    check_finite_options(data_options)
     if clip_min is not None and clip_max is not None and not clip_min < clip_max:
         raise OnnxFaultError(f"--clip-min {clip_min} must be below --clip-max {clip_max}")
     options = check_options({**chosen.options, **(options or {})})
