@@ -195,3 +195,32 @@ def test_streaming_memory_does_not_grow_with_data(tmp_path, kind):
     tracemalloc.stop()
     assert seen == 20_000
     assert peak < 4_000_000, f"peak {peak / 1e6:.1f} MB while streaming 15.7 MB of images"
+
+
+@pytest.mark.parametrize("kind", ["idx.gz", "idx", "npz", "npz-compressed", "folder"])
+def test_shards_are_disjoint_and_cover_the_selection(tmp_path, kind):
+    """Shards of a selection (classes, then a limit) batch exactly the samples and labels of the whole."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (57, 6, 5), dtype=np.uint8)
+    y = rng.integers(0, 4, 57)
+    if kind.startswith("idx"):
+        path = write_idx(tmp_path / "data-images-idx3-ubyte", x, gz=kind == "idx.gz")
+        write_idx(tmp_path / "data-labels-idx1-ubyte", y.astype(np.uint8), gz=kind == "idx.gz")
+    elif kind == "folder":
+        from PIL import Image
+
+        path = tmp_path / "images"
+        for i, (image, label) in enumerate(zip(x, y)):
+            (path / f"c{label}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(path / f"c{label}" / f"{i:03d}.png")
+    else:
+        path = tmp_path / "data.npz"
+        (np.savez_compressed if kind == "npz-compressed" else np.savez)(path, x=x, y=y)
+    whole = open_dataset(path, (30,), DataOptions(classes=[0, 2, 3], limit=40, batch_size=7))
+    xs, ys = collect(whole)
+    for bounds in ([0, 40], [0, 1, 40], [0, 13, 14, 29, 40], [0, 7, 14, 21, 28, 35, 40]):
+        parts = [collect(whole.shard(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        assert np.array_equal(np.concatenate([p[0] for p in parts]), xs)
+        assert np.array_equal(np.concatenate([p[1] for p in parts]), ys)
+    with pytest.raises(OnnxFaultError, match="outside"):
+        whole.shard(30, 41)

@@ -1,6 +1,7 @@
 """Opening a data set for a model and streaming it in preprocessed float32 batches."""
 from __future__ import annotations
 
+import copy
 import stat
 import zlib
 from dataclasses import dataclass
@@ -87,6 +88,15 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def shard(self, start: int, stop: int) -> "Dataset":
+        """The samples at selection positions ``start`` … ``stop`` - 1, as a data set of their own (same source,
+        preprocessing and batch size): shards of one data set are disjoint and together hold every sample."""
+        if not 0 <= start < stop <= len(self):
+            raise OnnxFaultError(f"shard [{start}, {stop}) is outside the {len(self)} selected samples")
+        part = copy.copy(self)
+        part.indices, part.labels = self.indices[start:stop], self.labels[start:stop]
+        return part
+
     @property
     def num_batches(self) -> int:
         return -(-len(self) // self.options.batch_size)
@@ -96,11 +106,12 @@ class Dataset:
         size = self.options.batch_size
         wanted = np.zeros(len(self.source), bool)
         wanted[self.indices] = True
+        first = int(self.indices[0]) if len(self.indices) else 0
         last = int(self.indices[-1]) if len(self.indices) else -1
         pending: list[np.ndarray] = []
         held, done = 0, 0
-        start = 0
-        for chunk in self.source.chunks(size):
+        start = first
+        for chunk in self.source.chunks(size, first):
             picked = chunk[wanted[start:start + len(chunk)]]
             start += len(chunk)
             if len(picked):

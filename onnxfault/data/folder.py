@@ -70,8 +70,8 @@ def open_folder(path: Path) -> Source:
     mode = "L" if grey else "RGB"
     shape = _open_image(files[0], mode).shape
 
-    def chunks(rows: int) -> Iterator[np.ndarray]:
-        for start in range(0, len(files), rows):
+    def chunks(rows: int, first: int = 0) -> Iterator[np.ndarray]:
+        for start in range(first, len(files), rows):
             block = [_open_image(f, mode) for f in files[start:start + rows]]
             for f, image in zip(files[start:start + rows], block):
                 if image.shape != shape:

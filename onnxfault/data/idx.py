@@ -122,10 +122,11 @@ def open_idx(path: Path, labels: Path | None = None) -> Source:
     y = as_labels(read_idx_array(labels), str(labels))
     sample_shape = tuple(shape[1:])
 
-    def chunks(rows: int) -> Iterator[np.ndarray]:
+    def chunks(rows: int, first: int = 0) -> Iterator[np.ndarray]:
         with _open(path) as fh:
             _header(fh, path)
-            yield from stream_rows(lambda size: _read_exact(fh, size, path), shape[0], sample_shape, dtype, rows)
+            yield from stream_rows(lambda size: _read_exact(fh, size, path), shape[0], sample_shape, dtype, rows,
+                                   first)
 
     layout = "hw" if len(sample_shape) == 2 else None
     return Source(f"IDX {path.name}", y, sample_shape, layout, dtype.newbyteorder("="), chunks)

@@ -120,17 +120,17 @@ def open_npz(path: Path) -> Source:
     shape, dtype, what = x.shape, x.dtype, f"array 'x' in {path}"
     sample_shape = tuple(shape[1:])
 
-    def chunks(rows: int) -> Iterator[np.ndarray]:
+    def chunks(rows: int, first: int = 0) -> Iterator[np.ndarray]:
         try:
             with zipfile.ZipFile(path) as zf, zf.open(x.member) as fh:
                 _header(fh, what)
                 if x.fortran:  # column-major rows are not contiguous: read whole (bounded by MAX_FORTRAN_BYTES)
                     raw = _read(fh, math.prod(shape) * dtype.itemsize, what)
                     data = np.frombuffer(raw, dtype).reshape(shape, order="F").astype(dtype.newbyteorder("="))
-                    for start in range(0, shape[0], rows):
+                    for start in range(first, shape[0], rows):
                         yield np.ascontiguousarray(data[start:start + rows])
                     return
-                yield from stream_rows(lambda size: _read(fh, size, what), shape[0], sample_shape, dtype, rows)
+                yield from stream_rows(lambda size: _read(fh, size, what), shape[0], sample_shape, dtype, rows, first)
         except _READ_ERRORS as err:
             raise OnnxFaultError(f"cannot read {path}: {err}; the file is corrupt or not an .npz") from None
 

@@ -20,7 +20,8 @@ MAX_DEFLATE_RATIO = 1032  # deflate (zip, gzip) cannot expand data more than thi
 
 @dataclass
 class Source:
-    """A labelled data set. ``chunks(rows)`` yields consecutive sample blocks of up to ``rows`` rows.
+    """A labelled data set. ``chunks(rows, first)`` yields consecutive sample blocks of up to ``rows`` rows,
+    from sample ``first`` on (readers that can seek go there directly; others read past what comes before).
 
     ``layout`` is ``flat``, ``hw``, ``hwc``, ``chw`` or None when unknown (e.g. an .npz of 3-D samples).
     """
@@ -30,18 +31,27 @@ class Source:
     sample_shape: tuple[int, ...]
     layout: str | None
     dtype: np.dtype
-    chunks: Callable[[int], Iterator[np.ndarray]]
+    chunks: Callable[[int, int], Iterator[np.ndarray]]
 
     def __len__(self) -> int:
         return len(self.labels)
 
 
+SKIP_BYTES = 1 << 24  # readers that cannot seek read past skipped samples this many bytes at a time
+
+
 def stream_rows(read: Callable[[int], bytes], count: int, sample_shape: tuple[int, ...], dtype: np.dtype,
-                rows: int) -> Iterator[np.ndarray]:
-    """``count`` samples from ``read(size)`` (exactly ``size`` bytes, or it raises), in consecutive blocks of
-    up to ``rows`` samples, in native byte order."""
+                rows: int, first: int = 0) -> Iterator[np.ndarray]:
+    """Samples ``first`` … ``count`` - 1 from ``read(size)`` (exactly ``size`` bytes, or it raises), positioned
+    at sample 0, in consecutive blocks of up to ``rows`` samples, in native byte order; the ``first`` samples
+    are read past in bounded pieces."""
     row_bytes = math.prod(sample_shape) * dtype.itemsize
-    for start in range(0, count, rows):
+    skip = first * row_bytes
+    while skip:
+        piece = min(skip, SKIP_BYTES)
+        read(piece)
+        skip -= piece
+    for start in range(first, count, rows):
         n = min(rows, count - start)
         block = np.frombuffer(read(n * row_bytes), dtype)
         yield block.astype(dtype.newbyteorder("="), copy=False).reshape((n, *sample_shape))
@@ -85,8 +95,8 @@ def guess_layout(sample_shape: tuple[int, ...]) -> str | None:
 def in_memory(description: str, x: np.ndarray, labels: np.ndarray, layout: str | None) -> Source:
     """A Source over arrays already in memory."""
 
-    def chunks(rows: int) -> Iterator[np.ndarray]:
-        for start in range(0, len(x), rows):
+    def chunks(rows: int, first: int = 0) -> Iterator[np.ndarray]:
+        for start in range(first, len(x), rows):
             yield x[start:start + rows]
 
     return Source(description, labels, tuple(x.shape[1:]), layout, x.dtype, chunks)
