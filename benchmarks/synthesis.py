@@ -86,7 +86,7 @@ def one_run(model_path: str, shape: list[int], label: str, size: int, threads: i
     from onnxfault import load_model
     from onnxfault.adapters import gradients  # noqa: F401 - import torch before measuring
     from onnxfault.localization import SuspiciousNeuron
-    from onnxfault.synthesis import _peak_rss_mb, _peak_rss_reset, run_in_chunks
+    from onnxfault.synthesis.running import peak_rss_mb, peak_rss_reset, run_in_chunks
     from onnxfault.synthesis.base import Problem
     from onnxfault.synthesis.hs import sub_model_layers
     from onnxfault.synthesis.methods import get_method
@@ -104,10 +104,10 @@ def one_run(model_path: str, shape: list[int], label: str, size: int, threads: i
     warm_up = Problem(**{**problem.__dict__, "x": x[:2], "y": problem.y[:2], "extra": {}, "cache": {}})
     run_in_chunks(run, warm_up, chunk)  # torch start-up; the timed run still builds its own module
     base = rss_mb()
-    before = _peak_rss_reset()
+    before = peak_rss_reset()
     start = time.perf_counter()
     run_in_chunks(run, problem, chunk)
-    seconds, method_peak = time.perf_counter() - start, _peak_rss_mb()
+    seconds, method_peak = time.perf_counter() - start, peak_rss_mb()
     return {"seconds": seconds, "process_peak_mb": max(before, method_peak), "method_growth_mb": method_peak - base,
             "cut": cut}
 

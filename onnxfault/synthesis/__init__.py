@@ -24,6 +24,7 @@ from .base import Problem
 from .hs import sub_model_layers
 from .methods import METHODS, get_method
 from .metrics import measure
+from .running import peak_rss_mb, peak_rss_reset, run_in_chunks
 from .seeds import choose_seeds
 
 __all__ = ["METHODS", "SynthesisResult", "synthesize", "read_neurons"]
@@ -85,46 +86,6 @@ def check_neurons(neurons: list[SuspiciousNeuron], model: Model, granularity: st
             raise OnnxFaultError(f"--neurons {path}: neuron index {n.index} of {n.tensor} is out of range (the layer "
                                  f"has {size} neurons at {granularity} granularity); was the file written for "
                                  "another model?")
-
-
-def _peak_rss_reset() -> float:
-    """Reset the process's peak resident set size and return the peak before the reset (MB), so that the
-    whole-process peak is max(that, a later ``_peak_rss_mb()``). Where the reset fails (not Linux), the peak
-    is left alone and a phase's peak reads as the whole process's so far."""
-    before = _peak_rss_mb()
-    try:  # Linux: writing 5 resets the peak resident set size (VmHWM)
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        pass
-    return before
-
-
-def _peak_rss_mb() -> float:
-    """The peak resident set size since the process started or since the last reset (MB)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def run_in_chunks(run, problem: Problem, size: int) -> np.ndarray:
-    """``run`` on ``size`` seeds at a time (memory stays bounded); methods treat samples independently."""
-    out = None  # filled in place: no list of chunks and concatenated copy side by side
-    for start in range(0, len(problem.x), size):
-        part = replace(problem, x=problem.x[start:start + size], y=problem.y[start:start + size], extra={})
-        result = run(part)
-        if out is None:
-            out = np.empty((len(problem.x), *result.shape[1:]), result.dtype)
-        out[start:start + len(result)] = result
-        problem.extra.update(part.extra)
-    return out
 
 
 def excitable(neurons: list[SuspiciousNeuron], lambda_: float) -> list[SuspiciousNeuron]:
@@ -245,16 +206,16 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
     from ..adapters import gradients  # noqa: F401 - import torch before the clock starts
 
     size = (data_options or DataOptions()).batch_size
-    peak_before = _peak_rss_reset()
+    peak_before = peak_rss_reset()
     start = time.perf_counter()
     synthesized = run_in_chunks(chosen.run, problem, size)
     seconds = time.perf_counter() - start
-    method_peak = _peak_rss_mb()
+    method_peak = peak_rss_mb()
     differentiable = problem.extra.get("differentiable")
     metrics, before, after = measure(model, x, synthesized, y, neurons, by_tensor, granularity, target,
                                      problem.scores_are_probabilities, device)
     cuda_peak = differentiable.cuda_peak_mb() if differentiable is not None else None
-    peak = max(peak_before, _peak_rss_mb())  # the whole process: loading, spectrum, seeds, method, metrics
+    peak = max(peak_before, peak_rss_mb())  # the whole process: loading, spectrum, seeds, method, metrics
     report = {
         "method": chosen.name, "model": model.path, "data": dataset.path,
         "params": {**params, "class": cls, "target": target, "samples": samples, "seed": seed,
