@@ -46,10 +46,23 @@ OutputOpt = Annotated[Optional[str], typer.Option("--output", help="the class-sc
 DeviceOpt = Annotated[str, typer.Option("--device", help=literal_help("auto|cpu|cuda (cuda needs onnxfault[gpu])"), rich_help_panel="Run")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, no table", rich_help_panel="Run")]
 NonfiniteOpt = Annotated[bool, typer.Option("--allow-nonfinite", help="go on when the model's class scores are NaN or infinite (default: an error naming the first such sample)", rich_help_panel="Run")]
+RayOpt = Annotated[Optional[str], typer.Option("--ray", help="run on Ray: local (a Ray runtime on this machine), auto or HOST:PORT or ray://HOST:PORT (a running cluster); needs onnxfault[ray]", rich_help_panel="Scaling out", show_default=False)]
+WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Ray workers (default: one per CPU, or per GPU, of the cluster)", rich_help_panel="Scaling out", show_default=False)]
 PermutationsOpt = Annotated[int, typer.Option("--permutations", help="Monte-Carlo permutations", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
 NoiseOpt = Annotated[float, typer.Option("--noise", help="std of the Gaussian input noise Δx", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
 ShapleySamplesOpt = Annotated[int, typer.Option("--shapley-samples", help="samples the loss change is averaged over", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
 LambdaOpt = Annotated[float, typer.Option("--lambda", help="excitable: normalised Shapley value ψ / max ψ > λ", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
+
+
+def _ray(address: Optional[str], workers: Optional[int]):
+    """``--ray``/``--workers`` as RayOptions, or None to run in this process."""
+    if address is None:
+        if workers is not None:
+            raise OnnxFaultError("--workers sets the number of Ray workers; add --ray local (or a cluster's address)")
+        return None
+    from .distributed import RayOptions
+
+    return RayOptions(address, workers)
 
 
 def _shapley(permutations, noise, shapley_samples, lambda_):
@@ -198,7 +211,8 @@ def evaluate(model: ModelArg, data: DataOpt,
              output: OutputOpt = None,
              labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
              mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
-             device: DeviceOpt = "auto", quiet: QuietOpt = False, allow_nonfinite: NonfiniteOpt = False) -> None:
+             device: DeviceOpt = "auto", quiet: QuietOpt = False, allow_nonfinite: NonfiniteOpt = False,
+             ray: RayOpt = None, workers: WorkersOpt = None) -> None:
     """Accuracy, per-class accuracy and confusion matrix of a model on labelled data."""
     from .data import open_dataset
     from .evaluation import evaluate as run_evaluate
@@ -211,7 +225,8 @@ def evaluate(model: ModelArg, data: DataOpt,
     dataset = open_dataset(data, loaded.input_shape,
                            _data_options(labels, limit, classes, raw, mean, std, layout, batch_size))
     with _progress(len(dataset), dataset.num_batches, quiet, "evaluating") as tick:
-        result = run_evaluate(loaded, dataset, device=device, on_batch=tick, allow_nonfinite=allow_nonfinite)
+        result = run_evaluate(loaded, dataset, device=device, on_batch=tick, allow_nonfinite=allow_nonfinite,
+                              ray=_ray(ray, workers))
     _warn(result.warnings)
     if json:
         write_json(json, result.to_json())
@@ -260,15 +275,16 @@ def localize(model: ModelArg, data: DataOpt,
              star: Annotated[float, typer.Option("--star", help="exponent of D*")] = 3.0,
              seed: Annotated[int, typer.Option("--seed", help="seed of the random measure")] = 0,
              json: Annotated[Optional[Path], typer.Option("--json", help="write the ranking as JSON to FILE")] = None,
-             spectra: Annotated[Optional[Path], typer.Option("--spectra", help="write all counts and scores to FILE.npz")] = None,
+             spectra: Annotated[Optional[Path], typer.Option("--spectra", help="write all counts and scores to FILE.npz (above 10,000 neurons, --json NAME.json writes NAME.spectra.npz beside it unless this names a file)")] = None,
              report: Annotated[bool, typer.Option("--report", help="also write an HTML report beside the --json file (FILE.html)")] = False,
              labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
              mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
              device: DeviceOpt = "auto", quiet: QuietOpt = False, permutations: PermutationsOpt = 20,
              noise: NoiseOpt = 0.1, shapley_samples: ShapleySamplesOpt = 100, lambda_: LambdaOpt = 0.5,
-             output: OutputOpt = None, allow_nonfinite: NonfiniteOpt = False) -> None:
+             output: OutputOpt = None, allow_nonfinite: NonfiniteOpt = False, ray: RayOpt = None,
+             workers: WorkersOpt = None) -> None:
     """Rank neurons by suspiciousness from their hit spectrum (DeepFault), or by Shapley value (DeepSensor)."""
-    from .files import check_writable, json_writer, npz_writer, text_writer, write_together
+    from .files import check_writable, text_writer, write_together
     from .localization import localize as run_localize, outcome_for, samples_for
     from .measures import get_measure
     from .model import load_model
@@ -291,25 +307,24 @@ def localize(model: ModelArg, data: DataOpt,
     with _progress(len(dataset), dataset.num_batches, quiet, "hit spectrum") as tick:
         result = run_localize(loaded, dataset, layers=layers, measure=measure, k=k, cls=cls, target=target,
                               granularity=granularity, threshold=threshold, star=star, seed=seed, device=device,
-                              on_batch=tick, shapley=shapley, allow_nonfinite=allow_nonfinite)
+                              on_batch=tick, shapley=shapley, allow_nonfinite=allow_nonfinite,
+                              ray=_ray(ray, workers))
     _warn(result.warnings)
     result.provenance["command"] = command_line()
-    info = result.to_json()
-    html = None
+    info, outputs = result.outputs(json, spectra)  # above 10,000 neurons the npz of every score comes too
     if page:  # built before anything is written: a failure leaves no file behind
         from .report import build_report, result_run
 
-        html = build_report([result_run("localize", json, info)])
-    outputs = []
-    if json:
-        outputs.append((json, json_writer(info)))
-    if spectra:
-        outputs.append((spectra, npz_writer(result.spectra_arrays())))
-    if page:
+        html = build_report([result_run("localize", json, info, result.score_arrays())])
         outputs.append((page, text_writer(html)))
     write_together(outputs)  # all land together, or none does
     if not quiet:
         _print_ranking(info)
+        if json and spectra is None and result.summarized:
+            from .localization import spectra_beside
+
+            out.print(f"wrote {spectra_beside(json)}: every neuron's score ({json} summarises each layer)",
+                      soft_wrap=True)
         if page:
             out.print(f"wrote {page}", soft_wrap=True)
 
@@ -373,7 +388,7 @@ def synthesize(model: ModelArg, data: DataOpt,
                step_rule: Annotated[str, typer.Option("--step-rule", help="gradient (x + ε·∇, the paper) | sign (x + ε·sign ∇)", rich_help_panel="hs")] = "gradient",
                output: OutputOpt = None,
                report: Annotated[bool, typer.Option("--report", help="also write report.html (the HTML report) into --out")] = False,
-               allow_nonfinite: NonfiniteOpt = False) -> None:
+               allow_nonfinite: NonfiniteOpt = False, ray: RayOpt = None, workers: WorkersOpt = None) -> None:
     """Synthesize inputs: excite suspicious neurons (DeepFault, HS-FGSM, DeepSensor), patch (AIGENT) or attack (FGSM, PGD)."""
     from .provenance import command_line
     from .synthesis import synthesize as run_synthesize
@@ -402,7 +417,7 @@ def synthesize(model: ModelArg, data: DataOpt,
                             clip_min=clip_min, clip_max=clip_max, device=device,
                             data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size),
                             shapley=_shapley(permutations, noise, shapley_samples, lambda_), options=options,
-                            output=output, allow_nonfinite=allow_nonfinite)
+                            output=output, allow_nonfinite=allow_nonfinite, ray=_ray(ray, workers))
     _warn(result.warnings)
     result.report["command"] = command_line()
     a = result.arrays
@@ -421,8 +436,10 @@ def synthesize(model: ModelArg, data: DataOpt,
         out.print(f"{r['method']}: {r['seeds']['count']} seeds, accuracy {100 * r['accuracy_before']:.1f} % → "
                   f"{100 * r['accuracy_after']:.1f} %, success {100 * r['success_rate']:.1f} %"
                   + ("" if r["target_rate"] is None else f", target rate {100 * r['target_rate']:.1f} %")
-                  + f", L∞ mean {r['distance']['linf']['mean']:.4g}, activation increase "
-                  f"{100 * r['activation_increase']:.1f} %, {r['seconds']:.2f} s; wrote {out_dir}/", soft_wrap=True)
+                  + f", L∞ mean {r['distance']['linf']['mean']:.4g}"
+                  + ("" if r["activation_increase"] is None
+                     else f", activation increase {100 * r['activation_increase']:.1f} %")
+                  + f", {r['seconds']:.2f} s; wrote {out_dir}/", soft_wrap=True)
         if "test_errors" in r:
             out.print(f"deepsensor: {len(r['neurons'])} of {r['neurons_total']} neurons excitable, {r['test_errors']} test errors in "
                       f"{r['examples_evaluated']} examples, {r['error_categories']} error categories "

@@ -77,18 +77,44 @@ class EvaluateResult:
 
 def evaluate(model: str | Path | Model, data: str | Path | Dataset, *, device: str = "auto",
              data_options: DataOptions | None = None, on_batch: Callable[[int], None] | None = None,
-             output: str | None = None, allow_nonfinite: bool = False) -> EvaluateResult:
+             output: str | None = None, allow_nonfinite: bool = False, ray=None) -> EvaluateResult:
     """Run the model over ``data`` (streamed in batches) and compare predictions with labels; ``output``
     names the class-score output of a model with several. NaN or infinite class scores are an error
-    unless ``allow_nonfinite``."""
+    unless ``allow_nonfinite``. ``ray`` (a :class:`~onnxfault.distributed.RayOptions`) counts shards of the
+    data on Ray workers and adds their confusion matrices."""
     model = as_model(model, output)
     dataset = data if isinstance(data, Dataset) else open_dataset(data, model.input_shape, data_options)
     check_labels(dataset, model.num_classes)
-    session = model.session(device)
-    confusion = np.zeros((model.num_classes, model.num_classes), np.int64)
-    for _, y, (scores, *_) in session.scored(dataset, allow_nonfinite):
-        predictions = scores.argmax(axis=-1)
-        confusion += confusion_matrix(y, predictions, model.num_classes)
-        if on_batch is not None:
-            on_batch(len(y))
-    return EvaluateResult(model.path, dataset.path, confusion, session.device, list(model.notes))
+    counter = ConfusionCounter(model.num_classes, device, allow_nonfinite)
+    if ray is None:
+        state = counter.prepare(model, dataset)
+        (confusion,), used = counter.count(state, dataset, on_batch), counter.device_of(state)
+    else:
+        from .distributed.sums import sum_over_shards
+
+        (confusion,), used = sum_over_shards(counter, model, dataset, ray, on_batch)
+    return EvaluateResult(model.path, dataset.path, confusion, used, list(model.notes))
+
+
+@dataclass(frozen=True)
+class ConfusionCounter:
+    """One evaluation pass: ``prepare`` builds the session once, ``count`` counts one data set (or shard)
+    into ``(confusion,)``; confusion matrices of disjoint shards add up."""
+
+    num_classes: int
+    device: str
+    allow_nonfinite: bool
+
+    def prepare(self, model: Model, dataset: Dataset):
+        return model.session(self.device, preprocessing=dataset.preprocessing)
+
+    def device_of(self, session) -> str:
+        return session.device
+
+    def count(self, session, dataset: Dataset, on_batch: Callable[[int], None] | None = None):
+        confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
+        for _, y, (scores, *_) in session.scored(dataset, self.allow_nonfinite):
+            confusion += confusion_matrix(y, scores.argmax(axis=-1), self.num_classes)
+            if on_batch is not None:
+                on_batch(len(y))
+        return (confusion,)

@@ -306,3 +306,51 @@ def ancestors(model: onnx.ModelProto, tensor: str) -> set[str]:
                     seen.add(t.name)
                     stack.append(t)
     return seen
+
+
+RAW_INPUT = "onnxfault__raw"
+
+
+def prepend_preprocessing(model: onnx.ModelProto, input_name: str, raw_dtype: np.dtype, divisor: float = 1.0,
+                          mean: np.ndarray | None = None, std: np.ndarray | None = None) -> onnx.ModelProto:
+    """A copy of ``model`` whose input is ``onnxfault__raw``, samples as read (``raw_dtype``, the model input's
+    shape), turned into the model's input ``input_name`` inside the graph: Cast to float32, ``/ divisor``
+    (unless 1), ``- mean``, ``/ std`` (arrays that broadcast over a batch), all in float32 as numpy computes
+    ``x.astype(float32) / divisor``, then a Cast to the input's own float type when that is not float32.
+
+    Edits the protobuf directly (no graph import: this runs once per command and must cost next to nothing);
+    the original input tensor keeps its name and is now computed, so no node is rewired. The ops run
+    element-wise in IEEE float32, so the model sees bit-for-bit what the numpy path feeds it, provided the
+    session does not fold the scaling into the next op (``runtime.Session`` turns off MatMulScaleFusion).
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    (value,) = [i for i in graph.input if i.name == input_name]
+    model_type = value.type.tensor_type.elem_type
+    raw = onnx.ValueInfoProto()
+    raw.CopyFrom(value)
+    raw.name = RAW_INPUT
+    raw.type.tensor_type.elem_type = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(raw_dtype))
+    graph.input.remove(value)
+    graph.input.insert(0, raw)
+    steps = [("Div", np.asarray(divisor, np.float32))] if divisor != 1.0 else []
+    steps += [(op, np.asarray(v, np.float32)) for op, v in (("Sub", mean), ("Div", std)) if v is not None]
+    nodes: list[onnx.NodeProto] = []
+
+    def emit(op: str, inputs: list[str], **attrs) -> str:
+        name = f"onnxfault__pre{len(nodes)}"
+        nodes.append(onnx.helper.make_node(op, inputs, [name], **attrs))
+        return name
+
+    current = RAW_INPUT
+    if np.dtype(raw_dtype) != np.float32:
+        current = emit("Cast", [current], to=onnx.TensorProto.FLOAT)
+    for op, operand in steps:
+        current = emit(op, [current, emit("Constant", [], value=onnx.numpy_helper.from_array(operand))])
+    if model_type != onnx.TensorProto.FLOAT or current == RAW_INPUT:
+        emit("Cast", [current], to=model_type)
+    nodes[-1].output[0] = input_name  # the last step computes the model's own input tensor
+    for node in reversed(nodes):
+        graph.node.insert(0, node)
+    return out

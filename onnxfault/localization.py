@@ -9,10 +9,14 @@ import numpy as np
 
 from .data import DataOptions, Dataset, open_dataset
 from .errors import OnnxFaultError, check_finite
+from .files import Writer
 from .measures import get_measure, rank, score
 from .model import Layer, Model, as_model
 from .provenance import stamp
 from .spectrum import Outcome, Spectrum, hit_spectrum, validate_outcome
+
+SUMMARY_ABOVE = 10_000  # neurons: above this many, the --json file summarises each layer's scores
+HISTOGRAM_BINS = 32  # bins of a layer summary's histogram
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,20 @@ class LocalizeResult:
     def layers(self) -> list[Layer]:
         return self.spectrum.layers
 
-    def to_json(self) -> dict:
+    @property
+    def summarized(self) -> bool:
+        """Whether :meth:`to_json` summarises each layer's scores: more than :data:`SUMMARY_ABOVE` neurons."""
+        return len(self.scores) > SUMMARY_ABOVE
+
+    def to_json(self, spectra: str | None = None) -> dict:
+        """The ``--json`` file. Each layer holds its ``scores``; above :data:`SUMMARY_ABOVE` neurons it holds a
+        ``summary`` (:func:`score_summary`) instead, and ``spectra`` names the npz that holds every score
+        (:meth:`spectra_arrays`), relative to the JSON's folder (None: no such file)."""
         sp = self.spectrum
+        layers = [{**layer.to_json(sp.granularity), "channel_axis": layer.channel_axis,
+                   **({"summary": score_summary(self.scores[start:end])} if self.summarized
+                      else {"scores": self.scores[start:end]})}
+                  for layer, start, end in zip(sp.layers, sp.offsets[:-1], sp.offsets[1:])]
         return {
             "model": self.model,
             "data": self.data,
@@ -69,9 +85,8 @@ class LocalizeResult:
             "threshold": sp.threshold,
             "params": self.params,
             "device": sp.device,
-            "layers": [{**layer.to_json(sp.granularity), "channel_axis": layer.channel_axis,
-                        "scores": self.scores[start:end]}
-                       for layer, start, end in zip(sp.layers, sp.offsets[:-1], sp.offsets[1:])],
+            "layers": layers,
+            **({"spectra": spectra} if self.summarized else {}),
             "neurons": [n.to_json() for n in self.neurons],
             **self.provenance,
         }
@@ -79,10 +94,60 @@ class LocalizeResult:
     def spectra_arrays(self) -> dict[str, np.ndarray]:
         """All counts and scores, one entry per neuron (``--spectra`` file)."""
         sp = self.spectrum
-        layer, index = sp.layer_of(np.arange(sp.counts.shape[1]))
-        return {"tensors": np.array([layer.tensor for layer in sp.layers]), "layer": layer, "index": index,
+        sizes = np.diff(sp.offsets)
+        number = np.repeat(np.arange(len(sizes)), sizes)  # sp.layer_of's answer, without its temporaries
+        index = np.concatenate([np.arange(size) for size in sizes])
+        return {"tensors": np.array([layer.tensor for layer in sp.layers]), "layer": number, "index": index,
                 "as": sp.as_, "af": sp.af, "ns": sp.ns, "nf": sp.nf, "scores": self.scores,
                 "offsets": sp.offsets, **self.details}
+
+    def score_arrays(self) -> dict[str, np.ndarray]:
+        """The ``scores`` and ``offsets`` of :meth:`spectra_arrays`: what the report draws its heatmaps from."""
+        return {"scores": self.scores, "offsets": self.spectrum.offsets}
+
+    def outputs(self, json: str | Path | None = None, spectra: str | Path | None = None
+                ) -> tuple[dict, list[tuple[Path, Writer]]]:
+        """The ``--json`` dict and the (path, writer) pairs of the ``json`` and ``spectra`` files, for
+        :func:`~onnxfault.files.write_together`. When :attr:`summarized`, the npz is written beside ``json``
+        (:func:`spectra_beside`) unless ``spectra`` names it, and the dict names it (:func:`spectra_name`)."""
+        from . import files  # looked up now: tests hook the writers
+
+        if json is not None and spectra is None and self.summarized:
+            spectra = spectra_beside(json)
+        info = self.to_json(spectra_name(json, spectra) if json is not None and spectra is not None else None)
+        outputs = [(Path(json), files.json_writer(info))] if json is not None else []
+        if spectra is not None:  # the arrays are made while writing, and freed after
+            outputs.append((Path(spectra), lambda tmp: files.npz_writer(self.spectra_arrays())(tmp)))
+        return info, outputs
+
+    def save(self, json: str | Path | None = None, spectra: str | Path | None = None) -> list[Path]:
+        """Write the ``--json`` and ``--spectra`` files (see :meth:`outputs`) all together or not at all."""
+        from .files import write_together
+
+        return write_together(self.outputs(json, spectra)[1])
+
+
+def score_summary(scores: np.ndarray) -> dict:
+    """A layer's scores in brief: ``count``, ``min``, ``quartiles`` (25, 50 and 75 %, numpy's linear
+    interpolation), ``max`` and a ``histogram`` of :data:`HISTOGRAM_BINS` equal bins over [min, max]
+    (numpy's ``counts`` and ``edges``)."""
+    counts, edges = np.histogram(scores, bins=HISTOGRAM_BINS)
+    return {"count": len(scores), "min": float(scores.min()), "quartiles": np.quantile(scores, [0.25, 0.5, 0.75]),
+            "max": float(scores.max()), "histogram": {"counts": counts, "edges": edges}}
+
+
+def spectra_beside(json: str | Path) -> Path:
+    """Where a summarised ``--json`` FILE.json gets its npz when ``--spectra`` is not given: FILE.spectra.npz."""
+    return Path(json).with_suffix(".spectra.npz")
+
+
+def spectra_name(json: str | Path | None, spectra: str | Path) -> str:
+    """How the ``--json`` file names its npz: the file name when the two share a folder (so they move
+    together), else the npz's absolute path."""
+    spectra = Path(spectra)
+    if json is not None and Path(json).resolve().parent == spectra.resolve().parent:
+        return spectra.name
+    return str(spectra.resolve())
 
 
 def outcome_for(cls: int | None, target: int | None) -> Outcome:
@@ -140,14 +205,15 @@ def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: s
              granularity: str = "channel", threshold: float = 0.0, star: float = 3.0, seed: int = 0,
              device: str = "auto", data_options: DataOptions | None = None,
              on_batch: Callable[[int], None] | None = None, shapley=None, output: str | None = None,
-             allow_nonfinite: bool = False) -> LocalizeResult:
+             allow_nonfinite: bool = False, ray=None) -> LocalizeResult:
     """Hit spectrum of the chosen layers over ``data`` and the ``k`` most suspicious neurons.
 
     ``cls`` keeps only samples labelled ``cls`` (DeepFault); ``target`` explains "predicted as target"
     (``data_options.classes`` narrows the samples). ``data`` may be a path or a :class:`Dataset` (used as
     given: ``cls`` then only sets the mode). ``shapley`` (a :class:`~onnxfault.shapley.ShapleyOptions`)
     tunes ``measure="shapley"``; ``output`` names the class-score output of a model with several. NaN or
-    infinite class scores are an error unless ``allow_nonfinite``. Returns a :class:`LocalizeResult`.
+    infinite class scores are an error unless ``allow_nonfinite``. ``ray`` (a
+    :class:`~onnxfault.distributed.RayOptions`) counts the spectrum on Ray workers. Returns a :class:`LocalizeResult`.
     """
     from .shapley import ShapleyOptions
 
@@ -161,7 +227,7 @@ def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: s
     chosen = model.select_layers(layers)
     dataset = data if isinstance(data, Dataset) else samples_for(model, data, data_options, cls, target)
     spectrum = hit_spectrum(model, dataset, chosen, outcome, granularity=granularity, threshold=threshold,
-                            device=device, on_batch=on_batch, allow_nonfinite=allow_nonfinite)
+                            device=device, on_batch=on_batch, allow_nonfinite=allow_nonfinite, ray=ray)
     details: dict[str, np.ndarray] = {}
     if chosen_measure.needs_model:
         scores, details = shapley_scores(model, dataset, chosen, granularity, shapley, target, seed, device)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -12,6 +13,9 @@ from . import graph as g
 from . import layers as lay
 from .errors import OnnxFaultError, close_matches_hint
 from .runtime import Session
+
+if TYPE_CHECKING:
+    from .data.dataset import Preprocessing
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
 GRANULARITIES = ("channel", "element")
@@ -57,16 +61,25 @@ class Model:
     _layers: list[Layer] | None = field(default=None, repr=False)
     _shapes: dict[str, tuple[int, ...] | None] = field(default_factory=dict, repr=False)  # per tensor, measured once
 
-    def session(self, device: str = "auto", outputs: list[str] | None = None) -> Session:
-        """A session whose outputs are the class scores followed by the tensors ``outputs``."""
+    def session(self, device: str = "auto", outputs: list[str] | None = None,
+                preprocessing: Preprocessing | None = None) -> Session:
+        """A session whose outputs are the class scores followed by the tensors ``outputs`` (for
+        ``preprocessing``, see :meth:`session_for`)."""
         if not outputs:  # no surgery needed
-            return self.session_for(self.scores_only(), device)
+            return self.session_for(self.scores_only(), device, preprocessing)
         names = list(dict.fromkeys([self.output_name, *outputs]))
-        return self.session_for(_only_outputs(g.expose_outputs(self.proto, names), names), device)
+        return self.session_for(_only_outputs(g.expose_outputs(self.proto, names), names), device, preprocessing)
 
-    def session_for(self, proto: onnx.ModelProto, device: str = "auto") -> Session:
-        """A session for a variant of this model (same input), e.g. one made by graph surgery."""
-        return Session(proto, self.input_name, device, self.fixed_batch)
+    def session_for(self, proto: onnx.ModelProto, device: str = "auto",
+                    preprocessing: Preprocessing | None = None) -> Session:
+        """A session for a variant of this model (same input), e.g. one made by graph surgery. With a data
+        set's ``preprocessing`` (``dataset.preprocessing``), the session takes that data set's batches as
+        read and converts them in the graph (``graph.prepend_preprocessing``); its ``scored`` feeds them."""
+        if preprocessing is None:
+            return Session(proto, self.input_name, device, self.fixed_batch)
+        fed = g.prepend_preprocessing(proto, self.input_name, preprocessing.dtype, preprocessing.divisor,
+                                      preprocessing.mean, preprocessing.std)
+        return Session(fed, g.RAW_INPUT, device, self.fixed_batch, preprocessing)
 
     def scores_only(self) -> onnx.ModelProto:
         """The model with the class scores as its only output."""

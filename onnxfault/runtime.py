@@ -1,15 +1,26 @@
 """Forward passes on onnxruntime: provider choice and one session per model variant."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 
 from .errors import OnnxFaultError
 
+if TYPE_CHECKING:
+    from .data.dataset import Preprocessing
+
 DEVICES = ("auto", "cpu", "cuda")
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
+_NUMPY_TYPES = {"tensor(float16)": np.float16, "tensor(float)": np.float32, "tensor(double)": np.float64,
+                "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(uint16)": np.uint16,
+                "tensor(int16)": np.int16, "tensor(uint32)": np.uint32, "tensor(int32)": np.int32,
+                "tensor(uint64)": np.uint64, "tensor(int64)": np.int64}
+# Folding x / c into the next MatMul's alpha reorders the rounding: preprocessing in the graph must stay exact.
+_EXACT_INPUT = ["MatMulScaleFusion"]
 
 
 def providers_for(device: str) -> list[str]:
@@ -33,16 +44,20 @@ class Session:
     """An onnxruntime session for one model variant, returning float32/int outputs as numpy arrays.
 
     ``fixed_batch`` (a model whose batch size could not be made dynamic) makes ``run`` feed the model
-    chunks of exactly that size, padding the last one.
+    chunks of exactly that size, padding the last one. ``preprocessing`` (a data set's
+    :class:`~onnxfault.data.dataset.Preprocessing`) says that ``model`` starts with it as graph nodes
+    (``graph.prepend_preprocessing``): ``scored`` then feeds the data set's batches as read.
     """
 
     def __init__(self, model: onnx.ModelProto, input_name: str, device: str = "auto",
-                 fixed_batch: int | None = None):
+                 fixed_batch: int | None = None, preprocessing: Preprocessing | None = None):
         providers = providers_for(device)
         options = ort.SessionOptions()
         options.log_severity_level = 4  # failures surface as OnnxFaultError, not log lines
+        disabled = _EXACT_INPUT if preprocessing is not None else None
         try:
-            self._session = ort.InferenceSession(model.SerializeToString(), options, providers=providers)
+            self._session = ort.InferenceSession(model.SerializeToString(), options, providers=providers,
+                                                 disabled_optimizers=disabled)
         except Exception as err:  # onnxruntime raises its own exception types
             raise OnnxFaultError(f"onnxruntime cannot run the model: {str(err).splitlines()[0]}") from err
         if device == "cuda" and _CUDA not in self._session.get_providers():
@@ -50,8 +65,9 @@ class Session:
         self.input_name = input_name
         self.output_names = [o.name for o in self._session.get_outputs()]
         elem = next(i for i in self._session.get_inputs() if i.name == input_name).type
-        self._dtype = {"tensor(float16)": np.float16, "tensor(double)": np.float64}.get(elem, np.float32)
+        self._dtype = _NUMPY_TYPES.get(elem, np.float32)
         self.fixed_batch = fixed_batch
+        self.preprocessing = preprocessing
 
     @property
     def device(self) -> str:
@@ -84,9 +100,11 @@ class Session:
 
     def scored(self, dataset, allow_nonfinite: bool = False):
         """``(x, y, outputs)`` for each batch of ``dataset``; ``outputs[0]`` are the class scores, which
-        must be finite unless ``allow_nonfinite`` (else an error naming the first affected sample)."""
+        must be finite unless ``allow_nonfinite`` (else an error naming the first affected sample). ``x`` is
+        what the session was fed: the batch as read when it was built with the data set's preprocessing,
+        else the float batch."""
         done = 0
-        for x, y in dataset.batches():
+        for x, y in (dataset.batches() if self.preprocessing is None else dataset.feeds()):
             outputs = self.run(x)
             if not allow_nonfinite:
                 check_scores(outputs[0], dataset.indices[done:done + len(y)])

@@ -119,31 +119,62 @@ def check_labels(dataset: Dataset, num_classes: int) -> None:
 
 def hit_spectrum(model: Model, dataset: Dataset, layers: list[Layer], outcome: Outcome = Outcome(), *,
                  granularity: str = "channel", threshold: float = 0.0, device: str = "auto",
-                 on_batch: Callable[[int], None] | None = None, allow_nonfinite: bool = False) -> Spectrum:
+                 on_batch: Callable[[int], None] | None = None, allow_nonfinite: bool = False,
+                 ray=None) -> Spectrum:
     """One forward pass per batch gives the predictions and every layer's activity; count them. NaN or
-    infinite class scores are an error unless ``allow_nonfinite``."""
+    infinite class scores are an error unless ``allow_nonfinite``. ``ray`` (a
+    :class:`~onnxfault.distributed.RayOptions`) counts shards of the data on Ray workers instead."""
     check_finite(threshold=threshold)
     if granularity not in GRANULARITIES:
         raise OnnxFaultError(f"unknown granularity '{granularity}'; use channel or element")
     validate_outcome(outcome, model.num_classes)
     check_labels(dataset, model.num_classes)
-    probes = [(layer.tensor, probe_axes(layer, granularity)) for layer in layers]
-    proto, column_order = expose_activity(model.scores_only(), probes, threshold)
-    session = model.session_for(proto, device)
-    sizes = [layer.neurons(granularity) for layer in layers]
-    counts = np.zeros((4, sum(sizes)), np.int64)
-    samples = failing = correct = 0
-    for _, y, (scores, active) in session.scored(dataset, allow_nonfinite):
-        predictions = scores.argmax(axis=-1)
-        failed = outcome.failed(predictions, y)
-        counts += count_hits(active.reshape(len(y), -1), failed)
-        samples += len(y)
-        failing += int(np.count_nonzero(failed))
-        correct += int(np.count_nonzero(predictions == y))
-        if on_batch is not None:
-            on_batch(len(y))
-    counts = counts[:, layer_order_columns(column_order, sizes)]  # activity columns come grouped by dtype
-    return Spectrum(layers, granularity, threshold, outcome, counts, samples, failing, correct, session.device)
+    counter = SpectrumCounter(tuple(layers), granularity, threshold, outcome, device, allow_nonfinite)
+    if ray is None:
+        state = counter.prepare(model, dataset)
+        (counts, samples, failing, correct), used = counter.count(state, dataset, on_batch), counter.device_of(state)
+    else:  # the same counts, summed over shards counted by Ray workers
+        from .distributed.sums import sum_over_shards
+
+        (counts, samples, failing, correct), used = sum_over_shards(counter, model, dataset, ray, on_batch)
+    return Spectrum(layers, granularity, threshold, outcome, counts, samples, failing, correct, used)
+
+
+@dataclass(frozen=True)
+class SpectrumCounter:
+    """One hit-spectrum pass: ``prepare`` builds the session once, ``count`` counts one data set (or shard)
+    into (counts in layer order, samples, failing, correct); counts of disjoint shards add up."""
+
+    layers: tuple[Layer, ...]
+    granularity: str
+    threshold: float
+    outcome: Outcome
+    device: str
+    allow_nonfinite: bool
+
+    def prepare(self, model: Model, dataset: Dataset):
+        probes = [(layer.tensor, probe_axes(layer, self.granularity)) for layer in self.layers]
+        proto, column_order = expose_activity(model.scores_only(), probes, self.threshold)
+        sizes = [layer.neurons(self.granularity) for layer in self.layers]
+        return model.session_for(proto, self.device, dataset.preprocessing), layer_order_columns(column_order, sizes)
+
+    def device_of(self, state) -> str:
+        return state[0].device
+
+    def count(self, state, dataset: Dataset, on_batch: Callable[[int], None] | None = None):
+        session, columns = state
+        counts = np.zeros((4, len(columns)), np.int64)
+        samples = failing = correct = 0
+        for _, y, (scores, active) in session.scored(dataset, self.allow_nonfinite):
+            predictions = scores.argmax(axis=-1)
+            failed = self.outcome.failed(predictions, y)
+            counts += count_hits(active.reshape(len(y), -1), failed)
+            samples += len(y)
+            failing += int(np.count_nonzero(failed))
+            correct += int(np.count_nonzero(predictions == y))
+            if on_batch is not None:
+                on_batch(len(y))
+        return counts[:, columns], samples, failing, correct  # activity columns come grouped by dtype
 
 
 def layer_order_columns(column_order: list[int], sizes: list[int]) -> np.ndarray:

@@ -128,7 +128,7 @@ def test_comparison_marks_the_best_value_of_each_metric(report_runs):
         if all(v is None for v in values):
             assert not column
             continue
-        assert [c["value"] for c in column] == [repr(v) for v in values]
+        assert [c["value"] for c in column] == [None if v is None else repr(v) for v in values]
         present = [v for v in values if v is not None]
         best = max(present) if better == "max" else min(present)
         ties = [v is not None and abs(v - best) <= 1e-6 * abs(best) for v in values]

@@ -1,11 +1,14 @@
 """``.npz`` archives with arrays ``x`` (samples) and ``y`` (labels), read without pickle.
 
 ``y`` is loaded whole (one number per sample); ``x`` is streamed row block by row block straight from
-its zip member (decompressing on the fly), so memory does not grow with the number of samples.
+its zip member, so memory does not grow with the number of samples: a stored member (``numpy.savez``) is
+memory-mapped and its blocks are views of the file, a compressed one is decompressed on the fly.
 """
 from __future__ import annotations
 
 import math
+import os
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -15,7 +18,8 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import OnnxFaultError
-from .source import MAX_DEFLATE_RATIO, Source, as_labels, check_declared, guess_layout, stream_rows
+from .source import (MAX_DEFLATE_RATIO, SKIP_BYTES, Source, as_labels, check_declared, guess_layout, mapped_rows,
+                     stream_rows)
 
 _METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}  # what numpy.savez[_compressed] writes
 MAX_FORTRAN_BYTES = 2**29  # a column-major 'x' is read whole
@@ -24,13 +28,16 @@ _READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error)
 
 @dataclass(frozen=True)
 class _Array:
-    """One .npy member as its header declares it; ``available``: data bytes the member holds."""
+    """One .npy member as its header declares it; ``available``: data bytes the member holds; ``header``: the
+    bytes of its .npy header; ``info``: its zip entry."""
 
     member: str
     shape: tuple[int, ...]
     fortran: bool
     dtype: np.dtype
     available: int
+    header: int
+    info: zipfile.ZipInfo
 
 
 def _header(fh, what: str) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -58,7 +65,7 @@ def _array(archive: zipfile.ZipFile, member: str, what: str) -> _Array:
     with archive.open(info) as fh:
         shape, fortran, dtype = _header(fh, what)
         header_bytes = fh.tell()
-    return _Array(member, tuple(shape), fortran, dtype, info.file_size - header_bytes)
+    return _Array(member, tuple(shape), fortran, dtype, info.file_size - header_bytes, header_bytes, info)
 
 
 def _check(x: _Array, y: _Array, path: Path) -> None:
@@ -102,6 +109,73 @@ def _labels(archive: zipfile.ZipFile, y: _Array, what: str) -> np.ndarray:
     return np.frombuffer(data, y.dtype).astype(y.dtype.newbyteorder("="))
 
 
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # a zip entry's local header (APPNOTE 4.3.7), before its name
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+
+
+def _stored_start(path: Path, x: _Array) -> int | None:
+    """Where the stored member of ``x`` starts in the file, when its data can be memory-mapped: stored (no
+    compression), not encrypted, C-ordered and not empty, with a local header that agrees with the central
+    directory and bytes that lie inside the file. None otherwise (then zipfile reads it, and reports what is
+    wrong)."""
+    info = x.info
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 1 or x.fortran or not math.prod(x.shape):
+        return None
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(info.header_offset)
+            head = fh.read(_LOCAL_HEADER.size)
+            if len(head) != _LOCAL_HEADER.size:
+                return None
+            signature, _, _, _, method, _, _, _, _, _, name_length, extra_length = _LOCAL_HEADER.unpack(head)
+            name = fh.read(name_length)
+        size = os.stat(path).st_size
+    except OSError:
+        return None
+    encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
+    if (signature != _LOCAL_SIGNATURE or method != zipfile.ZIP_STORED or info.compress_size != info.file_size
+            or name.decode(encoding, "replace") != info.orig_filename):
+        return None
+    start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+    return start if start + info.file_size <= size else None
+
+
+def _mapped(path: Path, x: _Array, start: int, rows: int, first: int) -> Iterator[np.ndarray]:
+    """Blocks of the stored ``x`` as views of the memory-mapped file. The member's CRC-32 is computed on the
+    mapped bytes as they are passed (no copy) and checked before the block that ends the array is given out,
+    as zipfile checks it on reading the member's last byte."""
+    data = start + x.header
+    row_bytes = math.prod(x.shape[1:]) * x.dtype.itemsize
+    end_of_data, end = data + x.shape[0] * row_bytes, start + x.info.file_size
+    what = f"array 'x' in {path}"
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            crc = _crc_of(fh, data + first * row_bytes - start, what)  # header and skipped samples
+            fh.seek(end_of_data)
+            tail = _read(fh, end - end_of_data, what)
+    except OSError as err:
+        raise OnnxFaultError(f"cannot read {path}: {err}; the file is corrupt or not an .npz") from None
+    state = [crc, data + first * row_bytes]
+
+    def check(block: memoryview) -> None:
+        state[0] = zlib.crc32(block, state[0])
+        state[1] += len(block)
+        if state[1] == end_of_data and zlib.crc32(tail, state[0]) != x.info.CRC:
+            raise OnnxFaultError(f"cannot read {path}: Bad CRC-32 for file {x.member!r}; the file is corrupt")
+
+    yield from mapped_rows(path, data, x.shape[0], tuple(x.shape[1:]), x.dtype, rows, first, check)
+
+
+def _crc_of(fh, size: int, what: str) -> int:
+    crc = 0
+    while size:
+        piece = _read(fh, min(size, SKIP_BYTES), what)
+        crc = zlib.crc32(piece, crc)
+        size -= len(piece)
+    return crc
+
+
 def open_npz(path: Path) -> Source:
     """``x`` and ``y`` from an .npz: both headers are checked (types, sizes, counts) before ``y`` is read."""
     try:
@@ -120,7 +194,12 @@ def open_npz(path: Path) -> Source:
     shape, dtype, what = x.shape, x.dtype, f"array 'x' in {path}"
     sample_shape = tuple(shape[1:])
 
+    mapped_at = _stored_start(path, x)
+
     def chunks(rows: int, first: int = 0) -> Iterator[np.ndarray]:
+        if mapped_at is not None:
+            yield from _mapped(path, x, mapped_at, rows, first)
+            return
         try:
             with zipfile.ZipFile(path) as zf, zf.open(x.member) as fh:
                 _header(fh, what)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import stat
 from dataclasses import dataclass
@@ -55,6 +56,45 @@ def stream_rows(read: Callable[[int], bytes], count: int, sample_shape: tuple[in
         n = min(rows, count - start)
         block = np.frombuffer(read(n * row_bytes), dtype)
         yield block.astype(dtype.newbyteorder("="), copy=False).reshape((n, *sample_shape))
+
+
+WINDOW_BYTES = 1 << 22  # memory-mapped readers map this much of a file at a time (whole batches, at least one)
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux: the kernel maps a window's pages in one go, not page by page
+
+
+def _map_window(fileno: int, length: int, offset: int) -> mmap.mmap:
+    if hasattr(mmap, "MAP_SHARED"):
+        return mmap.mmap(fileno, length, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ, offset=offset)
+    return mmap.mmap(fileno, length, access=mmap.ACCESS_READ, offset=offset)
+
+
+def mapped_rows(path: Path, offset: int, count: int, sample_shape: tuple[int, ...], dtype: np.dtype, rows: int,
+                first: int = 0, check: Callable[[memoryview], None] | None = None) -> Iterator[np.ndarray]:
+    """Samples ``first`` … ``count`` - 1 of an uncompressed array at byte ``offset`` of ``path`` (the caller has
+    checked that it fits in the file), as ``stream_rows`` gives them but without reading: each block is a view
+    of a read-only memory map (a copy only for a foreign byte order or a misaligned type). ``check`` sees each
+    block's bytes, in order, before the block is given out. The file is mapped a window of whole blocks at a
+    time and a window is unmapped once no block of it is held, so resident memory stays flat."""
+    per_sample = math.prod(sample_shape)
+    row_bytes = per_sample * dtype.itemsize
+    window_rows = rows * max(1, WINDOW_BYTES // max(1, rows * row_bytes))
+    with open(path, "rb") as fh:
+        for window_start in range(first, count, window_rows):
+            window_count = min(window_rows, count - window_start)
+            begin = offset + window_start * row_bytes
+            aligned = begin - begin % mmap.ALLOCATIONGRANULARITY
+            try:
+                window = _map_window(fh.fileno(), begin - aligned + window_count * row_bytes, aligned)
+            except (OSError, ValueError) as err:  # e.g. the file was cut short since its header was checked
+                raise OnnxFaultError(f"cannot read {path}: {err}; the file was truncated or changed") from None
+            for start in range(0, window_count, rows):
+                n = min(rows, window_count - start)
+                at = begin - aligned + start * row_bytes
+                if check is not None:
+                    with memoryview(window) as view:
+                        check(view[at:at + n * row_bytes])
+                block = np.frombuffer(window, dtype, n * per_sample, at).astype(dtype.newbyteorder("="), copy=False)
+                yield (block if block.flags.aligned else block.copy()).reshape((n, *sample_shape))
 
 
 def as_labels(values, where: str) -> np.ndarray:

@@ -42,7 +42,8 @@ def write_report(paths, out: str | Path, title: str | None = None) -> Path:
 
 
 def result_run(kind: str, path: str | Path, data: dict, arrays: dict | None = None) -> Run:
-    """A run from results in memory: ``data`` is what localize writes to ``path`` (its --json file), or a
+    """A run from results in memory: ``data`` is what localize writes to ``path`` (its --json file), with its
+    ``arrays`` (``LocalizeResult.score_arrays()``, every score when ``data`` summarises its layers), or a
     synthesis report with its ``arrays`` for ``path`` (its --out folder)."""
     path = Path(path)
     return Run(kind, str(path), json_safe(data), arrays, path.name if kind == "synthesize" else path.stem)

@@ -1,4 +1,5 @@
-"""Reading runs for a report: a ``localize --json`` file or a ``synthesize --out`` folder.
+"""Reading runs for a report: a ``localize --json`` file (with the ``--spectra`` npz it names when it
+summarises its layers) or a ``synthesize --out`` folder.
 
 Arrays are read with ``allow_pickle=False``; a file of the wrong kind is one clear error naming it.
 """
@@ -14,6 +15,7 @@ import numpy as np
 from ..errors import OnnxFaultError, read_json
 
 ARRAYS = ("original", "synthesized", "labels", "predictions_before", "predictions_after")
+SPECTRA_ARRAYS = ("tensors", "offsets", "scores")  # what the report reads from a localize --spectra npz
 _NEEDS = {"localize": ("measure", "layers", "neurons", "samples", "failing", "accuracy"),
           "synthesize": ("method", "params", "neurons", "seeds", "accuracy_after", "success_rate", "distance",
                          "seconds")}
@@ -22,7 +24,8 @@ _HINT = "give a `onnxfault localize --json` file or a `onnxfault synthesize --ou
 
 @dataclass
 class Run:
-    """One result on the page: ``kind`` is localize or synthesize, ``data`` its JSON, ``arrays`` its inputs."""
+    """One result on the page: ``kind`` is localize or synthesize, ``data`` its JSON, ``arrays`` its inputs
+    (synthesize) or every neuron's ``scores`` and the layers' ``offsets`` (a localize JSON that summarises)."""
 
     kind: str
     path: str
@@ -83,6 +86,73 @@ def content_problem(data: dict, kind: str) -> str | None:
         scores = layer.get("scores")
         if scores is not None and (not isinstance(scores, list) or len(scores) != layer["neurons"]):
             return f"layers[{i}].scores does not hold one score per neuron"
+    spectra = data.get("spectra")
+    if spectra is not None and (not isinstance(spectra, str) or not spectra):
+        return "'spectra' is not the name of an npz file"
+    return None
+
+
+def _spectra_problem(npz, data: dict) -> str | None:
+    """How the npz ``npz`` (open) fails to be the one written with ``data``, judged on its small arrays."""
+    missing = [key for key in SPECTRA_ARRAYS if key not in npz.files]
+    if missing:
+        return f"it has no '{missing[0]}' array"
+    tensors, offsets = npz["tensors"], npz["offsets"]
+    layers = data["layers"]
+    if tensors.dtype.kind != "U" or tensors.tolist() != [l["tensor"] for l in layers]:
+        return "its layers are not the JSON's"
+    if offsets.dtype.kind not in "iu" or offsets.shape != (len(layers) + 1,) or offsets[0] != 0:
+        return "its offsets are not one start per layer"
+    sizes, expected = np.diff(offsets).tolist(), [l["neurons"] for l in layers]
+    if sizes != expected:
+        return (f"its layers hold {sum(sizes)} neurons, the JSON's {sum(expected)}" if sum(sizes) != sum(expected)
+                else f"its layers hold {sizes} neurons, the JSON's {expected}")
+    return None
+
+
+def _top_k_problem(scores: np.ndarray, offsets: np.ndarray, data: dict) -> str | None:
+    if scores.dtype.kind != "f" or scores.shape != (offsets[-1],):
+        return f"its scores are not {int(offsets[-1])} numbers"
+    start = {l["tensor"]: (int(a), l["neurons"]) for l, a in zip(data["layers"], offsets[:-1])}
+    for n in data["neurons"]:
+        first, size = start.get(n["tensor"], (0, -1))
+        if not 0 <= n["index"] < size or scores[first + n["index"]] != n["score"]:
+            return f"its score of neuron {n['index']} of {n['tensor']} is not the JSON's"
+    return None
+
+
+def read_scores(path: str | Path, data: dict) -> dict[str, np.ndarray]:
+    """``scores`` and ``offsets`` (every neuron's score, and where each layer starts) from the npz that a
+    summarised localize JSON at ``path`` names, checked against that JSON; only its tensors, offsets and
+    scores are read."""
+    npz_path = Path(path).parent / data["spectra"]
+    fix = (f"keep {Path(data['spectra']).name} beside {Path(path).name} (move them together), or run "
+           "`onnxfault localize --json` again")
+    if not npz_path.is_file():
+        raise OnnxFaultError(f"{path} keeps every neuron's score in {npz_path}, which does not exist; {fix}")
+    try:
+        with np.load(npz_path, allow_pickle=False) as npz:
+            problem = _spectra_problem(npz, data)
+            if problem is None:
+                offsets = npz["offsets"].astype(np.int64)
+                scores = npz["scores"]
+                problem = _top_k_problem(scores, offsets, data)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise OnnxFaultError(f"cannot read {npz_path} ({type(err).__name__}: {err}); {fix}") from err
+    if problem:
+        raise OnnxFaultError(f"{npz_path} does not match {path}: {problem}; {fix}")
+    return {"scores": scores, "offsets": offsets}
+
+
+def layer_scores(run: Run) -> list[np.ndarray] | None:
+    """Each layer's scores in a localize run: from its JSON, or from the npz it names (``run.arrays``);
+    None when neither holds them."""
+    layers = run.data["layers"]
+    if all("scores" in layer for layer in layers):
+        return [np.asarray(layer["scores"], np.float64) for layer in layers]
+    if run.arrays is not None and "scores" in run.arrays:
+        scores, offsets = run.arrays["scores"], run.arrays["offsets"]
+        return [scores[start:end] for start, end in zip(offsets[:-1], offsets[1:])]
     return None
 
 
@@ -116,7 +186,10 @@ def read_run(path: str | Path) -> Run:
     if problem:
         raise OnnxFaultError(f"{path} is not a result onnxfault wrote: {problem}; write it again with "
                              f"`onnxfault {kind}`")
-    arrays = _read_arrays(folder / "inputs.npz") if kind == "synthesize" else None
+    if kind == "synthesize":
+        arrays = _read_arrays(folder / "inputs.npz")
+    else:
+        arrays = read_scores(path, data) if data.get("spectra") is not None else None
     name = (folder.name if kind == "synthesize" else path.stem) or str(path)
     return Run(kind, str(path), data, arrays, name)
 

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import OnnxFaultError
 from . import compare, figures
 from .html import code, definitions, figure, label, number, paragraph, side_by_side, table, text
-from .runs import Run
+from .runs import Run, layer_scores
 
 MAX_ROWS = 40  # layers in one score heatmap
 MAX_GRID_LAYERS = 8  # conv layers drawn channel by channel
@@ -186,15 +186,19 @@ def _localize_run(run: Run) -> str:
 
 def _heatmaps(run: Run) -> str:
     d = run.data
-    if any("scores" not in l for l in d["layers"]):
+    every = layer_scores(run)
+    if every is None and any("summary" in l for l in d["layers"]):
+        return paragraph("This file summarises each layer's scores and names no npz holding every score "
+                         "(written by the Python API without one): write it with `onnxfault localize --json`, "
+                         "which writes FILE.spectra.npz beside it, for the heatmaps.", "note")
+    if every is None:
         return paragraph("Per-neuron scores are not in this file (written by an older onnxfault): "
                          "run localize again for the heatmaps.", "note")
     tops: dict[str, list[int]] = {}
     for n in d["neurons"]:
         tops.setdefault(n["tensor"], []).append(int(n["index"]))
     rows, grids = [], []
-    for layer in d["layers"]:
-        scores = np.asarray(layer["scores"], np.float64)
+    for layer, scores in zip(d["layers"], every):
         axis = layer.get("channel_axis")
         if d.get("granularity") == "element" and axis is not None and len(layer["shape"]) == 3:
             grids.append((layer, scores, axis))

@@ -21,10 +21,9 @@ from ..provenance import stamp
 from ..shapley import ShapleyOptions
 from ..spectrum import Outcome, validate_outcome
 from .base import Problem
-from .hs import sub_model_layers
 from .methods import METHODS, get_method
 from .metrics import measure
-from .running import peak_rss_mb, peak_rss_reset, run_in_chunks
+from .running import peak_rss_mb, peak_rss_reset, run_in_chunks, run_on_ray
 from .seeds import choose_seeds
 
 __all__ = ["METHODS", "SynthesisResult", "synthesize", "read_neurons"]
@@ -147,8 +146,10 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
                epsilon: float | None = None, cut: str | None = None, clip_min: float | None = None,
                clip_max: float | None = None, device: str = "auto", data_options: DataOptions | None = None,
                on_batch=None, shapley: ShapleyOptions | None = None, options: dict | None = None,
-               output: str | None = None, allow_nonfinite: bool = False) -> SynthesisResult:
-    """Select suspicious neurons (as ``localize``), draw seeds, run ``method``, and measure the result.
+               output: str | None = None, allow_nonfinite: bool = False, ray=None) -> SynthesisResult:
+    """Select suspicious neurons (as ``localize``), draw seeds, run ``method``, and measure the result. Methods
+    that use no neurons (fgsm, pgd, patch) skip the spectrum: their report lists no neurons (k 0, no measure,
+    ``activation_increase`` None), and ``neurons_file`` and ``measure_name`` are ignored with a note.
 
     ``distance`` "default" takes the method's default; None means no L∞ bound. ``measure_name`` None is
     ochiai, or shapley for deepsensor, whose neurons are all the excitable ones (normalised Shapley value
@@ -157,7 +158,8 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
     ``time_limit``, ``hold_inactive``, ``relaxation`` (region|paper), ``phases`` (free|seed),
     ``weight_change`` (total|max) and ``alpha``.
     ``output`` names the class-score output of a model with several. NaN or infinite class scores are an
-    error unless ``allow_nonfinite``.
+    error unless ``allow_nonfinite``. ``ray`` (a :class:`~onnxfault.distributed.RayOptions`) runs the
+    spectrum and the method's chunks of seeds on Ray workers (the same inputs to the bit).
     Returns a :class:`SynthesisResult`; ``write_run`` in ``synthesis.output`` writes it."""
     chosen = get_method(method)
     shapley = (shapley or ShapleyOptions()).check()
@@ -169,13 +171,17 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
     if chosen.name == "deepsensor" and measure_name not in (None, "shapley") and neurons_file is None:
         raise OnnxFaultError(f"deepsensor chooses neurons by Shapley value, not {measure_name}; "
                              "drop --measure or use --measure shapley")
+    ignored = [flag for flag, given in (("--neurons", neurons_file), ("--measure", measure_name)) if given is not None]
     measure_name = measure_name or ("shapley" if chosen.name == "deepsensor" else "ochiai")
     params = method_params(chosen, step=step, iterations=iterations, epsilon=epsilon, distance=distance)
     model = as_model(model, output)
     validate_outcome(Outcome(cls=cls, target=target), model.num_classes)  # both in range, as --neurons skips localize
     dataset: Dataset = samples_for(model, data, data_options, None, target)
     notes: list[str] = []
-    if neurons_file is not None:
+    if not chosen.uses_neurons:  # no spectrum: the report says so (no neurons, k 0, no measure, layers or file)
+        notes = [f"{chosen.name} uses no suspicious neurons; {' and '.join(ignored)} ignored"] if ignored else []
+        neurons, granularity, layers, measure_name, neurons_file = [], None, None, None, None
+    elif neurons_file is not None:
         neurons, granularity, layers = read_neurons(neurons_file, model)
     else:
         def rank(spec: str) -> list[SuspiciousNeuron]:
@@ -184,14 +190,17 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
                             measure=measure_name, k=sum(l.neurons(granularity) for l in model.select_layers(spec))
                             if every else k, cls=cls, target=target, granularity=granularity,
                             seed=seed, device=device, on_batch=on_batch, shapley=shapley,
-                            allow_nonfinite=allow_nonfinite).neurons
+                            allow_nonfinite=allow_nonfinite, ray=ray).neurons
 
         if chosen.name == "hs":  # HS-FGSM ranks the neurons of the sub-model's output layer (its cut) only
+            from .hs import sub_model_layers
+
             cut, layers, notes = sub_model_layers(model, cut, layers)
         neurons = rank(layers)
     if chosen.name == "deepsensor":
         neurons = excitable(neurons, shapley.lambda_)
-    by_tensor = {layer.tensor: layer for layer in model.select_layers(list(dict.fromkeys(n.tensor for n in neurons)))}
+    by_tensor = {layer.tensor: layer for layer in model.select_layers(list(dict.fromkeys(n.tensor for n in neurons)))} \
+        if neurons else {}
     if chosen.name == "deepsensor":  # every layer of the Shapley game: Eq. 6 divides by all their neurons
         by_tensor = {**{layer.tensor: layer for layer in model.select_layers(layers)}, **by_tensor}
     seeds = choose_seeds(model, dataset, samples=samples, seed=seed, cls=cls, target=target, device=device,
@@ -203,17 +212,20 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
                              "data's range); give --clip-min below --clip-max")
     problem = Problem(model, x, y, neurons, by_tensor, granularity, target, clip, params["step"], params["distance"],
                       params["iterations"], params["epsilon"], cut, device, options, seed)
-    from ..adapters import gradients  # noqa: F401 - import torch before the clock starts
+    run = chosen.run  # imports the method's module (and its dependencies) before the clock starts
+    if chosen.uses_torch:
+        from ..adapters import gradients  # noqa: F401 - import torch before the clock starts
 
     size = (data_options or DataOptions()).batch_size
     peak_before = peak_rss_reset()
     start = time.perf_counter()
-    synthesized = run_in_chunks(chosen.run, problem, size)
+    synthesized = run_in_chunks(run, problem, size) if ray is None else run_on_ray(run, problem, size, ray)
     seconds = time.perf_counter() - start
     method_peak = peak_rss_mb()
     differentiable = problem.extra.get("differentiable")
-    metrics, before, after = measure(model, x, synthesized, y, neurons, by_tensor, granularity, target,
-                                     problem.scores_are_probabilities, device)
+    before = seeds.predictions
+    metrics, after = measure(model, x, synthesized, y, before, neurons, by_tensor, granularity, target,
+                             problem.scores_are_probabilities, device, size)
     cuda_peak = differentiable.cuda_peak_mb() if differentiable is not None else None
     peak = max(peak_before, peak_rss_mb())  # the whole process: loading, spectrum, seeds, method, metrics
     report = {
@@ -228,8 +240,9 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
         **metrics,
         **(chosen.summarize(problem.cache, len(x)) if chosen.summarize else {}),
         "seconds": seconds,
-        "peak_memory_mb": cuda_peak if cuda_peak is not None else peak,
-        "method_peak_memory_mb": cuda_peak if cuda_peak is not None else method_peak,
+        "peak_memory_mb": peak,
+        "method_peak_memory_mb": method_peak,
+        "cuda_peak_memory_mb": cuda_peak,
         "device": differentiable.device_name if differentiable is not None else "cpu",
         "input_layout": {"model": dataset.adaptation.model_layout, "sample_shape": list(dataset.source.sample_shape)},
         **stamp(model),

@@ -1,8 +1,7 @@
-"""What every synthesis method gets and shares: the problem, the registry, L∞ projection."""
+"""What every synthesis method gets and shares: the problem and L∞ projection (the registry is ``methods``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -84,30 +83,3 @@ class Problem:
     @property
     def scores_are_probabilities(self) -> bool:
         return self.model.scores_are_probabilities
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    run: Callable[[Problem], np.ndarray]
-    summary: str
-    defaults: dict  # step, distance, iterations, epsilon
-    summarize: Callable[[dict, int], dict] | None = None  # (problem cache, seeds) → extra report keys
-    options: dict = field(default_factory=dict)  # the method's own settings and their defaults
-
-
-METHODS: dict[str, Method] = {}
-
-
-def register(name: str, summary: str, summarize: Callable[[dict, int], dict] | None = None,
-             options: dict | None = None, **defaults):
-    """Decorator adding a synthesis method ``run(problem) -> synthesized inputs`` to the registry;
-    ``summarize(cache, seeds)`` adds the method's own report keys from what its chunks left in the cache;
-    ``options`` are the method's own settings with their defaults (recorded in every report)."""
-
-    def add(fn):
-        METHODS[name] = Method(name, fn, summary, defaults, summarize, dict(options or {}))
-        return fn
-
-    return add
-

@@ -15,11 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import graph
-from .base import Problem, register
+from .base import Problem
 
 
-@register("deepfault", "DeepFault: ascend the mean of the suspicious neurons on the full model (L∞)",
-          options={"gradient": "normalized"}, step=1.0, distance=0.1, iterations=1, epsilon=0.0)
 def run(p: Problem) -> np.ndarray:
     def build():
         tensors = list(dict.fromkeys(p.ascent_tensors().values()))

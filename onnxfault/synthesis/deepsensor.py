@@ -30,7 +30,7 @@ import numpy as np
 from .. import graph
 from ..errors import OnnxFaultError
 from ..spectrum import layer_order_columns, probe_axes
-from .base import Problem, register
+from .base import Problem
 
 ROWS = 8192  # particles evaluated per onnxruntime call (about)
 C1 = C2 = 2.0
@@ -95,9 +95,6 @@ def summarize(cache: dict, seeds: int) -> dict:
             "seeds_reaching_stop_fitness": s.get("reached", 0), "neurons_total": s.get("total", 0)}
 
 
-@register("deepsensor", "DeepSensor: particle swarms activating the excitable (high-Shapley) neurons",
-          summarize=summarize, options={"population": 100, "stop_fitness": 1.0, "inertia": INERTIA},
-          step=0.0, distance=0.1, iterations=20, epsilon=0.0)
 def run(p: Problem) -> np.ndarray:
     session, columns, total = p.once("deepsensor", lambda: _fitness_session(p))
     stats = p.cache.setdefault("deepsensor_stats", {"errors": 0, "categories": 0, "seeds_with_errors": 0,

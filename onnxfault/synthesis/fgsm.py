@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Problem, register
+from .base import Problem
 
 
-@register("fgsm", "FGSM baseline: one L∞ sign step on the cross-entropy (untargeted or --target)",
-          step=0.0, distance=0.1, iterations=1, epsilon=0.0)
 def run(p: Problem) -> np.ndarray:
     full = p.once("full", lambda: p.differentiable(p.model.scores_only()))
     grad, _ = full.loss_gradient(p.x, p.y, target=p.target, probabilities=p.scores_are_probabilities)

@@ -21,7 +21,7 @@ import numpy as np
 from .. import graph
 from ..errors import OnnxFaultError
 from ..model import Model
-from .base import Problem, register
+from .base import Problem
 
 
 def sub_model_layers(model: Model, cut: str | None, layers: str) -> tuple[str, str, list[str]]:
@@ -40,8 +40,6 @@ def sub_model_layers(model: Model, cut: str | None, layers: str) -> tuple[str, s
                             f"{len(candidates)}); its top neurons are the suspicious ones (choose with --cut)"]
 
 
-@register("hs", "HS-FGSM: gradient (or sign) steps on the suspicious neurons through a sub-model cut at their layer",
-          options={"step_rule": "gradient"}, step=0.0, distance=None, iterations=5, epsilon=1.0)
 def run(p: Problem) -> np.ndarray:
     cut = p.cut or p.neurons[0].tensor
     rule = p.options.get("step_rule", "gradient")

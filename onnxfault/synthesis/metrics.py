@@ -25,33 +25,45 @@ def stats(values: np.ndarray) -> dict:
     return {"mean": float(values.mean()), "max": float(values.max())}
 
 
-def distances(original: np.ndarray, synthesized: np.ndarray) -> dict:
-    """Per-sample L0 (changed input elements), L1, L2 and L∞ of the change: mean and max."""
+def distances(original: np.ndarray, synthesized: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-sample L0 (changed input elements), L1, L2 and L∞ of the change (float64, one value per sample)."""
     delta = (synthesized.astype(np.float64) - original.astype(np.float64)).reshape(len(original), -1)
-    return {"l0": stats(np.count_nonzero(delta, axis=1).astype(np.float64)),
-            "l1": stats(np.abs(delta).sum(axis=1)), "l2": stats(np.sqrt((delta ** 2).sum(axis=1))),
-            "linf": stats(np.abs(delta).max(axis=1))}
+    return {"l0": np.count_nonzero(delta, axis=1).astype(np.float64), "l1": np.abs(delta).sum(axis=1),
+            "l2": np.sqrt((delta ** 2).sum(axis=1)), "linf": np.abs(delta).max(axis=1)}
 
 
-def measure(model: Model, original: np.ndarray, synthesized: np.ndarray, labels: np.ndarray,
+def measure(model: Model, original: np.ndarray, synthesized: np.ndarray, labels: np.ndarray, before: np.ndarray,
             neurons: list[SuspiciousNeuron], layers: dict[str, Layer], granularity: str, target: int | None,
-            probabilities: bool, device: str = "auto") -> tuple[dict, np.ndarray, np.ndarray]:
-    """Metrics, and the predictions before and after."""
-    tensors = list(dict.fromkeys(n.tensor for n in neurons))
-    session = model.session(device, tensors)
-    before, after = session.run_named(original), session.run_named(synthesized)
-    pred_before = before[model.output_name].argmax(-1)
-    pred_after = after[model.output_name].argmax(-1)
-    correct_before, correct_after = pred_before == labels, pred_after == labels
-    increase = neuron_values(after, neurons, layers, granularity) > neuron_values(before, neurons, layers, granularity)
+            probabilities: bool, device: str = "auto", size: int = 256) -> tuple[dict, np.ndarray]:
+    """Metrics and the predictions after, from ``size`` samples at a time (memory stays bounded whatever the
+    number of seeds). ``before`` are the seeds' predictions at selection. Per-sample values are kept (a few
+    numbers per sample) and reduced over all samples at the end, so every number is the one a single pass
+    gives. Without ``neurons`` (fgsm, pgd, patch) the seeds are not run again: ``activation_increase`` is None."""
+    session = model.session(device, list(dict.fromkeys(n.tensor for n in neurons)))
+    count = len(original)
+    after = np.empty(count, np.int64)
+    loss = np.empty(count, np.float64)
+    change = {key: np.empty(count, np.float64) for key in ("l0", "l1", "l2", "linf")}
+    increase = np.empty((count, len(neurons)), bool)
+    for start in range(0, count, size):
+        part = slice(start, start + size)
+        outputs = session.run_named(synthesized[part])
+        after[part] = outputs[model.output_name].argmax(-1)
+        loss[part] = cross_entropy(outputs[model.output_name], labels[part], probabilities)
+        for key, values in distances(original[part], synthesized[part]).items():
+            change[key][part] = values
+        if neurons:
+            increase[part] = neuron_values(outputs, neurons, layers, granularity) > \
+                neuron_values(session.run_named(original[part]), neurons, layers, granularity)
+    correct_before, correct_after = before == labels, after == labels
     metrics = {
         "accuracy_before": float(correct_before.mean()),
         "accuracy_after": float(correct_after.mean()),
-        "loss_after": float(cross_entropy(after[model.output_name], labels, probabilities).mean()),
+        "loss_after": float(loss.mean()),
         "success_rate": float((correct_before & ~correct_after).mean()),
-        "target_rate": None if target is None else float((pred_after == target).mean()),
-        "target_rate_before": None if target is None else float((pred_before == target).mean()),
-        "distance": distances(original, synthesized),
-        "activation_increase": float(increase.mean()),
+        "target_rate": None if target is None else float((after == target).mean()),
+        "target_rate_before": None if target is None else float((before == target).mean()),
+        "distance": {key: stats(values) for key, values in change.items()},
+        "activation_increase": float(increase.mean()) if neurons else None,
     }
-    return metrics, pred_before, pred_after
+    return metrics, after

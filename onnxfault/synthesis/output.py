@@ -50,15 +50,16 @@ def as_images(x: np.ndarray, model_layout: str, sample_shape: tuple[int, ...]) -
 
 
 def picture(original, synthesized, labels, before, after, clip, model_layout, sample_shape):
-    """A grid: originals, synthesized inputs and their difference ×10 (grey = no change), with labels."""
+    """A grid of the first ``COLUMNS`` seeds: originals, synthesized inputs and their difference ×10 (grey = no
+    change), with labels."""
     from PIL import Image, ImageDraw
 
     low, high = clip
     span = (high - low) or 1.0
-    rows = [as_images(original, model_layout, sample_shape), as_images(synthesized, model_layout, sample_shape)]
+    n = min(COLUMNS, len(original))  # only these are drawn: the others are never converted
+    rows = [as_images(original[:n], model_layout, sample_shape), as_images(synthesized[:n], model_layout, sample_shape)]
     rows = [np.clip((r - low) / span, 0, 1) for r in rows]
     rows.append(np.clip(0.5 + 10 * (rows[1] - rows[0]), 0, 1))
-    n = min(COLUMNS, len(original))
     h, w = rows[0].shape[1:3]
     zoom = max(1, 84 // max(h, w))
     cell_w, cell_h, caption = w * zoom + 6, h * zoom + 6, 14

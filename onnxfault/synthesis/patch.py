@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import graph
 from .aigent import Settings, attack, region
-from .base import Problem, register
+from .base import Problem
 from .chain import dense_chain
 from .metrics import stats
 
@@ -73,10 +73,6 @@ def _prefix(p: Problem, chain):
     return module.value_and_jacobian
 
 
-@register("patch", "AIGENT: patch edge-layers by linear programs, then solve for the input change",
-          summarize=summarize, options={"objective": "pixels", "max_pixels": None, "time_limit": 10.0,
-                                        **{k: getattr(Settings(), k) for k in SETTINGS}},
-          step=0.0, distance=0.1, iterations=1, epsilon=0.0)
 def run(p: Problem) -> np.ndarray:
     chain = p.once("patch_chain", lambda: dense_chain(p.model.proto, p.model.output_name))
     prefix = p.once("patch_prefix", lambda: _prefix(p, chain))

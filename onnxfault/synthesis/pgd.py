@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Problem, register
+from .base import Problem
 
 
-@register("pgd", "PGD baseline: projected L∞ sign steps on the cross-entropy (untargeted or --target)",
-          step=0.01, distance=0.1, iterations=20, epsilon=0.0)
 def run(p: Problem) -> np.ndarray:
     full = p.once("full", lambda: p.differentiable(p.model.scores_only()))
     x = p.x.copy()

@@ -13,13 +13,15 @@ from ..model import Model
 @dataclass
 class Seeds:
     """The chosen seeds (model inputs and labels), their positions in the data set, the (min, max) of all
-    data values, and the classes skipped because none of their samples is correctly classified."""
+    data values, the classes skipped because none of their samples is correctly classified, and the seeds'
+    predictions (equal to ``y``, as seeds are correctly classified)."""
 
     x: np.ndarray
     y: np.ndarray
     positions: np.ndarray
     data_range: tuple[float, float]
     skipped: list[int] = field(default_factory=list)
+    predictions: np.ndarray | None = None
 
     def warnings(self) -> list[str]:
         if not self.skipped:
@@ -37,11 +39,12 @@ def choose_seeds(model: Model, dataset: Dataset, *, samples: int, seed: int, cls
     error unless ``allow_nonfinite``."""
     if samples < 1:
         raise OnnxFaultError(f"--samples must be at least 1 (got {samples})")
-    session = model.session(device)
+    session = model.session(device, preprocessing=dataset.preprocessing)  # fed the batches as read
     predictions, low, high = [], np.inf, -np.inf
     for x, _, (scores, *_) in session.scored(dataset, allow_nonfinite):
         predictions.append(scores.argmax(-1))
-        low, high = min(low, float(x.min())), max(high, float(x.max()))
+        lo, hi = dataset.prepared_range(x)
+        low, high = min(low, lo), max(high, hi)
     predictions = np.concatenate(predictions)
     labels = dataset.labels
     eligible = predictions == labels
@@ -61,4 +64,4 @@ def choose_seeds(model: Model, dataset: Dataset, *, samples: int, seed: int, cls
         which = f"of class {cls}" if cls is not None else "of any class"
         raise OnnxFaultError(f"no correctly classified sample {which} to start from; use more data or another class")
     positions = np.sort(np.concatenate(chosen))
-    return Seeds(dataset.take(positions), labels[positions], positions, (low, high), skipped)
+    return Seeds(dataset.take(positions), labels[positions], positions, (low, high), skipped, predictions[positions])
