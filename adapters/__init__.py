@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {"from_torch": "torch_export", "from_keras": "keras3", "convert": "conversion",
-            "load_legacy_keras": "keras_legacy"}
+            "proto_from_torch": "torch_export", "proto_from_keras": "keras3", "load_legacy_keras": "keras_legacy"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -13,6 +13,7 @@ import re
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -112,18 +113,47 @@ def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
 
 def from_keras(model, path: str | Path, *, opset: int = 17):
     """Export an in-memory Keras 3 model to ``path``, validated; returns a ConvertResult."""
-    check_opset(opset)
-    _keras()
     from .saving import save_validated
 
-    if not getattr(model, "_called", True):  # the exporter needs a model that has run once
-        shape = model.inputs[0].shape
-        model(np.zeros((1, *shape[1:]), np.float32))
-    names = {layer.name for layer in model.layers}
+    return save_validated(path, _exporter(model, opset), "keras", _layer_scope({l.name for l in model.layers}))
+
+
+def proto_from_keras(model, *, opset: int = 17, example_input=None) -> onnx.ModelProto:
+    """:func:`from_keras` in memory: the validated ``onnx.ModelProto``; no file is left behind. A model that has
+    never run is first called on ``example_input`` (one batch) when given, else on zeros of its input shape."""
+    from .saving import validated_proto
+
+    return validated_proto(_exporter(model, opset, example_input), f"the export of Keras model {model.name}",
+                           _layer_scope({l.name for l in model.layers}))
+
+
+def _exporter(model, opset: int, example_input=None) -> Callable[[Path], None]:
+    """A writer of ``model``'s ONNX export (through Keras' own exporter, ``Erfc`` rewritten) to the file it is
+    given; the model is first called once when it never ran (the exporter needs that)."""
+    check_opset(opset)
+    _keras()
+    if not getattr(model, "_called", True):
+        example = _example(model) if example_input is None else example_input
+        try:
+            model(example)
+        except Exception as err:  # Keras and TensorFlow raise their own types for a misfit input
+            raise OnnxFaultError(f"example_input of shape {getattr(example, 'shape', '?')} does not fit Keras "
+                                 f"model {model.name} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                                 "pass one batch in the model's input layout") from None
 
     def export(tmp: Path) -> None:
         with _quiet():
             model.export(str(tmp), format="onnx", verbose=False, opset_version=opset)
         onnx.save(rewrite_erfc(onnx.load(str(tmp))), str(tmp))
 
-    return save_validated(path, export, "keras", _layer_scope(names))
+    return export
+
+
+def _example(model) -> np.ndarray:
+    """Zeros of one sample of ``model``'s declared input shape (to run a model that never ran)."""
+    try:
+        shape = model.inputs[0].shape
+    except (AttributeError, ValueError, IndexError):  # a subclassed model declares no input until called
+        raise OnnxFaultError(f"Keras model {model.name} has never run and declares no input shape; pass "
+                             "example_input= a numpy array of one batch") from None
+    return np.zeros((1, *shape[1:]), np.float32)

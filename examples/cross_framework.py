@@ -1,11 +1,12 @@
 """The analysis does not depend on the framework a model came from.
 
 The same architectures are built in PyTorch and in Keras 3 (a dense 5×30 LeakyReLU net and a small
-LeNet), PyTorch's weights (briefly trained on the shipped MNIST sample) are copied into Keras, and both
-are exported to ONNX with onnxfault's adapters. A DeepFault legacy Keras model converted by onnxfault's
-reader is also paired with the same weights loaded into a PyTorch re-implementation. For each pair the
-script prints the largest logit difference, whether every spectrum count and the top-10 rankings of
-Tarantula, Ochiai and D* agree, and how tensor names map between the two files.
+LeNet), PyTorch's weights (briefly trained on the shipped MNIST sample) are copied into Keras, and
+``onnxfault.compare`` takes both models in memory (exporting each to ONNX through onnxfault's adapters). A
+DeepFault legacy Keras model converted by onnxfault's reader is also paired with the same weights loaded into
+a PyTorch re-implementation. For each pair the script prints the largest logit difference, whether every
+spectrum count and the top-10 rankings of Tarantula, Ochiai and D* agree, and how tensor names map between
+the two exports (layers paired by position).
 
     python examples/cross_framework.py        # the Keras 3 pairs need `pip install "onnxfault[keras]"`
 """
@@ -15,7 +16,6 @@ import os
 import sys
 import tempfile
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -112,47 +112,24 @@ def torch_from_deepfault(json_path: Path):
     return nn.Sequential(net, nn.Softmax(dim=-1)).eval()
 
 
-# ---- comparing two ONNX files -----------------------------------------------------------------------
-@dataclass
-class Comparison:
-    pair: str
-    max_logit_diff: float
-    spectra_equal: dict[str, bool]  # measure → every count equal
-    rankings_equal: dict[str, bool]  # measure → same top-10 (layer position, index, score)
-    mapping: list[tuple[str, str]]  # tensor in A ↔ tensor in B, by layer position
+# ---- the pairs, compared in memory with onnxfault.compare ---------------------------------------------
+KERAS_PAIRS = (("dense 5×30 LeakyReLU", torch_dense, keras_dense), ("LeNet", torch_lenet, keras_lenet))
+DEEPFAULT_PAIR = "DeepFault 5_30_leaky: legacy reader vs PyTorch"
 
 
-def compare(pair: str, onnx_a: str, onnx_b: str, data: Path = SAMPLE) -> Comparison:
-    from onnxfault import load_model, localize
-    from onnxfault.data import open_dataset
-    from onnxfault.localization import top_k
-    from onnxfault.measures import score
-
-    a, b = load_model(onnx_a), load_model(onnx_b)
-    logits = [m.session("cpu").run(x)[0] for m in (a, b) for x in [np.concatenate(
-        [batch for batch, _ in open_dataset(data, m.input_shape).batches()])]]
-    # one hit spectrum per model; every measure ranks the same counts
-    sa, sb = localize(a, data, k=1).spectrum, localize(b, data, k=1).spectrum
-    same_counts = bool(np.array_equal(sa.counts, sb.counts))
-    pos_a = {layer.tensor: i for i, layer in enumerate(sa.layers)}
-    pos_b = {layer.tensor: i for i, layer in enumerate(sb.layers)}
-    spectra, rankings = {}, {}
-    for measure in MEASURES:
-        na, nb = (top_k(s, score(measure, s.counts), 10) for s in (sa, sb))
-        spectra[measure] = same_counts
-        rankings[measure] = [(pos_a[n.tensor], n.index, n.score) for n in na] == \
-                            [(pos_b[n.tensor], n.index, n.score) for n in nb]
-    mapping = [(la.tensor, lb.tensor) for la, lb in zip(a.layers, b.layers)]
-    if len(a.layers) != len(b.layers):
-        mapping.append((f"{len(a.layers)} layers", f"{len(b.layers)} layers"))
-    return Comparison(pair, float(np.abs(logits[0] - logits[1]).max()), spectra, rankings, mapping)
+def pair_names(with_keras: bool = True, with_deepfault: bool = True) -> list[str]:
+    """The names of the pairs :func:`build_pairs` compares, in its order."""
+    return [f"{name}: PyTorch vs Keras 3" for name, _, _ in KERAS_PAIRS if with_keras] + \
+        ([DEEPFAULT_PAIR] if with_deepfault else [])
 
 
-def build_pairs(folder: Path, with_keras: bool = True, with_deepfault: bool = True) -> list[Comparison]:
-    """Export every pair into ``folder`` and compare them."""
+def build_pairs(folder: Path, with_keras: bool = True, with_deepfault: bool = True):
+    """Compare every pair (a list of ``onnxfault.CompareResult``, in :func:`pair_names` order); ``folder``
+    receives the DeepFault model converted by the legacy reader."""
     import torch
 
-    from onnxfault.adapters import convert, from_keras, from_torch
+    from onnxfault import compare
+    from onnxfault.adapters import convert
     from onnxfault.quiet import silenced_fds
 
     with np.load(SAMPLE) as sample:
@@ -160,21 +137,17 @@ def build_pairs(folder: Path, with_keras: bool = True, with_deepfault: bool = Tr
         y = torch.from_numpy(sample["y"][:1000].astype(np.int64))
     results = []
     if with_keras:
-        for name, build, to_keras in (("dense 5×30 LeakyReLU", torch_dense, keras_dense),
-                                      ("LeNet", torch_lenet, keras_lenet)):
+        for _, build, to_keras in KERAS_PAIRS:
             torch.manual_seed(0)
             net = train_briefly(build(), x, y)
-            stem = name.split()[0].lower()
-            a = from_torch(net, x[:1], folder / f"{stem}_torch.onnx").path
             with silenced_fds(2):  # TensorFlow's lines when it first builds a model (cuInit)
                 model = to_keras(net)
-            b = from_keras(model, folder / f"{stem}_keras.onnx").path
-            results.append(compare(f"{name}: PyTorch vs Keras 3", a, b))
+            results.append(compare(net, model, SAMPLE, measures=MEASURES, k=10, example_input=x[:1]))
     if with_deepfault:
         json_path = DEEPFAULT / "mnist_test_model_5_30_leaky_relu.json"
-        a = convert(json_path, folder / "deepfault_legacy.onnx").path
-        b = from_torch(torch_from_deepfault(json_path), x[:1], folder / "deepfault_torch.onnx").path
-        results.append(compare("DeepFault 5_30_leaky: legacy reader vs PyTorch", a, b))
+        legacy = convert(json_path, folder / "deepfault_legacy.onnx").path
+        results.append(compare(legacy, torch_from_deepfault(json_path), SAMPLE, measures=MEASURES, k=10,
+                               example_input=x[:1]))
     return results
 
 
@@ -190,12 +163,13 @@ def main() -> None:
         with_keras = False
     with tempfile.TemporaryDirectory() as folder:
         results = build_pairs(Path(folder), with_keras, DEEPFAULT.is_dir())
+    names = pair_names(with_keras, DEEPFAULT.is_dir())
     print(f"| pair | max |logit difference| | identical spectra ({', '.join(MEASURES)}) | identical top-10 |")
     print("|---|---|---|---|")
-    for r in results:
-        print(f"| {r.pair} | {r.max_logit_diff:.2e} | {all(r.spectra_equal.values())} | {all(r.rankings_equal.values())} |")
-    for r in results:
-        print(f"\n{r.pair}: tensor names")
+    for name, r in zip(names, results):
+        print(f"| {name} | {r.max_logit_diff:.2e} | {all(r.spectra_equal.values())} | {all(r.rankings_equal.values())} |")
+    for name, r in zip(names, results):
+        print(f"\n{name}: tensor names")
         for a, b in r.mapping:
             print(f"  {a:<24} ↔ {b}")
 

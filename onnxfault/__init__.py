@@ -2,7 +2,8 @@
 
 The public API mirrors the CLI: :func:`inspect_model`, :func:`evaluate`, :func:`localize`,
 :func:`synthesize` and :func:`write_report`, plus the building blocks :func:`load_model`, :func:`open_dataset`, :func:`hit_spectrum` and the measure registry.
-Names are imported lazily so that ``onnxfault --help`` stays instant.
+Results show themselves in a notebook and a REPL, ``plot()`` and ``save()``; ``onnxfault.report([...])`` makes
+the report page from results and saved files. Names are imported lazily so that ``onnxfault --help`` stays instant.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "OnnxFaultError": "errors",
-    "load_model": "model", "Model": "model", "Layer": "model",
+    "load_model": "model", "as_model": "model", "Model": "model", "Layer": "model",
     "DataOptions": "data", "Dataset": "data", "open_dataset": "data",
     "Outcome": "spectrum", "Spectrum": "spectrum", "hit_spectrum": "spectrum",
     "MEASURES": "measures", "get_measure": "measures", "score": "measures",
@@ -21,12 +22,14 @@ _EXPORTS = {
     "inspect_model": "inspection",
     "expose_outputs": "graph", "cut_at": "graph",
     "synthesize": "synthesis", "SynthesisResult": "synthesis",
-    "build_report": "report", "write_report": "report",
+    "compare": "comparison", "CompareResult": "comparison",
+    "build_report": "report", "write_report": "report", "report": "report", "Report": "report",
 }
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        return module if name == _EXPORTS[name] else getattr(module, name)  # onnxfault.report: a callable module
     raise AttributeError(f"module 'onnxfault' has no attribute '{name}'")

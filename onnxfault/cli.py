@@ -25,7 +25,6 @@ app = typer.Typer(
     help="Find the neurons responsible for a classifier's mistakes (DeepFault-style fault localization on ONNX).",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-WORST_SHOWN = 20  # evaluate's table shows this many worst classes when there are more classes
 DEBUG_ENV = "ONNXFAULT_DEBUG"  # set to 1: errors show their traceback, as --debug does
 out = LiteralConsole()
 err = LiteralConsole(stderr=True)
@@ -215,8 +214,9 @@ def evaluate(model: ModelArg, data: DataOpt,
              ray: RayOpt = None, workers: WorkersOpt = None) -> None:
     """Accuracy, per-class accuracy and confusion matrix of a model on labelled data."""
     from .data import open_dataset
+    from .display import accuracy_line, per_class_table
     from .evaluation import evaluate as run_evaluate
-    from .files import check_writable, write_json
+    from .files import check_writable
     from .model import load_model
 
     if json:
@@ -229,23 +229,10 @@ def evaluate(model: ModelArg, data: DataOpt,
                               ray=_ray(ray, workers))
     _warn(result.warnings)
     if json:
-        write_json(json, result.to_json())
-    out.print(f"accuracy {100 * result.accuracy:.2f} % ({result.correct}/{result.samples}) on "
-              f"{dataset.source.description}", soft_wrap=True)
+        result.save(json)
+    out.print(accuracy_line(result, dataset.source.description), soft_wrap=True)
     if not quiet:
-        from rich.table import Table
-
-        rows, title = result.per_class(), "per class"
-        if len(rows) > WORST_SHOWN and not all_classes:
-            rows = result.worst_classes(WORST_SHOWN)
-            title = f"the {len(rows)} worst of {len(result.confusion)} classes (all: --all-classes)"
-        table = Table(title=title)
-        for column in ("class", "samples", "correct", "accuracy"):
-            table.add_column(column, justify="right")
-        for row in rows:
-            acc = "-" if row["accuracy"] is None else f"{100 * row['accuracy']:.2f} %"
-            table.add_row(str(row["class"]), str(row["samples"]), str(row["correct"]), acc)
-        out.print(table)
+        out.print(per_class_table(result, all_classes))
 
 
 def _print_ops(as_json: bool) -> None:
@@ -331,21 +318,10 @@ def localize(model: ModelArg, data: DataOpt,
 
 def _print_ranking(info: dict) -> None:
     """The summary line and top-k table of a ``localize --json`` dict."""
-    from rich.table import Table
+    from .display import ranking_line, ranking_table
 
-    failing = {"all": "misclassified", "class": f"of class {info['class']} misclassified",
-               "target": f"predicted as target {info['target']}"}[info["mode"]]
-    out.print(f"{info['samples']} samples, {info['failing']} {failing}, accuracy "
-              f"{100 * info['accuracy']:.2f} %; {sum(l['neurons'] for l in info['layers'])} neurons in "
-              f"{len(info['layers'])} layers ({info['granularity']})", soft_wrap=True)
-    table = Table(title=f"top {len(info['neurons'])} by {info['measure']}")
-    for column in ("rank", "tensor", "index", "score", "as", "af", "ns", "nf"):
-        table.add_column(column, justify="left" if column == "tensor" else "right", overflow="fold",
-                         no_wrap=column != "tensor")
-    for n in info["neurons"]:
-        table.add_row(str(n["rank"]), n["tensor"], str(n["index"]), f"{n['score']:.6g}",
-                      *(str(n[c]) for c in ("as", "af", "ns", "nf")))
-    out.print(table)
+    out.print(ranking_line(info), soft_wrap=True)
+    out.print(ranking_table(info))
 
 
 @app.command()
@@ -392,7 +368,8 @@ def synthesize(model: ModelArg, data: DataOpt,
     """Synthesize inputs: excite suspicious neurons (DeepFault, HS-FGSM, DeepSensor), patch (AIGENT) or attack (FGSM, PGD)."""
     from .provenance import command_line
     from .synthesis import synthesize as run_synthesize
-    from .synthesis.output import check_out_dir, picture, write_run
+    from .display import synthesis_lines
+    from .synthesis.output import check_out_dir, save_result
 
     check_out_dir(out_dir)
     options = {
@@ -420,41 +397,17 @@ def synthesize(model: ModelArg, data: DataOpt,
                             output=output, allow_nonfinite=allow_nonfinite, ray=_ray(ray, workers))
     _warn(result.warnings)
     result.report["command"] = command_line()
-    a = result.arrays
-    sheet = picture(a["original"], a["synthesized"], a["labels"], a["predictions_before"], a["predictions_after"],
-                    result.clip, result.model_layout, result.sample_shape)
-    page = None
-    if report:
-        from .report import build_report, result_run
-
-        page = build_report([result_run("synthesize", out_dir, result.report, a)])
-    replaced = write_run(out_dir, result.report, a, sheet, page)
+    replaced = save_result(result, out_dir, report)
     if replaced:
         err.print(f"note: {replaced}", soft_wrap=True)
     if not quiet:
-        r = result.report
-        out.print(f"{r['method']}: {r['seeds']['count']} seeds, accuracy {100 * r['accuracy_before']:.1f} % → "
-                  f"{100 * r['accuracy_after']:.1f} %, success {100 * r['success_rate']:.1f} %"
-                  + ("" if r["target_rate"] is None else f", target rate {100 * r['target_rate']:.1f} %")
-                  + f", L∞ mean {r['distance']['linf']['mean']:.4g}"
-                  + ("" if r["activation_increase"] is None
-                     else f", activation increase {100 * r['activation_increase']:.1f} %")
-                  + f", {r['seconds']:.2f} s; wrote {out_dir}/", soft_wrap=True)
-        if "test_errors" in r:
-            out.print(f"deepsensor: {len(r['neurons'])} of {r['neurons_total']} neurons excitable, {r['test_errors']} test errors in "
-                      f"{r['examples_evaluated']} examples, {r['error_categories']} error categories "
-                      f"({r['categories_per_seed']:.2f} per seed)", soft_wrap=True)
-        if "defect_detection_rate" in r:
-            pixels = r["pixels_modified"]
-            out.print(f"patch: defect detection {100 * r['defect_detection_rate']:.1f} %"
-                      + ("" if pixels is None else f", pixels modified mean {pixels['mean']:.1f} "
-                         f"({pixels['percent']:.2f} %)") + f", Pielou {r['pielou']:.3f}"
-                      + "".join(f"; {n}× {stage}" for stage, n in r["failures"].items()), soft_wrap=True)
+        for line in synthesis_lines(result.report, out_dir):
+            out.print(line, soft_wrap=True)
 
 
 @app.command()
 @handles_errors
-def report(runs: Annotated[list[Path], typer.Argument(help="localize --json files and synthesize --out folders", show_default=False)],
+def report(runs: Annotated[list[Path], typer.Argument(help="localize and evaluate --json files, synthesize --out folders", show_default=False)],
            output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")],
            title: Annotated[Optional[str], typer.Option("--title", help="page title (default: the runs' names)")] = None) -> None:
     """One self-contained HTML page (figures inlined, no network) for one or more runs; several runs are compared."""

@@ -7,8 +7,9 @@ from typing import Callable
 
 import numpy as np
 
-from .data import DataOptions, Dataset, open_dataset
+from .data import DataLike, DataOptions, Dataset, as_dataset
 from .model import Model, as_model
+from .model_forms import ModelLike
 from .spectrum import check_labels
 
 
@@ -74,16 +75,51 @@ class EvaluateResult:
                 "confusion_format": "sparse" if self.sparse else "dense",
                 "device": self.device}
 
+    def save(self, json: str | Path) -> Path:
+        """Write the ``--json`` file (:meth:`to_json`), atomically."""
+        from .files import write_json
 
-def evaluate(model: str | Path | Model, data: str | Path | Dataset, *, device: str = "auto",
+        return write_json(json, self.to_json())
+
+    def plot(self):
+        """The report's figure of this result: the confusion matrix (the accuracy per class above 30 classes)."""
+        from .report import result_figure
+
+        return result_figure(self)
+
+    def _report_run(self):
+        from .report.results import memory_run
+
+        return memory_run("evaluate", self.to_json())
+
+    def _repr_html_(self) -> str:
+        from .report import result_html
+
+        return result_html(self)
+
+    def __rich__(self):
+        from .display import evaluation_view
+
+        return evaluation_view(self)
+
+    def __repr__(self) -> str:
+        return (f"<EvaluateResult accuracy {100 * self.accuracy:.2f} % ({self.correct}/{self.samples}), "
+                f"{len(self.confusion)} classes, on {self.data}>")
+
+
+def evaluate(model: ModelLike, data: DataLike, *, device: str = "auto",
              data_options: DataOptions | None = None, on_batch: Callable[[int], None] | None = None,
-             output: str | None = None, allow_nonfinite: bool = False, ray=None) -> EvaluateResult:
+             output: str | None = None, allow_nonfinite: bool = False, ray=None,
+             example_input=None) -> EvaluateResult:
     """Run the model over ``data`` (streamed in batches) and compare predictions with labels; ``output``
     names the class-score output of a model with several. NaN or infinite class scores are an error
     unless ``allow_nonfinite``. ``ray`` (a :class:`~onnxfault.distributed.RayOptions`) counts shards of the
-    data on Ray workers and adds their confusion matrices."""
-    model = as_model(model, output)
-    dataset = data if isinstance(data, Dataset) else open_dataset(data, model.input_shape, data_options)
+    data on Ray workers and adds their confusion matrices. ``model`` is any form :func:`~onnxfault.as_model`
+    takes (a torch module with ``example_input``). ``data`` is a path, a pair ``(x, y)`` of numpy arrays or
+    torch tensors, an iterable of ``(x, y)`` batches (read once, batch by batch) or a :class:`Dataset`
+    (see :func:`~onnxfault.data.as_dataset`)."""
+    model = as_model(model, output, example_input)
+    dataset = as_dataset(data, model.input_shape, data_options, num_classes=model.num_classes)
     check_labels(dataset, model.num_classes)
     counter = ConfusionCounter(model.num_classes, device, allow_nonfinite)
     if ray is None:

@@ -1,7 +1,9 @@
 """Graph surgery on ONNX models with onnx-graphsurgeon.
 
 Every function takes a ``ModelProto`` and returns a new one; the caller's model is never edited. Which
-tensors hold neurons is decided in :mod:`onnxfault.layers`.
+tensors hold neurons is decided in :mod:`onnxfault.layers`. The two edits made on every ``localize`` and
+``evaluate`` (``expose_activity``, ``prepend_preprocessing``) only add nodes that read existing tensors, and
+append them to a copy of the protobuf directly: a graph import and export would cost more than the rest.
 """
 from __future__ import annotations
 
@@ -195,14 +197,6 @@ ACTIVITY = "onnxfault__activity"
 _NONNEGATIVE = frozenset({"Relu", "Sigmoid", "Softplus", "HardSigmoid"})
 
 
-def _nonnegative(variable: gs.Variable) -> bool:
-    """True when the tensor's producer can only output values ≥ 0."""
-    if len(variable.inputs) != 1:
-        return False
-    node = variable.inputs[0]
-    return node.op in _NONNEGATIVE or (node.op == "Clip" and is_relu_clip(node))
-
-
 def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, ...]]],
                     threshold: float) -> tuple[onnx.ModelProto, list[int]]:
     """Add one bool output ``onnxfault__activity`` of shape (N, neurons): every probe's neuron values
@@ -215,53 +209,83 @@ def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, .
     is used. Probes whose values share a dtype are compared by one node, so the columns come grouped:
     the returned list gives the probe index of each column block, in output order.
     Only this bool matrix leaves onnxruntime, not the activations.
+
+    Appends nodes to a copy of the protobuf (no graph import: this runs once per command, and the nodes only
+    read existing tensors).
     """
-    graph = read_graph(model)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    _require_variables(graph, [t for t, _ in probes])
+    types = {v.name: v.type.tensor_type for v in [*graph.input, *graph.value_info, *graph.output]}
+    producers = {o: n for n in graph.node for o in n.output}
     axes_as_input = all(o.version >= 18 for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    groups: dict[object, list[tuple[int, gs.Variable]]] = {}
-    for i, ((_, axes), value) in enumerate(zip(probes, _lookup(graph, [t for t, _ in probes]))):
-        dtype = value.dtype or np.float32
+
+    def emit(op: str, inputs: list[str], output: str, **attrs) -> str:
+        graph.node.append(onnx.helper.make_node(op, inputs, [output], **attrs))
+        return output
+
+    def constant(name: str, value: np.ndarray) -> str:
+        graph.initializer.append(onnx.numpy_helper.from_array(value, name))
+        return name
+
+    groups: dict[np.dtype, list[tuple[int, str]]] = {}
+    for i, (tensor, axes) in enumerate(probes):
+        known = types.get(tensor)
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(known.elem_type)) if known and known.elem_type \
+            else np.dtype(np.float32)
+        value = tensor
         if axes:
-            if not (_nonnegative(value) and threshold <= 0):
-                wide = gs.Variable(f"onnxfault__f64_{i}", dtype=np.float64)
-                graph.nodes.append(gs.Node("Cast", inputs=[value], outputs=[wide], attrs={"to": onnx.TensorProto.DOUBLE}))
-                value, dtype, op = wide, np.float64, "ReduceMean"
-            else:
-                op = "ReduceMax"
-            reduced = gs.Variable(f"onnxfault__value{i}", dtype=dtype)
+            op = "ReduceMax"
+            if not (_nonnegative(graph, producers.get(tensor)) and threshold <= 0):
+                value, dtype, op = emit("Cast", [value], f"onnxfault__f64_{i}", to=onnx.TensorProto.DOUBLE), \
+                    np.dtype(np.float64), "ReduceMean"
             if axes_as_input:  # opset 18 moved Reduce* axes from an attribute to an input
-                inputs, attrs = [value, gs.Constant(f"onnxfault__axes{i}", np.asarray(axes, np.int64))], {}
+                value = emit(op, [value, constant(f"onnxfault__axes{i}", np.asarray(axes, np.int64))],
+                             f"onnxfault__value{i}", keepdims=0)
             else:
-                inputs, attrs = [value], {"axes": list(axes)}
-            graph.nodes.append(gs.Node(op, inputs=inputs, outputs=[reduced], attrs={**attrs, "keepdims": 0}))
-            value = reduced
-        elif value.shape is None or len(value.shape) != 2:  # (N, C, H, W) element probes become (N, C·H·W)
-            rows = gs.Variable(f"onnxfault__rows{i}", dtype=dtype)
-            graph.nodes.append(gs.Node("Flatten", inputs=[value], outputs=[rows], attrs={"axis": 1}))
-            value = rows
-        groups.setdefault(np.dtype(dtype), []).append((i, value))
+                value = emit(op, [value], f"onnxfault__value{i}", axes=list(axes), keepdims=0)
+        elif known is None or not known.HasField("shape") or len(known.shape.dim) != 2:
+            value = emit("Flatten", [value], f"onnxfault__rows{i}", axis=1)  # (N, C, H, W) → (N, C·H·W)
+        groups.setdefault(dtype, []).append((i, value))
     blocks = []
     for g_index, (dtype, members) in enumerate(groups.items()):
-        values = _concat(graph, [v for _, v in members], f"onnxfault__values{g_index}", dtype)
-        active = gs.Variable(f"onnxfault__active{g_index}", dtype=np.bool_)
-        delta = gs.Constant(f"onnxfault__threshold{g_index}", np.asarray(threshold, dtype))
-        graph.nodes.append(gs.Node("Greater", inputs=[values, delta], outputs=[active]))
-        blocks.append(active)
-    activity = _concat(graph, blocks, ACTIVITY, np.bool_)
-    if activity.name != ACTIVITY:
-        graph.nodes.append(gs.Node("Identity", inputs=[activity], outputs=[gs.Variable(ACTIVITY, dtype=np.bool_)]))
-        activity = graph.nodes[-1].outputs[0]
-    graph.outputs.append(activity)
-    return _export(graph, model), [i for members in groups.values() for i, _ in members]
+        values = [v for _, v in members]
+        joined = values[0] if len(values) == 1 else emit("Concat", values, f"onnxfault__values{g_index}", axis=1)
+        delta = constant(f"onnxfault__threshold{g_index}", np.asarray(threshold, dtype))
+        blocks.append(emit("Greater", [joined, delta], ACTIVITY if len(groups) == 1 else f"onnxfault__active{g_index}"))
+    if len(blocks) > 1:
+        emit("Concat", blocks, ACTIVITY, axis=1)
+    graph.output.append(onnx.helper.make_tensor_value_info(ACTIVITY, onnx.TensorProto.BOOL, None))
+    return out, [i for members in groups.values() for i, _ in members]
 
 
-def _concat(graph: gs.Graph, tensors: list[gs.Variable], name: str, dtype) -> gs.Variable:
-    """``tensors`` joined along axis 1 (the tensor itself when there is only one)."""
-    if len(tensors) == 1:
-        return tensors[0]
-    joined = gs.Variable(name, dtype=dtype)
-    graph.nodes.append(gs.Node("Concat", inputs=list(tensors), outputs=[joined], attrs={"axis": 1}))
-    return joined
+def _require_variables(graph: onnx.GraphProto, names: list[str]) -> None:
+    """As ``_lookup`` on the protobuf: each name must be a graph input or a node's output."""
+    initializers = {i.name for i in graph.initializer}
+    variables = [i.name for i in graph.input if i.name not in initializers] + [o for n in graph.node for o in n.output]
+    known = set(variables)
+    for name in names:
+        if name not in known:
+            raise OnnxFaultError(close_matches_hint(name, variables, "tensor") + " (see `onnxfault inspect`)")
+
+
+def _nonnegative(graph: onnx.GraphProto, node: onnx.NodeProto | None) -> bool:
+    """True when ``node`` (a tensor's producer) can only output values ≥ 0: a ReLU-like op, or a Clip with
+    min 0 (see ``is_relu_clip``)."""
+    if node is None:
+        return False
+    if node.op_type != "Clip":
+        return node.op_type in _NONNEGATIVE
+    for attribute in node.attribute:  # opset < 11
+        if attribute.name == "min":
+            return attribute.f == 0.0
+    if len(node.input) < 2 or not node.input[1]:
+        return False
+    value = next((onnx.numpy_helper.to_array(i) for i in graph.initializer if i.name == node.input[1]), None)
+    for constant in (n for n in graph.node if n.op_type == "Constant" and n.output[0] == node.input[1]):
+        value = next((onnx.numpy_helper.to_array(a.t) for a in constant.attribute if a.name == "value"), None)
+    return value is not None and value.size == 1 and float(value.reshape(-1)[0]) == 0.0
 
 
 def name_scope_outputs(model: onnx.ModelProto, scope_of: Callable[[str], str | None]) -> onnx.ModelProto:

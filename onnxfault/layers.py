@@ -66,7 +66,9 @@ class CandidateTensor:
     op: str
 
 
-def _sorted_graph(model: onnx.ModelProto) -> gs.Graph:
+def sorted_graph(model: onnx.ModelProto) -> gs.Graph:
+    """The model as an onnx-graphsurgeon graph in topological order: what the functions below read (and
+    leave unchanged), imported once per model by their caller."""
     graph = read_graph(model)
     graph.toposort()
     return graph
@@ -235,9 +237,9 @@ def _descendants(nodes: list[gs.Node], roots: set[int]) -> set[int]:
     return reached
 
 
-def candidate_layers(model: onnx.ModelProto, output: str) -> list[CandidateTensor]:
-    """Tensors holding neurons, in topological order (the rule is in the module docstring)."""
-    graph = _sorted_graph(model)
+def candidate_layers(graph: gs.Graph, output: str) -> list[CandidateTensor]:
+    """Tensors holding neurons in the ``sorted_graph``, in topological order (the rule is in the module
+    docstring)."""
     outputs = {t.name for t in graph.outputs}
     constant = _constant_tensors(graph)
     excluded = _descendants(graph.nodes, _class_score_nodes(graph, output, constant))
@@ -262,9 +264,9 @@ def candidate_layers(model: onnx.ModelProto, output: str) -> list[CandidateTenso
     return found
 
 
-def upstream_tensors(model: onnx.ModelProto, output: str) -> list[CandidateTensor]:
-    """Every intermediate tensor before the class-score layer (``--layers all``), in topological order."""
-    graph = _sorted_graph(model)
+def upstream_tensors(graph: gs.Graph, output: str) -> list[CandidateTensor]:
+    """Every intermediate tensor of the ``sorted_graph`` before the class-score layer (``--layers all``), in
+    topological order."""
     excluded = _descendants(graph.nodes, _class_score_nodes(graph, output, _constant_tensors(graph)))
     return [
         CandidateTensor(t.name, node.op)
@@ -273,11 +275,10 @@ def upstream_tensors(model: onnx.ModelProto, output: str) -> list[CandidateTenso
     ]
 
 
-def channel_axes(model: onnx.ModelProto, ranks: dict[str, int]) -> dict[str, int]:
-    """Axis (batch included) that holds channels, per tensor of the given rank (batch included): 1 after
-    channels-first ops, the last after features-last ops, followed through Transposes (e.g. the NHWC
-    tensors of converted Keras models)."""
-    graph = _sorted_graph(model)
+def channel_axes(graph: gs.Graph, ranks: dict[str, int]) -> dict[str, int]:
+    """Axis (batch included) that holds channels, per tensor of the given rank (batch included) of the
+    ``sorted_graph``: 1 after channels-first ops, the last after features-last ops, followed through
+    Transposes (e.g. the NHWC tensors of converted Keras models)."""
     known, constant = graph.tensors(), _constant_tensors(graph)
     return {name: _channel_axis(known[name], rank, constant) for name, rank in ranks.items()}
 

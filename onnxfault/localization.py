@@ -1,17 +1,18 @@
 """``localize``: rank the neurons of a model by suspiciousness (DeepFault step 1)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from .data import DataOptions, Dataset, open_dataset
+from .data import DataLike, DataOptions, Dataset, as_dataset
 from .errors import OnnxFaultError, check_finite
 from .files import Writer
 from .measures import get_measure, rank, score
 from .model import Layer, Model, as_model
+from .model_forms import ModelLike
 from .provenance import stamp
 from .spectrum import Outcome, Spectrum, hit_spectrum, validate_outcome
 
@@ -126,6 +127,33 @@ class LocalizeResult:
 
         return write_together(self.outputs(json, spectra)[1])
 
+    def plot(self):
+        """The report's figure of this result: its top-k neurons per layer (a matplotlib ``Figure``)."""
+        from .report import result_figure
+
+        return result_figure(self)
+
+    def _report_run(self):
+        from .report.results import memory_run
+
+        return memory_run("localize", self.to_json(), self.score_arrays())
+
+    def _repr_html_(self) -> str:
+        from .report import result_html
+
+        return result_html(self)
+
+    def __rich__(self):
+        from .display import localize_view
+
+        return localize_view(self.to_json())
+
+    def __repr__(self) -> str:
+        sp, top = self.spectrum, ", ".join(f"{n.tensor}[{n.index}] {n.score:.4g}" for n in self.neurons[:3])
+        return (f"<LocalizeResult {self.measure}: {sp.samples} samples, {sp.failing} failing; top "
+                f"{len(self.neurons)} of {len(self.scores)} neurons in {len(sp.layers)} layers: "
+                f"{top}{' …' if len(self.neurons) > 3 else ''}>")
+
 
 def score_summary(scores: np.ndarray) -> dict:
     """A layer's scores in brief: ``count``, ``min``, ``quartiles`` (25, 50 and 75 %, numpy's linear
@@ -160,14 +188,13 @@ def outcome_for(cls: int | None, target: int | None) -> Outcome:
     return Outcome("all")
 
 
-def samples_for(model: Model, data: str | Path, options: DataOptions | None = None, cls: int | None = None,
+def samples_for(model: Model, data: DataLike, options: DataOptions | None = None, cls: int | None = None,
                 target: int | None = None) -> Dataset:
-    """The samples ``localize`` counts: ``cls`` keeps only those labelled ``cls`` (checked against the model)."""
+    """The samples ``localize`` counts, from ``data`` in any form :func:`~onnxfault.data.as_dataset` takes:
+    ``cls`` keeps only those labelled ``cls`` (checked against the model), except in a :class:`Dataset`
+    already fitted to a model, which is used as given."""
     validate_outcome(outcome_for(cls, target), model.num_classes)
-    options = options or DataOptions()
-    if cls is not None:
-        options = replace(options, classes=[cls])
-    return open_dataset(data, model.input_shape, options)
+    return as_dataset(data, model.input_shape, options, cls=cls, num_classes=model.num_classes)
 
 
 def top_k(spectrum: Spectrum, scores: np.ndarray, k: int,
@@ -200,20 +227,22 @@ def shapley_scores(model: Model, dataset: Dataset, layers: list[Layer], granular
     return estimate.normalized, {"shapley": estimate.values, "shapley_stderr": estimate.stderr}
 
 
-def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: str | Sequence[str] = "auto",
+def localize(model: ModelLike, data: DataLike, *, layers: str | Sequence[str] = "auto",
              measure: str = "ochiai", k: int = 10, cls: int | None = None, target: int | None = None,
              granularity: str = "channel", threshold: float = 0.0, star: float = 3.0, seed: int = 0,
              device: str = "auto", data_options: DataOptions | None = None,
              on_batch: Callable[[int], None] | None = None, shapley=None, output: str | None = None,
-             allow_nonfinite: bool = False, ray=None) -> LocalizeResult:
+             allow_nonfinite: bool = False, ray=None, example_input=None) -> LocalizeResult:
     """Hit spectrum of the chosen layers over ``data`` and the ``k`` most suspicious neurons.
 
     ``cls`` keeps only samples labelled ``cls`` (DeepFault); ``target`` explains "predicted as target"
-    (``data_options.classes`` narrows the samples). ``data`` may be a path or a :class:`Dataset` (used as
-    given: ``cls`` then only sets the mode). ``shapley`` (a :class:`~onnxfault.shapley.ShapleyOptions`)
+    (``data_options.classes`` narrows the samples). ``data`` is a path, a pair ``(x, y)`` of numpy arrays or
+    torch tensors, an iterable of ``(x, y)`` batches (read once, batch by batch) or a :class:`Dataset` (one
+    fitted to a model is used as given: ``cls`` then only sets the mode); see :func:`~onnxfault.data.as_dataset`. ``shapley`` (a :class:`~onnxfault.shapley.ShapleyOptions`)
     tunes ``measure="shapley"``; ``output`` names the class-score output of a model with several. NaN or
     infinite class scores are an error unless ``allow_nonfinite``. ``ray`` (a
-    :class:`~onnxfault.distributed.RayOptions`) counts the spectrum on Ray workers. Returns a :class:`LocalizeResult`.
+    :class:`~onnxfault.distributed.RayOptions`) counts the spectrum on Ray workers. ``model`` is any form
+    :func:`~onnxfault.as_model` takes (a torch module with ``example_input``). Returns a :class:`LocalizeResult`.
     """
     from .shapley import ShapleyOptions
 
@@ -223,9 +252,9 @@ def localize(model: str | Path | Model, data: str | Path | Dataset, *, layers: s
     if k < 1:
         raise OnnxFaultError(f"-k must be at least 1 (got {k})")
     outcome = outcome_for(cls, target)
-    model = as_model(model, output)
+    model = as_model(model, output, example_input)
     chosen = model.select_layers(layers)
-    dataset = data if isinstance(data, Dataset) else samples_for(model, data, data_options, cls, target)
+    dataset = samples_for(model, data, data_options, cls, target)
     spectrum = hit_spectrum(model, dataset, chosen, outcome, granularity=granularity, threshold=threshold,
                             device=device, on_batch=on_batch, allow_nonfinite=allow_nonfinite, ray=ray)
     details: dict[str, np.ndarray] = {}

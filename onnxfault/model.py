@@ -1,6 +1,7 @@
 """Loading an ONNX classifier: validation, input/output discovery, dynamic batch, neuron layers."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,9 +13,12 @@ from google.protobuf.message import DecodeError
 from . import graph as g
 from . import layers as lay
 from .errors import OnnxFaultError, close_matches_hint
+from .model_forms import ModelLike, in_memory_onnx
 from .runtime import Session
 
 if TYPE_CHECKING:
+    import onnx_graphsurgeon as gs
+
     from .data.dataset import Preprocessing
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
@@ -94,12 +98,14 @@ class Model:
     def layers(self) -> list[Layer]:
         """Candidate neuron layers (``--layers auto``)."""
         if self._layers is None:
-            self._layers = self._describe(lay.candidate_layers(self.proto, self.output_name))
+            graph = lay.sorted_graph(self.proto)
+            self._layers = self._describe(lay.candidate_layers(graph, self.output_name), graph=graph)
         return self._layers
 
     def all_layers(self) -> list[Layer]:
         """Every intermediate float tensor before the class-score layer (``--layers all``)."""
-        return self._describe(lay.upstream_tensors(self.proto, self.output_name))
+        graph = lay.sorted_graph(self.proto)
+        return self._describe(lay.upstream_tensors(graph, self.output_name), graph=graph)
 
     def named_layers(self, names: list[str]) -> list[Layer]:
         """Layers for explicit tensor names (unknown names fail with close matches)."""
@@ -121,9 +127,10 @@ class Model:
                                  "name tensors with --layers T1,T2 (see `onnxfault inspect`)")
         return layers
 
-    def _describe(self, candidates: list[lay.CandidateTensor], named: bool = False) -> list[Layer]:
+    def _describe(self, candidates: list[lay.CandidateTensor], named: bool = False,
+                  graph: gs.Graph | None = None) -> list[Layer]:
         """Layers for the candidates whose first axis indexes samples (for ``named`` tensors, any other is
-        an error)."""
+        an error); ``graph``: the model's ``layers.sorted_graph`` when already read."""
         names = [c.tensor for c in candidates]
         shapes = self._per_sample_shapes(names)
         strays = [n for n in names if shapes[n] is None]
@@ -131,8 +138,8 @@ class Model:
             raise OnnxFaultError(f"tensor '{strays[0]}' does not hold one row per sample (its first axis is not "
                                  "the batch axis, e.g. a sequence-first tensor inside attention); name another")
         kept = [c for c in candidates if shapes[c.tensor] is not None]
-        axes = lay.channel_axes(self.proto, {c.tensor: len(shapes[c.tensor]) + 1 for c in kept
-                                             if len(shapes[c.tensor]) >= 2})
+        ranks = {c.tensor: len(shapes[c.tensor]) + 1 for c in kept if len(shapes[c.tensor]) >= 2}
+        axes = lay.channel_axes(graph or lay.sorted_graph(self.proto), ranks) if ranks else {}
         return [Layer(c.tensor, c.op, shapes[c.tensor], axes[c.tensor] - 1 if c.tensor in axes else None)
                 for c in kept]
 
@@ -144,10 +151,11 @@ class Model:
         return {n: self._shapes[n] for n in names}
 
     def _measure_shapes(self, names: list[str]) -> dict[str, tuple[int, ...] | None]:
-        """Per-sample shapes, from runs on a batch of two samples and on the first alone when the input sizes
-        are known: None for a tensor whose first axis does not index samples (its size is not the batch
-        size, or sample 0's slice differs from its value alone). Otherwise (dynamic input sizes) the shapes
-        recorded by shape inference, trusted to be batch-first."""
+        """Per-sample shapes. With fixed input sizes: the shapes recorded by shape inference for tensors whose
+        first axis is the input's symbolic batch axis and whose other sizes are all known; the others from
+        runs on a batch of two samples and on the first alone, None for a tensor whose first axis does not
+        index samples (its size is not the batch size, or sample 0's slice differs from its value alone).
+        With dynamic input sizes: the shapes recorded by shape inference, trusted to be batch-first."""
         if any(d is None for d in self.input_shape) or self.fixed_batch is not None:
             recorded = _static_shapes(self.proto)
             missing = [n for n in names if n not in recorded]
@@ -158,6 +166,13 @@ class Model:
                 outs = self.session("cpu", missing).run(np.zeros((1, *self.input_shape), np.float32))
                 recorded = {**recorded, **{n: tuple(int(d) for d in o.shape[1:]) for n, o in zip(missing, outs[1:])}}
             return {n: recorded[n] for n in names}
+        inferred = _batch_first_shapes(self.proto, self.input_name)
+        missing = [n for n in names if n not in inferred]
+        measured = self._run_shapes(missing) if missing else {}
+        return {n: inferred[n] if n in inferred else measured[n] for n in names}
+
+    def _run_shapes(self, names: list[str]) -> dict[str, tuple[int, ...] | None]:
+        """Per-sample shapes measured on a batch of two samples and on the first alone (see ``_measure_shapes``)."""
         session = self.session("cpu", names)
         x = np.random.default_rng(0).random((2, *self.input_shape), dtype=np.float32)
         pair, single = session.run(x)[1:], session.run(x[:1])[1:]
@@ -201,6 +216,22 @@ def _with_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
         return onnx.shape_inference.infer_shapes(model)
     except Exception:  # inference is best effort; a run fills in what is missing
         return model
+
+
+def _batch_first_shapes(model: onnx.ModelProto, input_name: str) -> dict[str, tuple[int, ...]]:
+    """Per-sample shapes recorded by shape inference for the tensors whose first axis is the input's symbolic
+    batch axis (the same ``dim_param``) and whose other sizes are all known; empty when the input's batch axis
+    has no name."""
+    value = next(i for i in model.graph.input if i.name == input_name)
+    batch = value.type.tensor_type.shape.dim[0].dim_param
+    if not batch:
+        return {}
+    shapes = {}
+    for value in list(model.graph.value_info) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim if value.type.tensor_type.HasField("shape") else ()
+        if len(dims) and dims[0].dim_param == batch and all(d.HasField("dim_value") for d in dims[1:]):
+            shapes[value.name] = tuple(d.dim_value for d in dims[1:])
+    return shapes
 
 
 def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
@@ -264,11 +295,11 @@ def _quoted(path: Path) -> str:
     return shlex.quote(str(path))
 
 
-def _check(proto: onnx.ModelProto, path: Path) -> None:
+def _check(proto: onnx.ModelProto, path: Path | str) -> None:
     if not proto.graph.node or not proto.opset_import:
         raise OnnxFaultError(f"{path} is not an ONNX model (no graph or opset found); give an .onnx file")
     try:
-        if proto.ByteSize() < 2**31 - 1:
+        if proto.ByteSize() < 2**31 - 1 or not isinstance(path, Path):
             onnx.checker.check_model(proto)
         else:
             onnx.checker.check_model(str(path))
@@ -365,7 +396,11 @@ def load_model(path: str | Path, output: str | None = None) -> Model:
     chunks of its fixed size and ``notes`` says so.
     """
     path = Path(path)
-    proto = _read_proto(path)
+    return _loaded(_read_proto(path), path, output)
+
+
+def _loaded(proto: onnx.ModelProto, path: Path | str, output: str | None) -> Model:
+    """:func:`load_model` on a model read from ``path`` (a file, or a description of an in-memory model)."""
     _check(proto, path)
     value = _single_input(proto)
     shaped = _with_shapes(proto)
@@ -398,10 +433,15 @@ def load_model(path: str | Path, output: str | None = None) -> Model:
     return model
 
 
-def as_model(model: str | Path | Model, output: str | None = None) -> Model:
-    """``model`` itself when already loaded (``output`` must then agree with it), else :func:`load_model`."""
-    if not isinstance(model, Model):
+def as_model(model: ModelLike, output: str | None = None, example_input=None) -> Model:
+    """``model`` as a loaded :class:`Model`: a path (:func:`load_model`), ``bytes`` of a serialized model, an
+    ``onnx.ModelProto``, a ``torch.nn.Module`` (exported on ``example_input``, a tensor or numpy array of one
+    batch), a Keras 3 model, or a loaded ``Model`` itself (``output`` must then agree with it). Framework
+    objects are exported in memory (see :mod:`onnxfault.model_forms`); ``Model.path`` then describes them."""
+    if isinstance(model, (str, os.PathLike)):
         return load_model(model, output)
+    if not isinstance(model, Model):
+        return _loaded(*in_memory_onnx(model, example_input), output)
     if output is not None and output not in (model.declared_output, model.output_name):
         raise OnnxFaultError(f"the model was loaded with class-score output '{model.declared_output}', not "
                              f"'{output}'; load it with load_model(path, output='{output}')")

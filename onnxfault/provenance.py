@@ -9,6 +9,7 @@ import platform
 import shlex
 import sys
 from datetime import datetime, timezone
+from functools import lru_cache
 from importlib import metadata
 
 _PACKAGES = ("onnxfault", "onnx", "onnxruntime", "onnxruntime-gpu", "onnx-graphsurgeon", "numpy", "torch")
@@ -22,13 +23,19 @@ def command_line(argv: list[str] | None = None) -> str:
 
 def versions() -> dict[str, str]:
     """Python and the installed versions of the packages a result depends on (absent ones left out)."""
+    return dict(_versions())
+
+
+@lru_cache(maxsize=1)
+def _versions() -> tuple[tuple[str, str], ...]:
+    """Read once per process: reading package metadata costs about a millisecond per call."""
     found = {"python": platform.python_version()}
     for name in _PACKAGES:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
-    return found
+    return tuple(found.items())
 
 
 def model_io(model) -> dict:

@@ -9,8 +9,8 @@ itself (``element`` granularity) or, for tensors with spatial axes, the mean ove
 
 Graph surgery adds the neuron values (channel means) and their comparison with δ to the model
 (``graph.expose_activity``), so one forward pass per batch yields the predictions and one bool activity
-matrix over every neuron of every chosen layer. Counting is one matrix product per batch: no Python loop
-over neurons, samples or layers.
+matrix over every neuron of every chosen layer. Counting is two integer column sums per batch (all rows,
+failed rows): no Python loop over neurons, samples or layers.
 """
 from __future__ import annotations
 
@@ -48,16 +48,23 @@ def probe_axes(layer: Layer, granularity: str) -> tuple[int, ...]:
     return tuple(a + 1 for a in range(len(layer.shape)) if a != layer.channel_axis)
 
 
-def count_hits(active: np.ndarray, failed: np.ndarray) -> np.ndarray:
-    """``(4, neurons)`` int64 counts (as, af, ns, nf) for one batch: ``active`` is (N, neurons) bool.
+def column_hits(active: np.ndarray) -> np.ndarray:
+    """How many rows of the (N, neurons) bool matrix ``active`` each neuron is active in: integer column sums
+    of its bytes (0 or 1), in uint16 when N < 2¹⁶ (exact, and numpy's cheapest sum), else int64."""
+    return np.asarray(active, np.bool_).view(np.uint8).sum(axis=0, dtype=np.uint16 if len(active) < 2**16 else np.int64)
 
-    One matrix product [passed, failed]ᵀ · active gives (as, af); float32 sums of 0/1 are exact below 2²⁴.
-    """
-    wide = np.float32 if len(failed) < 2**24 else np.float64
-    outcome = np.stack([~failed, failed], axis=1).astype(wide)
-    a_s, a_f = np.rint(outcome.T @ active.astype(wide)).astype(np.int64)
-    n_failed = int(np.count_nonzero(failed))
-    return np.stack([a_s, a_f, (len(failed) - n_failed) - a_s, n_failed - a_f])
+
+def hit_counts(hits: np.ndarray, failed_hits: np.ndarray, samples: int, failing: int) -> np.ndarray:
+    """``(4, neurons)`` int64 (as, af, ns, nf) from each neuron's active rows among all ``samples`` (``hits``)
+    and among the ``failing`` ones (``failed_hits``)."""
+    a_f = failed_hits.astype(np.int64)
+    a_s = hits.astype(np.int64) - a_f
+    return np.stack([a_s, a_f, (samples - failing) - a_s, failing - a_f])
+
+
+def count_hits(active: np.ndarray, failed: np.ndarray) -> np.ndarray:
+    """``(4, neurons)`` int64 counts (as, af, ns, nf) for one batch: ``active`` is (N, neurons) bool."""
+    return hit_counts(column_hits(active), column_hits(active[failed]), len(failed), int(np.count_nonzero(failed)))
 
 
 @dataclass
@@ -163,17 +170,20 @@ class SpectrumCounter:
 
     def count(self, state, dataset: Dataset, on_batch: Callable[[int], None] | None = None):
         session, columns = state
-        counts = np.zeros((4, len(columns)), np.int64)
+        hits, failed_hits = np.zeros(len(columns), np.int64), np.zeros(len(columns), np.int64)
         samples = failing = correct = 0
         for _, y, (scores, active) in session.scored(dataset, self.allow_nonfinite):
             predictions = scores.argmax(axis=-1)
             failed = self.outcome.failed(predictions, y)
-            counts += count_hits(active.reshape(len(y), -1), failed)
+            active = active.reshape(len(y), -1)
+            hits += column_hits(active)
+            failed_hits += column_hits(active[failed])
             samples += len(y)
             failing += int(np.count_nonzero(failed))
             correct += int(np.count_nonzero(predictions == y))
             if on_batch is not None:
                 on_batch(len(y))
+        counts = hit_counts(hits, failed_hits, samples, failing)
         return counts[:, columns], samples, failing, correct  # activity columns come grouped by dtype
 
 

@@ -160,14 +160,40 @@ def test_npz_truncated_archive(refused, tmp_path, sample_npz):
     refused("cannot read .*corrupt or not an .npz", *evaluate(data))
 
 
-def test_npz_corrupt_sample_data_found_while_streaming(refused, tmp_path):
-    x = np.arange(10 * 784, dtype=np.uint8).reshape(10, 28, 28)
-    data = npz(tmp_path / "data.npz", {"x": npy_of(x), "y": npy_of(np.zeros(10, np.int64))}, zipfile.ZIP_STORED)
+def npz_with_corrupt_x(path: Path, x: np.ndarray, method: int) -> Path:
+    """An .npz of ``x`` (and zero labels) with 16 bytes inside x's member overwritten, every header intact:
+    its data bytes 100 … 115 when stored, bytes of its deflated stream when compressed."""
+    data = npz(path, {"x": npy_of(x), "y": npy_of(np.zeros(len(x), np.int64))}, method)
     raw = bytearray(data.read_bytes())
-    at = raw.find(npy_of(x)[200:216])  # inside x's data: the CRC no longer matches
+    header = len(npy_of(x)) - x.nbytes
+    at = raw.find(npy_of(x)[header + 100:header + 116]) if method == zipfile.ZIP_STORED else len(raw) // 3
     raw[at:at + 16] = b"\xff" * 16
     data.write_bytes(bytes(raw))
-    refused("cannot read .*(CRC|corrupt)", *evaluate(data))
+    return data
+
+
+def test_npz_corrupt_compressed_sample_data_found_while_streaming(refused, tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (10, 28, 28), np.uint8)  # x's deflated stream fills the file
+    refused("cannot read .*(CRC|corrupt)", *evaluate(npz_with_corrupt_x(tmp_path / "data.npz", x, zipfile.ZIP_DEFLATED)))
+
+
+def test_npz_stored_sample_data_is_read_as_it_is(tmp_path):
+    """A stored member is memory-mapped and not CRC-checked (as numpy.load(mmap_mode="r")): overwritten data
+    bytes come out as they are in the file; its headers and size are still checked (test_hostile_npz and the
+    truncated cases)."""
+    x = np.arange(10 * 784, dtype=np.uint8).reshape(10, 28, 28)
+    data = npz_with_corrupt_x(tmp_path / "data.npz", x, zipfile.ZIP_STORED)
+    want = x.copy().reshape(-1)
+    want[100:116] = 0xFF
+    assert np.concatenate(list(open_source(data).chunks(4, 0))).tobytes() == want.tobytes() != x.tobytes()
+
+
+def test_npz_stored_member_cut_short_is_refused(refused, tmp_path):
+    """A stored member whose zip entry declares fewer bytes than its .npy header needs is refused before any
+    sample is read."""
+    x = np.arange(10 * 784, dtype=np.uint8).reshape(10, 28, 28)
+    data = npz(tmp_path / "data.npz", {"x": npy_of(x)[:-784], "y": npy_of(np.zeros(10, np.int64))}, zipfile.ZIP_STORED)
+    refused(r"array 'x' .* declares shape \(10, 28, 28\) .* holds at most", *evaluate(data))
 
 
 # ---- IDX: headers checked against file size, limits and each other before any data is read -----------

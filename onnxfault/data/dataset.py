@@ -4,9 +4,9 @@ from __future__ import annotations
 import copy
 import stat
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -14,7 +14,8 @@ from ..errors import OnnxFaultError, check_finite
 from .cifar import is_pickle, open_cifar
 from .folder import is_image_folder, open_folder
 from .idx import is_idx, open_idx
-from .layout import Adaptation, channel_axis_of, plan_layout
+from .layout import Adaptation, as_is, channel_axis_of, plan_layout
+from .memory import BatchStream, array_source, data_error, is_batches, is_pair, is_path
 from .npz import open_npz
 from .parquet import MAGIC as PARQUET_MAGIC, open_parquet
 from .shards import is_shard_folder, open_shards
@@ -113,16 +114,57 @@ class Preprocessing:
 
 class Dataset:
     """The selected samples of a source, adapted to one model input: in float32 batches (``batches``), or as
-    read for a session that does the preprocessing in its graph (``feeds`` and ``preprocessing``)."""
+    read for a session that does the preprocessing in its graph (``feeds`` and ``preprocessing``).
 
-    def __init__(self, source: Source, model_shape: tuple[int | None, ...], options: DataOptions,
-                 path: str | None = None):
+    Made from a file (:func:`open_dataset`), from arrays in memory (:meth:`from_arrays`) or from an iterable
+    of batches (:meth:`from_batches`). One made without ``model_shape`` takes the samples as they are until a
+    function (``evaluate``, ``localize``, ``synthesize``) fits it to its model's input (:meth:`fit`)."""
+
+    read_once = False  # True for an iterable of batches: no labels up front, read batch by batch per pass
+
+    def __init__(self, source: Source, model_shape: tuple[int | None, ...] | None = None,
+                 options: DataOptions | None = None, path: str | None = None):
         self.source = source
         self.path = path or source.description
-        self.options = options
+        self.options = options = options or DataOptions()
         self.indices = _select(source.labels, options)
         self.labels = source.labels[self.indices]
-        self.adaptation: Adaptation = plan_layout(source.sample_shape, source.layout, model_shape, options.layout)
+        self._fit(model_shape)
+
+    @classmethod
+    def from_arrays(cls, x: Any, y: Any, options: DataOptions | None = None) -> "Dataset":
+        """Samples ``x`` (one per row) and integer labels ``y`` in memory, as numpy arrays or torch tensors
+        (CPU tensors are shared, not copied). Batches are views of ``x``: nothing is copied whole. Fitted to a
+        model's input by the function that receives it, exactly as a file with the same samples would be
+        (layout, uint8 / 255 unless ``raw``, ``mean``/``std``, ``classes``, ``limit``, ``batch_size``).
+
+        >>> ds = Dataset.from_arrays(x_test, y_test, DataOptions(limit=1000))
+        >>> onnxfault.evaluate("model.onnx", ds).accuracy"""
+        return cls(array_source(x, y), None, options)
+
+    @classmethod
+    def from_batches(cls, batches: Iterable, options: DataOptions | None = None) -> "StreamedDataset":
+        """``(x, y)`` batches from an iterable (a list, a torch ``DataLoader``, a ``tf.data.Dataset``, a
+        generator), read batch by batch and never held whole; see :class:`StreamedDataset` for what reading
+        an iterable once means. Its first batch is read now (for the samples' shape and type).
+
+        >>> loader = torch.utils.data.DataLoader(test_set, batch_size=256, shuffle=False)
+        >>> onnxfault.localize("model.onnx", Dataset.from_batches(loader))"""
+        return StreamedDataset(BatchStream(batches), None, options)
+
+    def fit(self, model_shape: tuple[int | None, ...], options: DataOptions | None = None,
+            num_classes: int | None = None) -> "Dataset":
+        """The same samples fitted to a model input of per-sample shape ``model_shape``, with ``options``
+        (default: this data set's); ``num_classes`` bounds the labels of a stream (checked per batch)."""
+        return Dataset(self.source, model_shape, options or self.options, self.path)
+
+    def _fit(self, model_shape: tuple[int | None, ...] | None) -> None:
+        """Layout, scaling and checks for a model input of per-sample shape ``model_shape`` (None: as read)."""
+        source, options = self.source, self.options
+        self.model_shape = None if model_shape is None else tuple(model_shape)
+        self.adaptation: Adaptation = (as_is(source.layout) if model_shape is None else
+                                       plan_layout(source.sample_shape, source.layout, self.model_shape,
+                                                   options.layout))
         self.divisor = 1.0 if options.raw or source.dtype != np.uint8 else 255.0
         out_shape = self.adaptation.apply(np.zeros((1, *source.sample_shape))).shape
         mean, std = _normalizer(options, out_shape, channel_axis_of(self.adaptation.model_layout, len(out_shape)))
@@ -239,18 +281,31 @@ class Dataset:
 def _select(labels: np.ndarray, options: DataOptions) -> np.ndarray:
     indices = np.arange(len(labels))
     if options.classes is not None:
-        classes = np.asarray(list(options.classes), np.int64)
-        indices = indices[np.isin(labels, classes)]
+        indices = indices[np.isin(labels, _classes(options))]
         if not len(indices):
-            listed = ",".join(str(c) for c in classes)
-            raise OnnxFaultError(f"no samples with class {listed} in the data; choose classes that occur")
+            raise _nothing_selected(options)
+    _check_limit(options)
     if options.limit is not None:
-        if options.limit < 1:
-            raise OnnxFaultError(f"--limit must be at least 1 (got {options.limit})")
         indices = indices[: options.limit]
     if not len(indices):
-        raise OnnxFaultError("the data set is empty; give a file with samples")
+        raise _nothing_selected(options)
     return indices
+
+
+def _classes(options: DataOptions) -> np.ndarray | None:
+    return None if options.classes is None else np.asarray(list(options.classes), np.int64)
+
+
+def _check_limit(options: DataOptions) -> None:
+    if options.limit is not None and options.limit < 1:
+        raise OnnxFaultError(f"--limit must be at least 1 (got {options.limit})")
+
+
+def _nothing_selected(options: DataOptions) -> OnnxFaultError:
+    if options.classes is not None:
+        listed = ",".join(str(c) for c in _classes(options))
+        return OnnxFaultError(f"no samples with class {listed} in the data; choose classes that occur")
+    return OnnxFaultError("the data set is empty; give a file with samples")
 
 
 def _normalizer(options: DataOptions, shape: tuple[int, ...], axis: int | None):
@@ -278,3 +333,179 @@ def open_dataset(path: str | Path, model_shape: tuple[int | None, ...], options:
     """Open ``path`` and fit it to a model input of per-sample shape ``model_shape``."""
     options = options or DataOptions()
     return Dataset(open_source(path, options.labels), tuple(model_shape), options, str(path))
+
+
+class StreamedDataset(Dataset):
+    """A data set over an iterable of ``(x, y)`` batches, read once per pass, batch by batch, never whole:
+    ``classes`` and ``limit`` select within each batch as it comes (its labels are not known up front; the
+    pass stops once ``limit`` samples are selected), the selected samples are regrouped into batches of
+    ``batch_size``, and labels are checked per batch (integers; below ``num_classes`` when given).
+    ``labels`` and ``indices`` hold what the first pass has read so far; once it is complete they hold every
+    selected sample and ``len`` is known. A method that needs a second pass (``take``; a neuron-guided
+    ``synthesize`` counts the spectrum, then predicts the seeds) reads the iterable again: a list, a
+    DataLoader or a ``tf.data.Dataset`` can be, an iterator (a generator) cannot, and says so; a second pass
+    over the same data set must read the same samples (a shuffling iterable is an error)."""
+
+    read_once = True
+
+    def __init__(self, stream: BatchStream, model_shape: tuple[int | None, ...] | None = None,
+                 options: DataOptions | None = None, path: str | None = None, num_classes: int | None = None):
+        self.source = stream
+        self.path = path or stream.description
+        self.options = options or DataOptions()
+        self.num_classes = num_classes
+        self._labels, self._indices = _Growing(), _Growing()
+        self._length: int | None = None
+        _check_limit(self.options)
+        self._fit(model_shape)
+
+    def fit(self, model_shape: tuple[int | None, ...], options: DataOptions | None = None,
+            num_classes: int | None = None) -> "StreamedDataset":
+        return StreamedDataset(self.source, model_shape, options or self.options, self.path,
+                               self.num_classes if num_classes is None else num_classes)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels.values
+
+    @property
+    def indices(self) -> np.ndarray:
+        return self._indices.values
+
+    def __len__(self) -> int:
+        if self._length is None:
+            raise OnnxFaultError(f"the number of samples in {self.path} is known only once a pass has read them "
+                                 "(an iterable of batches has no length up front); give arrays (x, y) or a path")
+        return self._length
+
+    def __bool__(self) -> bool:
+        return True
+
+    def shard(self, start: int, stop: int) -> "Dataset":
+        raise OnnxFaultError("an iterable of batches cannot be split into shards; give a path (or arrays)")
+
+    def _blocks(self) -> Iterator[tuple[np.ndarray, int]]:
+        """As :meth:`Dataset._blocks`. The first complete pass records the labels and indices; a later pass
+        (e.g. ``take``) must read the same samples (its labels are compared: a shuffled iterable is an error)."""
+        size, limit, classes = self.options.batch_size, self.options.limit, _classes(self.options)
+        recorded = self._length is not None
+        if not recorded:
+            self._labels.clear()
+            self._indices.clear()
+        pending: list[np.ndarray] = []
+        held = done = seen = 0
+        for x, y in self.source.read():
+            keep = np.arange(len(y)) if classes is None else np.flatnonzero(np.isin(y, classes))
+            if limit is not None:
+                keep = keep[:limit - done - held]
+            if len(keep):
+                self._record(y[keep], keep + seen, done + held, recorded)
+                pending.append(x if len(keep) == len(x) else x[keep])
+                held += len(keep)
+            seen += len(x)
+            while held >= size:
+                block = np.concatenate(pending) if len(pending) > 1 else pending[0]
+                pending, held = ([block[size:]], held - size) if held > size else ([], 0)
+                yield block[:size], done
+                done += size
+            # what waits for the next batch is copied: an iterable may refill one buffer for every batch
+            pending = [p.copy() if np.may_share_memory(p, x) else p for p in pending]
+            if limit is not None and done + held >= limit:
+                break
+        if held:
+            yield (np.concatenate(pending) if len(pending) > 1 else pending[0]), done
+            done += held
+        if not done:
+            raise _nothing_selected(self.options)
+        if recorded and done != self._length:
+            raise _another_pass()
+        self._length = done
+
+    def _record(self, labels: np.ndarray, indices: np.ndarray, at: int, recorded: bool) -> None:
+        """Keep (first pass) or compare (later passes) the labels and indices of selected samples from ``at``."""
+        if recorded:
+            if not (np.array_equal(labels, self.labels[at:at + len(labels)])
+                    and np.array_equal(indices, self.indices[at:at + len(indices)])):
+                raise _another_pass()
+            return
+        self._check_bound(labels)
+        self._labels.extend(labels)
+        self._indices.extend(indices)
+
+    def _check_bound(self, labels: np.ndarray) -> None:
+        if self.num_classes is not None and labels.max() >= self.num_classes:
+            raise OnnxFaultError(f"the data has label {int(labels.max())} but the model has only {self.num_classes} "
+                                 f"classes (0..{self.num_classes - 1}); check the data or the model")
+
+
+def _another_pass() -> OnnxFaultError:
+    return data_error("a second pass over the batches read other samples than the first (is the iterable "
+                      "shuffled?); turn shuffling off")
+
+
+class _Growing:
+    """An int64 array grown block by block (its buffer doubles); ``values`` is a view of what it holds."""
+
+    def __init__(self):
+        self._buffer = np.empty(1024, np.int64)
+        self._size = 0
+
+    def clear(self) -> None:
+        self._size = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        end = self._size + len(values)
+        if end > len(self._buffer):
+            grown = np.empty(max(end, 2 * len(self._buffer)), np.int64)
+            grown[:self._size] = self._buffer[:self._size]
+            self._buffer = grown
+        self._buffer[self._size:end] = values
+        self._size = end
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._buffer[:self._size]
+
+
+DataLike = Union[str, Path, Dataset, tuple, Iterable]
+
+
+def as_data(data: DataLike, options: DataOptions | None = None) -> str | Path | Dataset:
+    """A path or a :class:`Dataset` as given; a pair ``(x, y)`` or an iterable of batches as a Dataset not yet
+    fitted to a model (an iterable's first batch is read now). Anything else is an error naming the forms."""
+    if is_path(data) or isinstance(data, Dataset):
+        return data
+    if is_pair(data):
+        return Dataset.from_arrays(*data, options=options)
+    if is_batches(data):
+        return Dataset.from_batches(data, options)
+    raise data_error(f"got an object of type {type(data).__name__}")
+
+
+def as_dataset(data: DataLike, model_shape: tuple[int | None, ...], options: DataOptions | None = None, *,
+               cls: int | None = None, num_classes: int | None = None) -> Dataset:
+    """``data`` in any form fitted to a model input of per-sample shape ``model_shape``, with the same layout
+    fitting, scaling and ``options`` for every form: a path (opened with ``options``); a pair ``(x, y)`` of
+    numpy arrays or torch tensors; an iterable of ``(x, y)`` batches (:class:`StreamedDataset`); a
+    :class:`Dataset`: one fitted to a model is used as given, one not yet fitted is fitted here with its own
+    options (or ``options``, when its own are the defaults). ``cls`` keeps only the samples of that class
+    (except in a fitted Dataset); ``num_classes`` bounds a stream's labels (checked per batch)."""
+    if is_path(data):
+        return open_dataset(data, model_shape, _only(options or DataOptions(), cls))
+    data = as_data(data, options)
+    if data.model_shape is not None:
+        return data.fit(data.model_shape, data.options, num_classes) if data.read_once else data
+    return data.fit(model_shape, _only(_options_for(data, options), cls), num_classes)
+
+
+def _only(options: DataOptions, cls: int | None) -> DataOptions:
+    return options if cls is None else replace(options, classes=[cls])
+
+
+def _options_for(dataset: Dataset, options: DataOptions | None) -> DataOptions:
+    if options is None or options == dataset.options:
+        return dataset.options
+    if dataset.options == DataOptions():
+        return options
+    raise OnnxFaultError("data_options: the Dataset was made with other options; give the options once "
+                         "(Dataset.from_arrays(x, y, options) or data_options=)")

@@ -51,8 +51,12 @@ def _candidates(layout: str, shape: tuple[int, ...]) -> list[Adaptation]:
                 Adaptation("NCHW → NHWC", "nhwc", lambda x: x.transpose(0, 2, 3, 1))]
                + ([Adaptation("drop the channel axis", "hw", lambda x: x[:, 0])] if c_first == 1 else []),
     }
-    identity = Adaptation("as is", _IDENTITY_LAYOUT.get(layout, "same"), _identity)
-    return [identity, *table.get(layout, [])]
+    return [as_is(layout), *table.get(layout, [])]
+
+
+def as_is(layout: str | None) -> Adaptation:
+    """The samples unchanged (declared ``layout``): what a data set not yet fitted to a model gives."""
+    return Adaptation("as is", _IDENTITY_LAYOUT.get(layout, "same"), _identity)
 
 
 def _fits(shape: tuple[int, ...], model_shape: tuple[int | None, ...]) -> bool:

@@ -2,7 +2,8 @@
 
 ``y`` is loaded whole (one number per sample); ``x`` is streamed row block by row block straight from
 its zip member, so memory does not grow with the number of samples: a stored member (``numpy.savez``) is
-memory-mapped and its blocks are views of the file, a compressed one is decompressed on the fly.
+memory-mapped and its blocks are views of the file (its zip headers and size are checked, its CRC-32 is not,
+as with ``numpy.load(mmap_mode="r")``); a compressed one is decompressed on the fly and CRC-checked by zipfile.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import OnnxFaultError
-from .source import (MAX_DEFLATE_RATIO, SKIP_BYTES, Source, as_labels, check_declared, guess_layout, mapped_rows,
+from .source import (MAX_DEFLATE_RATIO, Source, as_labels, check_declared, guess_layout, mapped_rows,
                      stream_rows)
 
 _METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}  # what numpy.savez[_compressed] writes
@@ -141,39 +142,10 @@ def _stored_start(path: Path, x: _Array) -> int | None:
 
 
 def _mapped(path: Path, x: _Array, start: int, rows: int, first: int) -> Iterator[np.ndarray]:
-    """Blocks of the stored ``x`` as views of the memory-mapped file. The member's CRC-32 is computed on the
-    mapped bytes as they are passed (no copy) and checked before the block that ends the array is given out,
-    as zipfile checks it on reading the member's last byte."""
-    data = start + x.header
-    row_bytes = math.prod(x.shape[1:]) * x.dtype.itemsize
-    end_of_data, end = data + x.shape[0] * row_bytes, start + x.info.file_size
-    what = f"array 'x' in {path}"
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(start)
-            crc = _crc_of(fh, data + first * row_bytes - start, what)  # header and skipped samples
-            fh.seek(end_of_data)
-            tail = _read(fh, end - end_of_data, what)
-    except OSError as err:
-        raise OnnxFaultError(f"cannot read {path}: {err}; the file is corrupt or not an .npz") from None
-    state = [crc, data + first * row_bytes]
-
-    def check(block: memoryview) -> None:
-        state[0] = zlib.crc32(block, state[0])
-        state[1] += len(block)
-        if state[1] == end_of_data and zlib.crc32(tail, state[0]) != x.info.CRC:
-            raise OnnxFaultError(f"cannot read {path}: Bad CRC-32 for file {x.member!r}; the file is corrupt")
-
-    yield from mapped_rows(path, data, x.shape[0], tuple(x.shape[1:]), x.dtype, rows, first, check)
-
-
-def _crc_of(fh, size: int, what: str) -> int:
-    crc = 0
-    while size:
-        piece = _read(fh, min(size, SKIP_BYTES), what)
-        crc = zlib.crc32(piece, crc)
-        size -= len(piece)
-    return crc
+    """Blocks of the stored ``x`` as views of the memory-mapped file. Its CRC-32 is not checked (as
+    ``numpy.load(mmap_mode="r")`` does not): that would read every byte once more, a cost on the order of
+    the model's own time for small models. Its headers and size were checked when the file was opened."""
+    yield from mapped_rows(path, start + x.header, x.shape[0], tuple(x.shape[1:]), x.dtype, rows, first)
 
 
 def open_npz(path: Path) -> Source:

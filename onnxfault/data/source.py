@@ -69,12 +69,12 @@ def _map_window(fileno: int, length: int, offset: int) -> mmap.mmap:
 
 
 def mapped_rows(path: Path, offset: int, count: int, sample_shape: tuple[int, ...], dtype: np.dtype, rows: int,
-                first: int = 0, check: Callable[[memoryview], None] | None = None) -> Iterator[np.ndarray]:
+                first: int = 0) -> Iterator[np.ndarray]:
     """Samples ``first`` … ``count`` - 1 of an uncompressed array at byte ``offset`` of ``path`` (the caller has
     checked that it fits in the file), as ``stream_rows`` gives them but without reading: each block is a view
-    of a read-only memory map (a copy only for a foreign byte order or a misaligned type). ``check`` sees each
-    block's bytes, in order, before the block is given out. The file is mapped a window of whole blocks at a
-    time and a window is unmapped once no block of it is held, so resident memory stays flat."""
+    of a read-only memory map (a copy only for a foreign byte order or a misaligned type). The file is mapped a
+    window of whole blocks at a time and a window is unmapped once no block of it is held, so resident memory
+    stays flat."""
     per_sample = math.prod(sample_shape)
     row_bytes = per_sample * dtype.itemsize
     window_rows = rows * max(1, WINDOW_BYTES // max(1, rows * row_bytes))
@@ -90,9 +90,6 @@ def mapped_rows(path: Path, offset: int, count: int, sample_shape: tuple[int, ..
             for start in range(0, window_count, rows):
                 n = min(rows, window_count - start)
                 at = begin - aligned + start * row_bytes
-                if check is not None:
-                    with memoryview(window) as view:
-                        check(view[at:at + n * row_bytes])
                 block = np.frombuffer(window, dtype, n * per_sample, at).astype(dtype.newbyteorder("="), copy=False)
                 yield (block if block.flags.aligned else block.copy()).reshape((n, *sample_shape))
 

@@ -1,6 +1,7 @@
 """Where the workers run (``--ray ADDRESS``, ``--workers N``) and connecting to that Ray runtime."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -98,3 +99,17 @@ def worker_count(ray, options: RayOptions, gpus: bool) -> int:
 def use_gpus(ray, device: str) -> bool:
     """One GPU per actor when the cluster has GPUs and the run is not pinned to the CPU."""
     return device != "cpu" and ray.cluster_resources().get("GPU", 0) >= 1
+
+
+def holds_ray(function):
+    """Run ``function`` (which takes ``ray=``) inside one Ray runtime when ``ray`` is given, so that the passes
+    it makes on Ray (spectrum, synthesis) share one runtime instead of starting one each."""
+
+    @functools.wraps(function)
+    def wrapper(*args, ray: RayOptions | None = None, **kwargs):
+        if ray is None:
+            return function(*args, **kwargs)
+        with ray_runtime(ray):
+            return function(*args, ray=ray, **kwargs)
+
+    return wrapper

@@ -27,7 +27,7 @@ class ShardWorker:
         self.state = None
 
     def run(self, shared: list, key: int, item, progress):
-        """``job.run`` on ``item``; the first item (after a restart too) builds the state from ``shared``, a
+        """``(key, job.run(item))``; the first item (after a restart too) builds the state from ``shared``, a
         nested object reference (so it is fetched once, not with every item)."""
         if self.state is None:
             import ray
@@ -45,7 +45,7 @@ class ShardWorker:
         result = self.job.run(self.state, item, on_batch)
         if progress is not None:
             progress.report.remote(key, done)
-        return result
+        return key, result
 
     def peak_rss_mb(self) -> float | None:
         """This worker process's peak resident set size (MB; None where /proc is absent)."""
@@ -71,38 +71,30 @@ class Progress:
 
 def run_pool(ray, job, shared, items: list, workers: int, gpus: bool, sizes: list[int] | None = None,
              on_progress: Callable[[int], None] | None = None) -> tuple[list, list[float | None]]:
-    """``job.run`` over ``items`` on ``workers`` actors (each given the next item when it finishes one), the
-    results in item order, and each actor's peak resident memory (MB). With ``sizes`` (samples per item),
-    ``on_progress(n)`` gets the samples done since its last call, across workers."""
+    """``job.run`` over ``items`` on ``workers`` actors (Ray's ``ActorPool`` gives each free actor the next
+    item), the results in item order, and each actor's peak resident memory (MB). With ``sizes`` (samples per
+    item), ``on_progress(n)`` gets the samples done since its last call, across workers."""
     from ray.exceptions import RayTaskError
+    from ray.util import ActorPool
 
     shared_ref = [ray.put(shared)]  # stored once, fetched by each actor; held here until the pool is done
     actor = ray.remote(ShardWorker).options(max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS,
-                                       num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0)
-    pool = [actor.remote(job) for _ in range(min(workers, len(items)))]
+                                            num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0)
+    actors = [actor.remote(job) for _ in range(min(workers, len(items)))]
     progress = ray.remote(Progress).options(num_cpus=0).remote() if on_progress and sizes else None
+    pool = ActorPool(actors)
+    for key, item in enumerate(items):
+        pool.submit(lambda a, keyed: a.run.remote(shared_ref, *keyed, progress), (key, item))
     results: list = [None] * len(items)
-    pending = list(range(len(items)))[::-1]
-    running: dict = {}
-
-    def submit(a) -> None:
-        key = pending.pop()
-        running[a.run.remote(shared_ref, key, items[key], progress)] = (key, a)
-
+    finished: set[int] = set()
+    reported = 0
     try:
-        for a in pool:
-            if pending:
-                submit(a)
-        finished: set[int] = set()
-        reported = 0
-        while running:
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
-            for ref in ready:
-                key, a = running.pop(ref)
-                results[key] = ray.get(ref)
+        while pool.has_next():
+            try:
+                key, results[key] = pool.get_next_unordered(timeout=POLL_S)
                 finished.add(key)
-                if pending:
-                    submit(a)
+            except TimeoutError:
+                pass
             if progress is not None:  # finished items count whole; the others as far as they reported
                 partial = ray.get(progress.counts.remote())
                 total = sum(sizes[k] if k in finished else min(n, sizes[k]) for k, n in partial.items()) + \
@@ -110,14 +102,14 @@ def run_pool(ray, job, shared, items: list, workers: int, gpus: bool, sizes: lis
                 if total > reported:
                     on_progress(total - reported)
                     reported = total
-        peaks = ray.get([a.peak_rss_mb.remote() for a in pool])
-        LAST_POOL.update(workers=len(pool), items=len(items), worker_peak_rss_mb=peaks)
+        peaks = ray.get([a.peak_rss_mb.remote() for a in actors])
+        LAST_POOL.update(workers=len(actors), items=len(items), worker_peak_rss_mb=peaks)
     except RayTaskError as err:
         if isinstance(err.cause, OnnxFaultError):
             raise OnnxFaultError(str(err.cause)) from None
         raise
     finally:
-        for a in pool:
+        for a in actors:
             ray.kill(a)
         if progress is not None:
             ray.kill(progress)

@@ -37,6 +37,11 @@ def short(name: str, limit: int = 28) -> str:
 
 
 def layer_distribution(layers: list[str], counts: dict[str, list[int]]) -> bytes:
+    """:func:`layer_distribution_figure` as PNG bytes."""
+    return png(layer_distribution_figure(layers, counts))
+
+
+def layer_distribution_figure(layers: list[str], counts: dict[str, list[int]]):
     """Grouped bars: suspicious neurons per layer, one bar per series (measure), as DeepFault's Fig. 3."""
     fig = _figure(3.6)
     ax = fig.add_subplot()
@@ -50,7 +55,7 @@ def layer_distribution(layers: list[str], counts: dict[str, list[int]]) -> bytes
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(frameon=False, ncols=min(4, len(counts)))
-    return png(fig)
+    return fig
 
 
 def score_rows(rows: list[tuple[str, np.ndarray, list[int]]], measure: str) -> bytes:
@@ -133,6 +138,12 @@ def spectrum_bars(names: list[str], failing: np.ndarray, passing: np.ndarray) ->
 
 def sample_grid(original: np.ndarray, synthesized: np.ndarray, captions: list[tuple[str, str, bool]],
                 clip: tuple[float, float]) -> bytes:
+    """:func:`sample_grid_figure` as PNG bytes, cropped to what is drawn."""
+    return png(sample_grid_figure(original, synthesized, captions, clip), tight=True)
+
+
+def sample_grid_figure(original: np.ndarray, synthesized: np.ndarray, captions: list[tuple[str, str, bool]],
+                       clip: tuple[float, float]):
     """Rows: originals, synthesized inputs, and their difference ×10 (white = unchanged; red up, blue down).
 
     Images are (N, H, W) or (N, H, W, 3); ``captions`` per column: (original's, synthesized's, changed)."""
@@ -164,7 +175,45 @@ def sample_grid(original: np.ndarray, synthesized: np.ndarray, captions: list[tu
                 fontweight="bold" if row == 1 and changed else "normal")
     for row, name in enumerate(("original", "synthesized", "change ×10")):
         ax.text(-1.5, row * (h + gap[0]) + h / 2, name, rotation=90, ha="right", va="center", fontsize=9)
-    return png(fig, tight=True)
+    return fig
+
+
+def confusion_figure(confusion: np.ndarray, annotate_up_to: int = 12):
+    """The confusion matrix as a heatmap of each true class's shares (rows add up to 1), with the counts
+    written in the cells up to ``annotate_up_to`` classes."""
+    n = len(confusion)
+    side = min(WIDTH * 0.62, 0.42 * n + 1.6)
+    fig = _figure(side, side + 1.0)
+    ax = fig.add_subplot()
+    totals = confusion.sum(axis=1, keepdims=True)
+    share = np.divide(confusion, totals, out=np.zeros(confusion.shape), where=totals > 0)
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    if n <= annotate_up_to:
+        for (true, predicted), count in np.ndenumerate(confusion):
+            if count:
+                ax.text(predicted, true, str(count), ha="center", va="center", fontsize=8,
+                        color="white" if share[true, predicted] > 0.5 else "black")
+    ticks = np.arange(n) if n <= 30 else np.linspace(0, n - 1, 11).round().astype(int)
+    ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=8)
+    ax.set_yticks(ticks, [str(t) for t in ticks], fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    fig.colorbar(image, ax=ax, label="share of the true class's samples", fraction=0.04, pad=0.02)
+    return fig
+
+
+def class_accuracy_figure(accuracy: np.ndarray):
+    """Accuracy per class as bars (classes without samples left empty), for too many classes for a matrix."""
+    fig = _figure(3.4)
+    ax = fig.add_subplot()
+    shown = np.nan_to_num(accuracy, nan=0.0)
+    ax.bar(np.arange(len(accuracy)), shown, 1.0 if len(accuracy) > 60 else 0.8, color=COLOURS[0])
+    ax.set_xlim(-0.5, len(accuracy) - 0.5)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("class")
+    ax.set_ylabel("accuracy")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
 
 
 def trade_off(series, parameter: str, ylabel: str) -> bytes:

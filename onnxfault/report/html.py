@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass
 
 CSS = """
@@ -152,15 +153,39 @@ def code(lines: list[str]) -> str:
     return "".join(f"<pre><code>{text(line)}</code></pre>\n" for line in lines)
 
 
+def content(title: str, lede: str, sections: list[tuple[str, str, str]], footer: str, nav: bool = True) -> str:
+    """The page's header, contents nav (when ``nav``), sections ((id, title, body) triples) and footer."""
+    links = "".join(f'<li><a href="#{text(i)}">{text(t)}</a></li>' for i, t, _ in sections)
+    body = "".join(section(i, t, b) for i, t, b in sections)
+    return (f"<header><h1>{text(title)}</h1>\n<p class=\"lede\">{text(lede)}</p></header>\n"
+            + (f'<nav aria-label="Contents"><ol>{links}</ol></nav>\n' if nav else "")
+            + f"{body}<footer>{text(footer)}</footer>\n")
+
+
 def page(title: str, lede: str, sections: list[tuple[str, str, str]], footer: str) -> str:
     """The whole document: ``sections`` are (id, title, body) triples, listed in a contents nav."""
-    nav = "".join(f'<li><a href="#{text(i)}">{text(t)}</a></li>' for i, t, _ in sections)
-    body = "".join(section(i, t, b) for i, t, b in sections)
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
             "style-src 'unsafe-inline'\">\n"
             f"<title>{text(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
-            f"<header><h1>{text(title)}</h1>\n<p class=\"lede\">{text(lede)}</p></header>\n"
-            f'<nav aria-label="Contents"><ol>{nav}</ol></nav>\n{body}'
-            f"<footer>{text(footer)}</footer>\n</main>\n</body>\n</html>\n")
+            f"{content(title, lede, sections, footer)}</main>\n</body>\n</html>\n")
+
+
+FRAGMENT_CLASS = "onnxfault-report"  # the element a fragment's style rules are scoped to
+
+
+def scoped_css(scope: str = f".{FRAGMENT_CLASS}") -> str:
+    """The page's screen rules for a fragment inside someone else's page (a notebook): every selector under
+    ``scope``; ``body``'s rule styles the scope itself, ``:root`` and the print rules are left out."""
+    rules = []
+    for selectors, body in re.findall(r"([^{}]+)\{([^{}]*)\}", CSS.split("@media")[0]):
+        names = [s.strip() for s in selectors.split(",") if s.strip() != ":root"]
+        if names:
+            rules.append(", ".join(scope if s == "body" else f"{scope} {s}" for s in names) + " {" + body + "}")
+    return "\n".join(rules)
+
+
+def fragment(body: str) -> str:
+    """``body`` (page markup) as one self-contained element: scoped inline CSS, no script, figures inlined."""
+    return f'<div class="{FRAGMENT_CLASS}"><style>\n{scoped_css()}\n</style>\n{body}</div>\n'

@@ -1,5 +1,5 @@
 """Reading runs for a report: a ``localize --json`` file (with the ``--spectra`` npz it names when it
-summarises its layers) or a ``synthesize --out`` folder.
+summarises its layers), an ``evaluate --json`` file or a ``synthesize --out`` folder.
 
 Arrays are read with ``allow_pickle=False``; a file of the wrong kind is one clear error naming it.
 """
@@ -18,13 +18,14 @@ ARRAYS = ("original", "synthesized", "labels", "predictions_before", "prediction
 SPECTRA_ARRAYS = ("tensors", "offsets", "scores")  # what the report reads from a localize --spectra npz
 _NEEDS = {"localize": ("measure", "layers", "neurons", "samples", "failing", "accuracy"),
           "synthesize": ("method", "params", "neurons", "seeds", "accuracy_after", "success_rate", "distance",
-                         "seconds")}
-_HINT = "give a `onnxfault localize --json` file or a `onnxfault synthesize --out` folder"
+                         "seconds"),
+          "evaluate": ("samples", "correct", "accuracy", "classes", "per_class", "confusion")}
+_HINT = "give a `onnxfault localize --json` or `evaluate --json` file, or a `onnxfault synthesize --out` folder"
 
 
 @dataclass
 class Run:
-    """One result on the page: ``kind`` is localize or synthesize, ``data`` its JSON, ``arrays`` its inputs
+    """One result on the page: ``kind`` is localize, synthesize or evaluate, ``data`` its JSON, ``arrays`` its inputs
     (synthesize) or every neuron's ``scores`` and the layers' ``offsets`` (a localize JSON that summarises)."""
 
     kind: str
@@ -36,7 +37,7 @@ class Run:
 
 
 def kind_of(data) -> str | None:
-    """localize, synthesize, or None when ``data`` is neither kind of result."""
+    """localize, synthesize, evaluate, or None when ``data`` is none of these results."""
     if not isinstance(data, dict):
         return None
     for kind, keys in _NEEDS.items():
@@ -50,7 +51,8 @@ _NEURON = {"rank": int, "tensor": str, "index": int, "score": _NUMBER}
 _COUNTS = {"as": int, "af": int, "ns": int, "nf": int}
 _LAYER = {"tensor": str, "op": str, "shape": list, "neurons": int}
 _TOP = {"localize": {"measure": str, "samples": int, "failing": int, "accuracy": _NUMBER},
-        "synthesize": {"method": str, "params": dict, "seeds": dict, "seconds": _NUMBER, "distance": dict}}
+        "synthesize": {"method": str, "params": dict, "seeds": dict, "seconds": _NUMBER, "distance": dict},
+        "evaluate": {"samples": int, "correct": int, "accuracy": _NUMBER, "classes": int}}
 
 
 def _bad(value, kind) -> bool:
@@ -74,6 +76,8 @@ def content_problem(data: dict, kind: str) -> str | None:
     for key, type_ in _TOP[kind].items():
         if _bad(data.get(key), type_):
             return f"'{key}' is missing or of the wrong type"
+    if kind == "evaluate":
+        return _confusion_problem(data)
     problem = _check_items(data["neurons"], {**_NEURON, **(_COUNTS if kind == "localize" else {})}, "neurons")
     if problem:
         return problem
@@ -89,6 +93,36 @@ def content_problem(data: dict, kind: str) -> str | None:
     spectra = data.get("spectra")
     if spectra is not None and (not isinstance(spectra, str) or not spectra):
         return "'spectra' is not the name of an npz file"
+    return None
+
+
+def confusion_of(data: dict) -> np.ndarray:
+    """The dense confusion matrix ``[true, predicted]`` of an ``evaluate --json`` dict, stored as nested lists
+    or (``confusion_format`` sparse) as ``[true, predicted, count]`` triples; ValueError when it is neither."""
+    n, sparse = data["classes"], data.get("confusion_format", "dense") == "sparse"
+    cells = np.array(data["confusion"])
+    if cells.size == 0:
+        cells = cells.astype(np.int64).reshape(0, 3 if sparse else n)
+    if cells.dtype.kind not in "iu" or (cells < 0).any():
+        raise ValueError("'confusion' does not hold whole counts ≥ 0")
+    if not sparse:
+        if cells.shape != (n, n):
+            raise ValueError(f"'confusion' is not {n} × {n}")
+        return cells.astype(np.int64)
+    if cells.ndim != 2 or cells.shape[1] != 3 or (cells[:, :2] >= n).any():
+        raise ValueError(f"'confusion' does not hold [true, predicted, count] triples of {n} classes")
+    dense = np.zeros((n, n), np.int64)
+    np.add.at(dense, (cells[:, 0], cells[:, 1]), cells[:, 2])
+    return dense
+
+
+def _confusion_problem(data: dict) -> str | None:
+    try:
+        confusion = confusion_of(data)
+    except ValueError as err:
+        return str(err)
+    if confusion.sum() != data["samples"] or np.trace(confusion) != data["correct"]:
+        return "'confusion' does not add up to its samples and correct"
     return None
 
 
@@ -181,15 +215,17 @@ def read_run(path: str | Path) -> Run:
         raise OnnxFaultError(f"{path} does not exist; {_HINT}")
     kind = kind_of(data)
     if kind is None:
-        raise OnnxFaultError(f"{path} is neither a localize nor a synthesize result; {_HINT}")
+        raise OnnxFaultError(f"{path} is neither a localize, evaluate nor synthesize result; {_HINT}")
     problem = content_problem(data, kind)
     if problem:
         raise OnnxFaultError(f"{path} is not a result onnxfault wrote: {problem}; write it again with "
                              f"`onnxfault {kind}`")
     if kind == "synthesize":
         arrays = _read_arrays(folder / "inputs.npz")
-    else:
+    elif kind == "localize":
         arrays = read_scores(path, data) if data.get("spectra") is not None else None
+    else:
+        arrays = None
     name = (folder.name if kind == "synthesize" else path.stem) or str(path)
     return Run(kind, str(path), data, arrays, name)
 

@@ -1,5 +1,6 @@
-"""The report's sections, each built from the runs it concerns: model card, suspiciousness, synthesis and
-trade-offs. Each returns HTML (empty when no run has anything for it)."""
+"""The report's sections, each built from the runs it concerns: model card, evaluation, suspiciousness,
+synthesis and trade-offs. Each returns HTML (empty when no run has anything for it); :func:`lead_figure` is
+the first figure a run's section draws (what a result's ``plot()`` returns)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -9,13 +10,15 @@ import numpy as np
 from ..errors import OnnxFaultError
 from . import compare, figures
 from .html import code, definitions, figure, label, number, paragraph, side_by_side, table, text
-from .runs import Run, layer_scores
+from .runs import Run, confusion_of, layer_scores
 
 MAX_ROWS = 40  # layers in one score heatmap
 MAX_GRID_LAYERS = 8  # conv layers drawn channel by channel
 MAX_CHANNELS = 32  # channels per conv layer grid
 MAX_SAMPLES = 10  # columns of the sample grid
 MAX_NEURONS = 20  # rows of a synthesis run's neuron table
+MAX_CLASSES = 20  # rows of an evaluation's per-class table: the worst classes when there are more
+MAX_MATRIX = 30  # classes drawn as a confusion matrix; more are drawn as per-class accuracy bars
 
 
 @contextmanager
@@ -32,6 +35,8 @@ def what(run: Run) -> str:
     d = run.data
     if run.kind == "localize":
         return d["measure"]
+    if run.kind == "evaluate":
+        return "evaluate"
     measure = d["params"].get("measure")
     return d["method"] + (f" ({measure})" if measure else "")
 
@@ -88,7 +93,7 @@ def _layers_analysed(members: list[Run]) -> str:
                 for layer in run.data["layers"]:
                     rows.setdefault(layer["tensor"], [layer["tensor"], layer["op"], str(tuple(layer["shape"])),
                                                       number(layer["neurons"]), []])[4].append(run.tag)
-            else:
+            elif run.kind == "synthesize":
                 for tensor in dict.fromkeys(n["tensor"] for n in run.data["neurons"]):
                     rows.setdefault(tensor, [tensor, "–", "–", number(None), []])[4].append(run.tag)
     body = [[*row[:4], ", ".join(dict.fromkeys(row[4]))] for row in rows.values()]
@@ -105,10 +110,15 @@ def _data_table(runs: list[Run]) -> str:
                 rows.append([run.tag, label(d["data"], True), number(d["samples"], "samples"),
                              number(d["failing"], "failing"), number(d["accuracy"], "accuracy", percent=True),
                              number(None)])
+            elif run.kind == "evaluate":
+                rows.append([run.tag, label(d["data"], True), number(d["samples"], "samples"),
+                             number(d["samples"] - d["correct"], "failing"),
+                             number(d["accuracy"], "accuracy", percent=True), number(None)])
             else:
                 rows.append([run.tag, label(d["data"], True), number(None), number(None), number(None),
                              number(d["seeds"]["count"], "seeds")])
-    return _h(3, "Data") + table("Data per run: samples counted for the spectrum, or seeds drawn for synthesis",
+    return _h(3, "Data") + table("Data per run: samples counted for the spectrum or the evaluation, or seeds "
+                                 "drawn for synthesis",
                                  ["run", "data", "samples", "failing", "accuracy", "seeds"], rows, "data")
 
 
@@ -132,12 +142,10 @@ def suspiciousness(runs: list[Run]) -> str:
     located = [r for r in runs if r.kind == "localize"]
     if not located:
         return ""
-    layers = list(dict.fromkeys(l["tensor"] for r in located for l in r.data["layers"]))
-    counts = {f"{r.tag} {r.data['measure']}": compare.neurons_per_layer(r.data["neurons"], layers) for r in located}
     parts = [paragraph("A neuron's hit spectrum counts the samples on which it is active or not, and passing "
                        "(classified correctly, or as the target) or failing: as, af, ns, nf. A measure turns "
                        "the counts into a suspiciousness score; the top-k neurons are the most suspicious."),
-             figure(figures.layer_distribution(layers, counts),
+             figure(figures.png(distribution_figure(located)),
                     "Bar chart of how many of the top-k suspicious neurons lie in each layer, per run and measure",
                     "Suspicious neurons per layer, a bar per run and measure (as DeepFault's Fig. 3).",
                     "distribution")]
@@ -145,6 +153,13 @@ def suspiciousness(runs: list[Run]) -> str:
         with reading(run):
             parts.append(_localize_run(run))
     return "".join(parts)
+
+
+def distribution_figure(located: list[Run]):
+    """How many top-k neurons of each localize run lie in each layer (the section's first figure)."""
+    layers = list(dict.fromkeys(l["tensor"] for r in located for l in r.data["layers"]))
+    counts = {f"{r.tag} {r.data['measure']}": compare.neurons_per_layer(r.data["neurons"], layers) for r in located}
+    return figures.layer_distribution_figure(layers, counts)
 
 
 def _position(layer: dict, index: int, granularity: str) -> str:
@@ -294,6 +309,23 @@ def _synthesis_run(run: Run) -> str:
 
 
 def _samples(run: Run) -> str:
+    drawn = samples_figure(run)
+    if drawn is None:
+        return paragraph("No seeds in this run.", "note")
+    grid, shown, seeds = drawn
+    target = run.data["params"].get("target")
+    return figure(figures.png(grid, tight=True),
+                  f"Grid of {shown} seeds of {run.tag}: originals, synthesized inputs and their difference",
+                  f"{shown} of {seeds} seeds, those that now "
+                  + ("reach the target" if target is not None else "are misclassified")
+                  + " first. Top: original with label y and prediction p; middle: synthesized input and its "
+                    "prediction (bold red when it changed); bottom: the change ×10 (white: none, red: up, blue: down).",
+                  f"samples-{run.tag}")
+
+
+def samples_figure(run: Run):
+    """The sample grid of a synthesis run with its arrays, with the seeds it shows and the run's seeds; None
+    when the run has no seeds."""
     from ..synthesis.output import as_images
 
     d, a = run.data, run.arrays
@@ -304,19 +336,13 @@ def _samples(run: Run) -> str:
     hit = a["predictions_after"] == target if target is not None else a["predictions_after"] != a["labels"]
     order = np.concatenate([np.flatnonzero(hit), np.flatnonzero(~hit)])[:MAX_SAMPLES]
     if len(order) == 0:
-        return paragraph("No seeds in this run.", "note")
+        return None
     original = as_images(a["original"][order], model_layout, sample_shape)
     synthesized = as_images(a["synthesized"][order], model_layout, sample_shape)
     captions = [(f"y={a['labels'][i]} p={a['predictions_before'][i]}", f"p={a['predictions_after'][i]}",
                  bool(a["predictions_after"][i] != a["predictions_before"][i])) for i in order]
     clip = tuple(d["params"].get("clip") or (float(a["original"].min()), float(a["original"].max())))
-    return figure(figures.sample_grid(original, synthesized, captions, clip),
-                  f"Grid of {len(order)} seeds of {run.tag}: originals, synthesized inputs and their difference",
-                  f"{len(order)} of {len(hit)} seeds, those that now "
-                  + ("reach the target" if target is not None else "are misclassified")
-                  + " first. Top: original with label y and prediction p; middle: synthesized input and its "
-                    "prediction (bold red when it changed); bottom: the change ×10 (white: none, red: up, blue: down).",
-                  f"samples-{run.tag}")
+    return figures.sample_grid_figure(original, synthesized, captions, clip), len(order), len(hit)
 
 
 def _square(x: np.ndarray) -> tuple[int, ...]:
@@ -346,3 +372,66 @@ def trade_offs(runs: list[Run]) -> str:
                                                                               "seconds"], rows,
                            f"tradeoff-table-{parameter}"))
     return "".join(parts)
+
+
+# ---- evaluation -------------------------------------------------------------------------------------
+def evaluation(runs: list[Run]) -> str:
+    evaluated = [r for r in runs if r.kind == "evaluate"]
+    parts = []
+    for run in evaluated:
+        with reading(run):
+            parts.append(_evaluate_run(run))
+    return "".join(parts)
+
+
+def _evaluate_run(run: Run) -> str:
+    d = run.data
+    confusion = confusion_of(d)
+    rows = _per_class(confusion)
+    shown = rows if len(rows) <= MAX_CLASSES else sorted(
+        [r for r in rows if r[1]], key=lambda r: (r[2] / r[1], r[0]))[:MAX_CLASSES]
+    matrix = len(confusion) <= MAX_MATRIX
+    return "".join([
+        _h(3, title(run), f"evaluate-{run.tag}"),
+        paragraph(f"{d['samples']} samples, {d['correct']} classified correctly (accuracy "
+                  f"{100 * d['accuracy']:.2f} %), {d['classes']} classes."),
+        figure(figures.png(evaluation_figure(run)),
+               f"{'Confusion matrix' if matrix else 'Bar chart of the accuracy per class'} of {run.tag}",
+               "Confusion matrix: each true class's samples (a row) by predicted class, shaded by their share of "
+               "the row" + (", with the counts" if len(confusion) <= 12 else "") + "." if matrix
+               else "Accuracy per class (no bar: no samples of that class).", f"confusion-{run.tag}"),
+        table(f"Accuracy per class ({run.tag})" if len(shown) == len(rows)
+              else f"The {len(shown)} worst of {len(rows)} classes ({run.tag})",
+              ["class", "samples", "correct", "accuracy"],
+              [[number(c, "class"), number(n, "samples"), number(k, "correct"),
+                number(k / n if n else None, "accuracy", percent=True)] for c, n, k in shown],
+              f"per-class-{run.tag}")])
+
+
+def _per_class(confusion: np.ndarray) -> list[tuple[int, int, int]]:
+    """(class, samples, correct) per class."""
+    return [(c, int(row.sum()), int(row[c])) for c, row in enumerate(confusion)]
+
+
+def evaluation_figure(run: Run):
+    """An evaluate run's confusion matrix, or above :data:`MAX_MATRIX` classes its accuracy per class."""
+    confusion = confusion_of(run.data)
+    if len(confusion) <= MAX_MATRIX:
+        return figures.confusion_figure(confusion)
+    samples = confusion.sum(axis=1)
+    return figures.class_accuracy_figure(np.divide(np.diag(confusion), samples, out=np.full(len(samples), np.nan),
+                                                   where=samples > 0))
+
+
+def lead_figure(run: Run):
+    """The first figure of ``run``'s section: suspicious neurons per layer (localize), the sample grid
+    (synthesize), the confusion matrix or per-class accuracy (evaluate)."""
+    with reading(run):
+        if run.kind == "localize":
+            return distribution_figure([run])
+        if run.kind == "evaluate":
+            return evaluation_figure(run)
+        drawn = samples_figure(run) if run.arrays is not None else None
+    if drawn is None:
+        raise OnnxFaultError(f"{run.path} has no seeds and inputs to draw; its report shows no sample grid")
+    return drawn[0]

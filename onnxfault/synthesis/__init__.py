@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import DataOptions, Dataset
+from ..data import DataLike, DataOptions, Dataset, as_data
+from ..distributed.options import holds_ray
 from ..errors import OnnxFaultError, check_finite, read_json
 from ..localization import SuspiciousNeuron, localize, samples_for
 from ..model import Model, as_model
+from ..model_forms import ModelLike
 from ..provenance import stamp
 from ..shapley import ShapleyOptions
 from ..spectrum import Outcome, validate_outcome
@@ -37,6 +39,41 @@ class SynthesisResult:
     model_layout: str
     sample_shape: tuple[int, ...]
     warnings: list[str] = field(default_factory=list)
+
+    def save(self, out: str | Path, report: bool = False) -> Path:
+        """Write the ``--out`` folder as ``synthesize --out`` does: ``report.json``, ``inputs.npz``,
+        ``samples.png`` (and ``report.html`` when ``report``), replacing an earlier run's folder as a whole."""
+        from .output import save_result
+
+        save_result(self, out, report)
+        return Path(out)
+
+    def plot(self):
+        """The report's figure of this result: the sample grid (originals, synthesized inputs, change ×10)."""
+        from ..report import result_figure
+
+        return result_figure(self)
+
+    def _report_run(self):
+        from ..report.results import memory_run
+
+        return memory_run("synthesize", self.report, self.arrays)
+
+    def _repr_html_(self) -> str:
+        from ..report import result_html
+
+        return result_html(self)
+
+    def __rich__(self):
+        from ..display import synthesis_view
+
+        return synthesis_view(self.report)
+
+    def __repr__(self) -> str:
+        r = self.report
+        return (f"<SynthesisResult {r['method']}: {r['seeds']['count']} seeds, accuracy "
+                f"{100 * r['accuracy_before']:.1f} % → {100 * r['accuracy_after']:.1f} %, success "
+                f"{100 * r['success_rate']:.1f} %, L∞ mean {r['distance']['linf']['mean']:.4g}>")
 
 
 _NEURONS_HINT = "give a `onnxfault localize --json` file"
@@ -139,14 +176,16 @@ def method_params(chosen, *, step, iterations, epsilon, distance) -> dict:
     return params
 
 
-def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls: int | None = None,
+@holds_ray
+def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None = None,
                target: int | None = None, samples: int = 10, seed: int = 0, measure_name: str | None = None,
                k: int = 10, layers: str = "auto", granularity: str = "channel", neurons_file: str | Path | None = None,
                step: float | None = None, distance: float | None | str = "default", iterations: int | None = None,
                epsilon: float | None = None, cut: str | None = None, clip_min: float | None = None,
                clip_max: float | None = None, device: str = "auto", data_options: DataOptions | None = None,
                on_batch=None, shapley: ShapleyOptions | None = None, options: dict | None = None,
-               output: str | None = None, allow_nonfinite: bool = False, ray=None) -> SynthesisResult:
+               output: str | None = None, allow_nonfinite: bool = False, ray=None,
+               example_input=None) -> SynthesisResult:
     """Select suspicious neurons (as ``localize``), draw seeds, run ``method``, and measure the result. Methods
     that use no neurons (fgsm, pgd, patch) skip the spectrum: their report lists no neurons (k 0, no measure,
     ``activation_increase`` None), and ``neurons_file`` and ``measure_name`` are ignored with a note.
@@ -160,6 +199,12 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
     ``output`` names the class-score output of a model with several. NaN or infinite class scores are an
     error unless ``allow_nonfinite``. ``ray`` (a :class:`~onnxfault.distributed.RayOptions`) runs the
     spectrum and the method's chunks of seeds on Ray workers (the same inputs to the bit).
+    ``model`` is any form :func:`~onnxfault.as_model` takes (a torch module with ``example_input``).
+    ``data`` is a path, a pair ``(x, y)`` of numpy arrays or torch tensors, an iterable of ``(x, y)`` batches
+    or a :class:`Dataset` (see :func:`~onnxfault.data.as_dataset`). An iterable is read once for the seeds
+    (the inputs of the correctly classified samples of the wanted classes are kept, as read, until the seeds
+    are drawn) and once more before that for the spectrum of a method that uses neurons without
+    ``neurons_file``: a list, a DataLoader or a ``tf.data.Dataset`` can be read twice, an iterator cannot.
     Returns a :class:`SynthesisResult`; ``write_run`` in ``synthesis.output`` writes it."""
     chosen = get_method(method)
     shapley = (shapley or ShapleyOptions()).check()
@@ -174,8 +219,9 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
     ignored = [flag for flag, given in (("--neurons", neurons_file), ("--measure", measure_name)) if given is not None]
     measure_name = measure_name or ("shapley" if chosen.name == "deepsensor" else "ochiai")
     params = method_params(chosen, step=step, iterations=iterations, epsilon=epsilon, distance=distance)
-    model = as_model(model, output)
+    model = as_model(model, output, example_input)
     validate_outcome(Outcome(cls=cls, target=target), model.num_classes)  # both in range, as --neurons skips localize
+    data = as_data(data, data_options)  # once: the passes below share an iterable's reading
     dataset: Dataset = samples_for(model, data, data_options, None, target)
     notes: list[str] = []
     if not chosen.uses_neurons:  # no spectrum: the report says so (no neurons, k 0, no measure, layers or file)
@@ -216,7 +262,7 @@ def synthesize(model: str | Path | Model, data: str | Path, *, method: str, cls:
     if chosen.uses_torch:
         from ..adapters import gradients  # noqa: F401 - import torch before the clock starts
 
-    size = (data_options or DataOptions()).batch_size
+    size = dataset.options.batch_size
     peak_before = peak_rss_reset()
     start = time.perf_counter()
     synthesized = run_in_chunks(run, problem, size) if ray is None else run_on_ray(run, problem, size, ray)

@@ -93,3 +93,17 @@ def write_run(out: Path, report: dict, arrays: dict[str, np.ndarray], sheet, pag
     if write_folder(real, write):
         return f"replaced the earlier run in {out} as a whole"
     return None
+
+
+def save_result(result, out: str | Path, page: bool = False) -> str | None:
+    """Write a :class:`~onnxfault.synthesis.SynthesisResult` into the folder ``out`` as ``synthesize --out`` does
+    (with ``report.html`` when ``page``): see :func:`write_run`."""
+    a = result.arrays
+    sheet = picture(a["original"], a["synthesized"], a["labels"], a["predictions_before"], a["predictions_after"],
+                    result.clip, result.model_layout, result.sample_shape)
+    html = None
+    if page:
+        from ..report import build_report, result_run
+
+        html = build_report([result_run("synthesize", out, result.report, a)])
+    return write_run(Path(out), result.report, a, sheet, html)
