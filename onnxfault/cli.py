@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape as literal_help  # help text is rich markup: brackets must be escaped
 from rich.text import Text
 

@@ -13,7 +13,6 @@ import math
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable
 

@@ -27,7 +27,7 @@ from onnxfault.data import open_source
 from onnxfault.data.source import MAX_SAMPLES
 from onnxfault.errors import OnnxFaultError
 
-from conftest import EXAMPLES, init, make_model, save
+from conftest import EXAMPLES, init
 
 MODEL = EXAMPLES / "mnist_dense.onnx"
 MEMORY_LIMIT = 1536 * 2**20  # RLIMIT_AS for the memory cases
