@@ -70,8 +70,32 @@ def sorted_graph(model: onnx.ModelProto) -> gs.Graph:
     """The model as an onnx-graphsurgeon graph in topological order: what the functions below read (and
     leave unchanged), imported once per model by their caller."""
     graph = read_graph(model)
-    graph.toposort()
+    levels = _levels(graph)
+    if levels is None:
+        graph.toposort()
+    else:  # the order graph.toposort() gives, without its recursive walk
+        graph.nodes = sorted(graph.nodes, key=lambda node: levels[id(node)])
     return graph
+
+
+def _levels(graph: gs.Graph) -> dict[int, int] | None:
+    """Each node's depth (0 when no node feeds it, else one more than its deepest producer), by id, when the
+    nodes are already topologically ordered (ONNX requires it) and hold no subgraphs or functions; else None.
+    ``graph.toposort`` sorts the nodes stably by this depth."""
+    if graph.functions:
+        return None
+    levels: dict[int, int] = {}
+    for node in graph.nodes:
+        if any(isinstance(value, gs.Graph) for value in node.attrs.values()):
+            return None
+        level = 0
+        for tensor in node.inputs:
+            for producer in tensor.inputs:
+                if id(producer) not in levels:
+                    return None
+                level = max(level, levels[id(producer)] + 1)
+        levels[id(node)] = level
+    return levels
 
 
 def _constant_tensors(graph: gs.Graph) -> set[int]:

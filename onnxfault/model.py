@@ -19,7 +19,7 @@ from .runtime import Session
 if TYPE_CHECKING:
     import onnx_graphsurgeon as gs
 
-    from .data.dataset import Preprocessing
+    from .data.preprocessing import Preprocessing
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
 GRANULARITIES = ("channel", "element")

@@ -10,7 +10,7 @@ import onnxruntime as ort
 from .errors import OnnxFaultError
 
 if TYPE_CHECKING:
-    from .data.dataset import Preprocessing
+    from .data.preprocessing import Preprocessing
 
 DEVICES = ("auto", "cpu", "cuda")
 _CUDA = "CUDAExecutionProvider"

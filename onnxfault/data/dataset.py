@@ -1,115 +1,19 @@
-"""Opening a data set for a model and streaming it in preprocessed float32 batches."""
+"""A data set fitted to one model input, streamed in batches: from a file, arrays, or an iterable of batches."""
 from __future__ import annotations
 
 import copy
-import stat
-import zlib
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence, Union
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from ..errors import OnnxFaultError, check_finite
-from .cifar import is_pickle, open_cifar
-from .folder import is_image_folder, open_folder
-from .idx import is_idx, open_idx
+from ..errors import OnnxFaultError
+from .formats import open_source
 from .layout import Adaptation, as_is, channel_axis_of, plan_layout
-from .memory import BatchStream, array_source, data_error, is_batches, is_pair, is_path
-from .npz import open_npz
-from .parquet import MAGIC as PARQUET_MAGIC, open_parquet
-from .shards import is_shard_folder, open_shards
-from .source import Source, check_input_path
-
-DEFAULT_BATCH_SIZE = 256
-
-
-@dataclass
-class DataOptions:
-    """How to read and preprocess samples (mirrors the CLI's data flags)."""
-
-    labels: str | None = None
-    limit: int | None = None
-    classes: Sequence[int] | None = None
-    raw: bool = False
-    mean: Sequence[float] | None = None
-    std: Sequence[float] | None = None
-    layout: str | None = None
-    batch_size: int = DEFAULT_BATCH_SIZE
-
-    def __post_init__(self):
-        for flag in ("mean", "std"):  # finite numbers only, named by their flag
-            for value in getattr(self, flag) or ():
-                check_finite(**{flag: value})
-
-
-def open_source(path: str | Path, labels: str | Path | None = None) -> Source:
-    """Pick the reader by content: IDX (raw or gzip), .npz, Parquet, CIFAR pickle batch, image folder or a
-    folder of .npz shards."""
-    path = Path(path)
-    info = check_input_path(path)
-    if stat.S_ISDIR(info.st_mode):
-        if is_image_folder(path):
-            return open_folder(path)
-        if is_shard_folder(path):
-            return open_shards(path)
-        raise OnnxFaultError(f"{path} is a folder without class sub-folders or .npz shards; give a data file, "
-                             "root/<class>/ images or a folder of .npz shards")
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-        if head[:2] == b"\x1f\x8b":
-            import gzip
-
-            with gzip.open(path, "rb") as fh:
-                head = fh.read(4)
-    except (OSError, EOFError, zlib.error) as err:
-        raise OnnxFaultError(f"cannot read data file {path}: {err}; check that it is readable and not corrupt") from err
-    if is_idx(head):
-        return open_idx(path, Path(labels) if labels else None)
-    if head[:2] == b"PK":
-        return open_npz(path)
-    if is_pickle(head):
-        return open_cifar(path)
-    if head == PARQUET_MAGIC:
-        return open_parquet(path)
-    raise OnnxFaultError(f"{path}: unknown data format; give IDX (*-ubyte[.gz]), .npz with x and y, "
-                         "Parquet with x/image and y/label columns, a CIFAR python batch, a folder of class "
-                         "folders or a folder of .npz shards")
-
-
-@dataclass(frozen=True, eq=False)
-class Preprocessing:
-    """How samples as read become model inputs, in float32: ``x.astype(float32) / divisor``, then ``- mean`` and
-    ``/ std`` (arrays that broadcast over a batch) when given. ``dtype`` is the samples' type as read."""
-
-    dtype: np.dtype
-    divisor: float = 1.0
-    mean: np.ndarray | None = None
-    std: np.ndarray | None = None
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """``x`` (as read, any shape that broadcasts with mean/std) preprocessed, as a new float32 array."""
-        x = x.astype(np.float32)
-        if self.divisor != 1.0:
-            x /= np.float32(self.divisor)  # x / 255 in float32, exactly as Keras/PyTorch pipelines do
-        if self.mean is not None:
-            x -= self.mean
-            x /= self.std
-        return x
-
-    def extremes(self, low: np.ndarray, high: np.ndarray) -> tuple[float, float]:
-        """The least and greatest preprocessed value of samples whose values lie in ``low`` … ``high`` (per
-        channel when they are shaped like mean/std). Exact: every step is monotonic in each channel (IEEE
-        rounding keeps order), so the extremes of the result are the preprocessed extremes of the input."""
-        ndim = max([1] + [v.ndim for v in (self.mean, self.std) if v is not None])
-        low, high = (np.asarray(v, self.dtype) for v in (low, high))
-        ends = np.concatenate([v.reshape((1,) * (ndim - v.ndim) + v.shape) for v in (low, high)])  # (2, …)
-        if self.mean is not None:  # room for mean/std's channel axis, so that apply works in place
-            ends = np.broadcast_to(ends, np.broadcast_shapes(ends.shape, self.mean.shape, self.std.shape))
-        with np.errstate(over="ignore"):  # an overflow is what the callers look for
-            values = self.apply(ends)
-        return float(values.min()), float(values.max())
+from .memory import BatchStream, array_source, data_error
+from .options import DataOptions, check_limit, nothing_selected, select, selected_classes
+from .preprocessing import Preprocessing, normalizer
+from .source import Source
 
 
 class Dataset:
@@ -127,7 +31,7 @@ class Dataset:
         self.source = source
         self.path = path or source.description
         self.options = options = options or DataOptions()
-        self.indices = _select(source.labels, options)
+        self.indices = select(source.labels, options)
         self.labels = source.labels[self.indices]
         self._fit(model_shape)
 
@@ -167,7 +71,7 @@ class Dataset:
                                                    options.layout))
         self.divisor = 1.0 if options.raw or source.dtype != np.uint8 else 255.0
         out_shape = self.adaptation.apply(np.zeros((1, *source.sample_shape))).shape
-        mean, std = _normalizer(options, out_shape, channel_axis_of(self.adaptation.model_layout, len(out_shape)))
+        mean, std = normalizer(options, out_shape, channel_axis_of(self.adaptation.model_layout, len(out_shape)))
         self.preprocessing = Preprocessing(np.dtype(source.dtype), self.divisor, mean, std)
         self._float = np.dtype(source.dtype).kind == "f"
         if not self._float:  # integers are finite: only mean/std can overflow, and the type bounds its values
@@ -278,57 +182,6 @@ class Dataset:
                                  f"{extremes[1]:g}); {fix}")
 
 
-def _select(labels: np.ndarray, options: DataOptions) -> np.ndarray:
-    indices = np.arange(len(labels))
-    if options.classes is not None:
-        indices = indices[np.isin(labels, _classes(options))]
-        if not len(indices):
-            raise _nothing_selected(options)
-    _check_limit(options)
-    if options.limit is not None:
-        indices = indices[: options.limit]
-    if not len(indices):
-        raise _nothing_selected(options)
-    return indices
-
-
-def _classes(options: DataOptions) -> np.ndarray | None:
-    return None if options.classes is None else np.asarray(list(options.classes), np.int64)
-
-
-def _check_limit(options: DataOptions) -> None:
-    if options.limit is not None and options.limit < 1:
-        raise OnnxFaultError(f"--limit must be at least 1 (got {options.limit})")
-
-
-def _nothing_selected(options: DataOptions) -> OnnxFaultError:
-    if options.classes is not None:
-        listed = ",".join(str(c) for c in _classes(options))
-        return OnnxFaultError(f"no samples with class {listed} in the data; choose classes that occur")
-    return OnnxFaultError("the data set is empty; give a file with samples")
-
-
-def _normalizer(options: DataOptions, shape: tuple[int, ...], axis: int | None):
-    """Per-channel mean/std arrays that broadcast over a batch (applied after scaling to [0,1])."""
-    if options.mean is None and options.std is None:
-        return None, None
-    mean = np.asarray(options.mean if options.mean is not None else [0.0], np.float32)
-    std = np.asarray(options.std if options.std is not None else [1.0], np.float32)
-    if np.any(std == 0):
-        raise OnnxFaultError("--std must not contain 0")
-    channels = max(len(mean), len(std))
-    if channels > 1 and axis is None:
-        raise OnnxFaultError("--mean/--std give several channels but the model input has no channel axis; "
-                             "give one value each")
-    if channels > 1 and (shape[axis] != channels or min(len(mean), len(std)) not in (1, channels)):
-        raise OnnxFaultError(f"--mean/--std give {channels} values but the model input has {shape[axis]} "
-                             "channels; give one value per channel (or a single value)")
-    view = [1] * len(shape)
-    if axis is not None and channels > 1:
-        view[axis] = -1
-    return (mean.reshape(view) if mean.size > 1 else mean), (std.reshape(view) if std.size > 1 else std)
-
-
 def open_dataset(path: str | Path, model_shape: tuple[int | None, ...], options: DataOptions | None = None) -> Dataset:
     """Open ``path`` and fit it to a model input of per-sample shape ``model_shape``."""
     options = options or DataOptions()
@@ -356,7 +209,7 @@ class StreamedDataset(Dataset):
         self.num_classes = num_classes
         self._labels, self._indices = _Growing(), _Growing()
         self._length: int | None = None
-        _check_limit(self.options)
+        check_limit(self.options)
         self._fit(model_shape)
 
     def fit(self, model_shape: tuple[int | None, ...], options: DataOptions | None = None,
@@ -387,7 +240,7 @@ class StreamedDataset(Dataset):
     def _blocks(self) -> Iterator[tuple[np.ndarray, int]]:
         """As :meth:`Dataset._blocks`. The first complete pass records the labels and indices; a later pass
         (e.g. ``take``) must read the same samples (its labels are compared: a shuffled iterable is an error)."""
-        size, limit, classes = self.options.batch_size, self.options.limit, _classes(self.options)
+        size, limit, classes = self.options.batch_size, self.options.limit, selected_classes(self.options)
         recorded = self._length is not None
         if not recorded:
             self._labels.clear()
@@ -416,7 +269,7 @@ class StreamedDataset(Dataset):
             yield (np.concatenate(pending) if len(pending) > 1 else pending[0]), done
             done += held
         if not done:
-            raise _nothing_selected(self.options)
+            raise nothing_selected(self.options)
         if recorded and done != self._length:
             raise _another_pass()
         self._length = done
@@ -467,45 +320,3 @@ class _Growing:
         return self._buffer[:self._size]
 
 
-DataLike = Union[str, Path, Dataset, tuple, Iterable]
-
-
-def as_data(data: DataLike, options: DataOptions | None = None) -> str | Path | Dataset:
-    """A path or a :class:`Dataset` as given; a pair ``(x, y)`` or an iterable of batches as a Dataset not yet
-    fitted to a model (an iterable's first batch is read now). Anything else is an error naming the forms."""
-    if is_path(data) or isinstance(data, Dataset):
-        return data
-    if is_pair(data):
-        return Dataset.from_arrays(*data, options=options)
-    if is_batches(data):
-        return Dataset.from_batches(data, options)
-    raise data_error(f"got an object of type {type(data).__name__}")
-
-
-def as_dataset(data: DataLike, model_shape: tuple[int | None, ...], options: DataOptions | None = None, *,
-               cls: int | None = None, num_classes: int | None = None) -> Dataset:
-    """``data`` in any form fitted to a model input of per-sample shape ``model_shape``, with the same layout
-    fitting, scaling and ``options`` for every form: a path (opened with ``options``); a pair ``(x, y)`` of
-    numpy arrays or torch tensors; an iterable of ``(x, y)`` batches (:class:`StreamedDataset`); a
-    :class:`Dataset`: one fitted to a model is used as given, one not yet fitted is fitted here with its own
-    options (or ``options``, when its own are the defaults). ``cls`` keeps only the samples of that class
-    (except in a fitted Dataset); ``num_classes`` bounds a stream's labels (checked per batch)."""
-    if is_path(data):
-        return open_dataset(data, model_shape, _only(options or DataOptions(), cls))
-    data = as_data(data, options)
-    if data.model_shape is not None:
-        return data.fit(data.model_shape, data.options, num_classes) if data.read_once else data
-    return data.fit(model_shape, _only(_options_for(data, options), cls), num_classes)
-
-
-def _only(options: DataOptions, cls: int | None) -> DataOptions:
-    return options if cls is None else replace(options, classes=[cls])
-
-
-def _options_for(dataset: Dataset, options: DataOptions | None) -> DataOptions:
-    if options is None or options == dataset.options:
-        return dataset.options
-    if dataset.options == DataOptions():
-        return options
-    raise OnnxFaultError("data_options: the Dataset was made with other options; give the options once "
-                         "(Dataset.from_arrays(x, y, options) or data_options=)")

@@ -1,0 +1,64 @@
+"""How to read and preprocess samples (the CLI's data flags), and which samples they select."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import OnnxFaultError, check_finite
+
+DEFAULT_BATCH_SIZE = 256
+
+
+@dataclass
+class DataOptions:
+    """How to read and preprocess samples (mirrors the CLI's data flags)."""
+
+    labels: str | None = None
+    limit: int | None = None
+    classes: Sequence[int] | None = None
+    raw: bool = False
+    mean: Sequence[float] | None = None
+    std: Sequence[float] | None = None
+    layout: str | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    def __post_init__(self):
+        for flag in ("mean", "std"):  # finite numbers only, named by their flag
+            for value in getattr(self, flag) or ():
+                check_finite(**{flag: value})
+
+
+def select(labels: np.ndarray, options: DataOptions) -> np.ndarray:
+    """Positions of the samples ``options`` selects: those of ``--classes``, then the first ``--limit``."""
+    indices = np.arange(len(labels))
+    if options.classes is not None:
+        indices = indices[np.isin(labels, selected_classes(options))]
+        if not len(indices):
+            raise nothing_selected(options)
+    check_limit(options)
+    if options.limit is not None:
+        indices = indices[: options.limit]
+    if not len(indices):
+        raise nothing_selected(options)
+    return indices
+
+
+def selected_classes(options: DataOptions) -> np.ndarray | None:
+    """``--classes`` as an int64 array (None: every class)."""
+    return None if options.classes is None else np.asarray(list(options.classes), np.int64)
+
+
+def check_limit(options: DataOptions) -> None:
+    """``--limit`` must be at least 1."""
+    if options.limit is not None and options.limit < 1:
+        raise OnnxFaultError(f"--limit must be at least 1 (got {options.limit})")
+
+
+def nothing_selected(options: DataOptions) -> OnnxFaultError:
+    """The error for a selection that holds no sample."""
+    if options.classes is not None:
+        listed = ",".join(str(c) for c in selected_classes(options))
+        return OnnxFaultError(f"no samples with class {listed} in the data; choose classes that occur")
+    return OnnxFaultError("the data set is empty; give a file with samples")
