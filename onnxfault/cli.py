@@ -31,7 +31,7 @@ _debug = False  # set by --debug
 
 # ---- shared option groups ---------------------------------------------------------------------------
 ModelArg = Annotated[Path, typer.Argument(help="ONNX classifier (.onnx)", show_default=False)]
-DataOpt = Annotated[Path, typer.Option("--data", help=literal_help("IDX (*-ubyte[.gz]), .npz with x/y, CIFAR batch or folder of class folders"))]
+DataOpt = Annotated[Path, typer.Option("--data", help=literal_help("IDX (*-ubyte[.gz]), .npz with x/y, Parquet (x/image, y/label), CIFAR batch, folder of class folders or of .npz shards"))]
 LabelsOpt = Annotated[Optional[Path], typer.Option("--labels", help="IDX labels file (default: found beside --data by name)", rich_help_panel="Data")]
 LimitOpt = Annotated[Optional[int], typer.Option("--limit", help="use only the first N selected samples", rich_help_panel="Data")]
 ClassesOpt = Annotated[Optional[str], typer.Option("--classes", help="keep samples of these classes, e.g. 0,3", rich_help_panel="Data")]
@@ -44,7 +44,7 @@ OutputOpt = Annotated[Optional[str], typer.Option("--output", help="the class-sc
 DeviceOpt = Annotated[str, typer.Option("--device", help=literal_help("auto|cpu|cuda (cuda needs onnxfault[gpu])"), rich_help_panel="Run")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, no table", rich_help_panel="Run")]
 NonfiniteOpt = Annotated[bool, typer.Option("--allow-nonfinite", help="go on when the model's class scores are NaN or infinite (default: an error naming the first such sample)", rich_help_panel="Run")]
-RayOpt = Annotated[Optional[str], typer.Option("--ray", help="run on Ray: local (a Ray runtime on this machine), auto or HOST:PORT or ray://HOST:PORT (a running cluster); needs onnxfault[ray]", rich_help_panel="Scaling out", show_default=False)]
+RayOpt = Annotated[Optional[str], typer.Option("--ray", help=literal_help("run on Ray: local (a Ray runtime on this machine), auto or HOST:PORT or ray://HOST:PORT (a running cluster); needs onnxfault[ray]"), rich_help_panel="Scaling out", show_default=False)]
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Ray workers (default: one per CPU, or per GPU, of the cluster)", rich_help_panel="Scaling out", show_default=False)]
 PermutationsOpt = Annotated[int, typer.Option("--permutations", help="Monte-Carlo permutations", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
 NoiseOpt = Annotated[float, typer.Option("--noise", help="std of the Gaussian input noise Δx", rich_help_panel="Shapley (--measure shapley, deepsensor)")]

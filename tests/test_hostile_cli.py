@@ -205,7 +205,7 @@ def test_help_keeps_bracketed_text():
     result = CliRunner().invoke(app, ["synthesize", "--help"], env={"COLUMNS": "300"})
     assert result.exit_code == 0
     for text in ("cuda needs onnxfault[gpu]", "[default: ochiai; shapley for deepsensor]", "*-ubyte[.gz]",
-                 "scale to [0,1]", "--allow-nonfinite"):
+                 "scale to [0,1]", "--allow-nonfinite", "needs onnxfault[ray]"):
         assert text in result.output, text
 
 

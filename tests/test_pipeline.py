@@ -233,6 +233,31 @@ def test_stored_npz_blocks_are_views_of_the_file_and_equal_the_data(mnist, mnist
     assert [b.tobytes() for b in deflated] == [b.tobytes() for b in blocks]
 
 
+def _maps(blocks: list[np.ndarray]) -> set[int]:
+    """ids of the memory maps the blocks are views of."""
+    found = set()
+    for block in blocks:
+        base = block
+        while not isinstance(base, memoryview):
+            base = base.base
+        found.add(id(base.obj))
+    return found
+
+
+@pytest.mark.parametrize("rows, first", [(256, 0), (7, 13)])
+def test_a_small_member_is_mapped_once_and_a_large_one_in_windows(mnist, mnist_npz, monkeypatch, rows, first):
+    from onnxfault.data import source
+
+    x = mnist[0][first:]
+    whole = chunks(mnist_npz, rows, first)
+    assert len(_maps(whole)) == 1 and np.concatenate(whole).tobytes() == x.tobytes()
+    monkeypatch.setattr(source, "WHOLE_MAP_BYTES", 0)
+    monkeypatch.setattr(source, "WINDOW_BYTES", 100_000)
+    windows = chunks(mnist_npz, rows, first)
+    assert len(_maps(windows)) == -(-len(x) // (rows * max(1, 100_000 // (rows * 784))))
+    assert [b.tobytes() for b in windows] == [b.tobytes() for b in whole]
+
+
 def test_a_big_endian_stored_npz_is_read_in_native_order(tmp_path):
     x = np.arange(60, dtype=">f4").reshape(5, 12) / 7
     np.savez(tmp_path / "be.npz", x=x, y=np.arange(5))

@@ -59,6 +59,7 @@ def stream_rows(read: Callable[[int], bytes], count: int, sample_shape: tuple[in
 
 
 WINDOW_BYTES = 1 << 22  # memory-mapped readers map this much of a file at a time (whole batches, at least one)
+WHOLE_MAP_BYTES = 1 << 24  # ... unless all they read is at most this much: then it is mapped in one go
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux: the kernel maps a window's pages in one go, not page by page
 
 
@@ -73,11 +74,13 @@ def mapped_rows(path: Path, offset: int, count: int, sample_shape: tuple[int, ..
     """Samples ``first`` … ``count`` - 1 of an uncompressed array at byte ``offset`` of ``path`` (the caller has
     checked that it fits in the file), as ``stream_rows`` gives them but without reading: each block is a view
     of a read-only memory map (a copy only for a foreign byte order or a misaligned type). The file is mapped a
-    window of whole blocks at a time and a window is unmapped once no block of it is held, so resident memory
-    stays flat."""
+    window of whole blocks at a time (all of it in one window when it is small) and a window is unmapped once no
+    block of it is held, so resident memory stays flat."""
     per_sample = math.prod(sample_shape)
     row_bytes = per_sample * dtype.itemsize
     window_rows = rows * max(1, WINDOW_BYTES // max(1, rows * row_bytes))
+    if (count - first) * row_bytes <= WHOLE_MAP_BYTES:
+        window_rows = max(1, count - first)
     with open(path, "rb") as fh:
         for window_start in range(first, count, window_rows):
             window_count = min(window_rows, count - window_start)
