@@ -1,9 +1,12 @@
 """onnxfault: spectrum-based fault localization (DeepFault) for any ONNX classifier.
 
 The public API mirrors the CLI: :func:`inspect_model`, :func:`evaluate`, :func:`localize`,
-:func:`synthesize` and :func:`write_report`, plus the building blocks :func:`load_model`, :func:`open_dataset`, :func:`hit_spectrum` and the measure registry.
+:func:`synthesize` and :func:`write_report`, plus :func:`compare` and the building blocks :func:`load_model`,
+:func:`as_model`, :func:`open_dataset`, :class:`Dataset`, :func:`hit_spectrum` and the measure registry. Models and
+data may be files or objects in memory (a ModelProto, a torch module, a Keras model; arrays, a DataLoader).
 Results show themselves in a notebook and a REPL, ``plot()`` and ``save()``; ``onnxfault.report([...])`` makes
-the report page from results and saved files. Names are imported lazily so that ``onnxfault --help`` stays instant.
+the report page from results and saved files. ``ray=`` (:class:`onnxfault.distributed.RayOptions`) runs the
+passes over the data on Ray. Names are imported lazily so that ``onnxfault --help`` stays instant.
 """
 from __future__ import annotations
 
