@@ -228,6 +228,9 @@ def evaluate(model: ModelArg, data: DataOpt,
                               ray=_ray(ray, workers))
     _warn(result.warnings)
     if json:
+        from .provenance import command_line
+
+        result.provenance["command"] = command_line()
         result.save(json)
     out.print(accuracy_line(result, dataset.source.description), soft_wrap=True)
     if not quiet:

@@ -10,6 +10,7 @@ import numpy as np
 from .data import DataLike, DataOptions, Dataset, as_dataset
 from .model import Model, as_model
 from .model_forms import ModelLike
+from .provenance import stamp
 from .spectrum import check_labels
 
 
@@ -29,6 +30,7 @@ class EvaluateResult:
     confusion: np.ndarray  # [true, predicted]
     device: str = "cpu"
     warnings: list[str] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)  # command, created, versions, platform, model_io
 
     @property
     def samples(self) -> int:
@@ -73,7 +75,7 @@ class EvaluateResult:
                 "accuracy": self.accuracy, "classes": len(self.confusion), "per_class": self.per_class(),
                 "confusion": self.confusion_json(),
                 "confusion_format": "sparse" if self.sparse else "dense",
-                "device": self.device}
+                "device": self.device, **self.provenance}
 
     def save(self, json: str | Path) -> Path:
         """Write the ``--json`` file (:meth:`to_json`), atomically."""
@@ -129,7 +131,7 @@ def evaluate(model: ModelLike, data: DataLike, *, device: str = "auto",
         from .distributed.sums import sum_over_shards
 
         (confusion,), used = sum_over_shards(counter, model, dataset, ray, on_batch)
-    return EvaluateResult(model.path, dataset.path, confusion, used, list(model.notes))
+    return EvaluateResult(model.path, dataset.path, confusion, used, list(model.notes), stamp(model))
 
 
 @dataclass(frozen=True)

@@ -281,7 +281,7 @@ def test_save_writes_what_the_cli_writes(results, tmp_path):
         return {k: v for k, v in data.items() if k not in varying}
 
     assert read(paths[0]) == read(tmp_path / "cli.json")
-    assert (tmp_path / "eval" / "mnist_lenet.json").read_bytes() == (tmp_path / "cli_eval.json").read_bytes()
+    assert read(tmp_path / "eval" / "mnist_lenet.json") == read(tmp_path / "cli_eval.json")
     assert sorted(p.name for p in paths[2].iterdir()) == sorted(p.name for p in (tmp_path / "cli").iterdir())
     assert read(paths[2] / "report.json") == read(tmp_path / "cli" / "report.json")
     assert (paths[2] / "samples.png").read_bytes() == (tmp_path / "cli" / "samples.png").read_bytes()
