@@ -27,14 +27,19 @@ W3 = np.eye(2)
 X = np.array([[1.0, 1.0, 1.0], [1.0, -1.0, 0.0]])  # pre1 = (4, 2, 1.5) and (1, -3, 3): h1[1] off for sample 1
 
 
-@pytest.fixture
-def deep(tmp_path):
+def relu_chain(w1, w2, w3):
+    """x → pre1 = x w1 → h1 = relu → pre2 = h1 w2 → h2 = relu → logits = h2 w3, with no biases."""
     nodes = [helper.make_node("Gemm", ["x", "W1"], ["pre1"]), helper.make_node("Relu", ["pre1"], ["h1"]),
              helper.make_node("Gemm", ["h1", "W2"], ["pre2"]), helper.make_node("Relu", ["pre2"], ["h2"]),
              helper.make_node("Gemm", ["h2", "W3"], ["logits"])]
-    model = make_model(nodes, [("x", TensorProto.FLOAT, ["N", 3])], [("logits", TensorProto.FLOAT, ["N", 2])],
-                       [init("W1", W1), init("W2", W2), init("W3", W3)])
-    return load_model(save(model, tmp_path / "deep.onnx"))
+    return make_model(nodes, [("x", TensorProto.FLOAT, ["N", len(w1)])],
+                      [("logits", TensorProto.FLOAT, ["N", np.shape(w3)[1]])],
+                      [init("W1", w1), init("W2", w2), init("W3", w3)])
+
+
+@pytest.fixture
+def deep(tmp_path):
+    return load_model(save(relu_chain(W1, W2, W3), tmp_path / "deep.onnx"))
 
 
 def closed_form_gradients() -> tuple[np.ndarray, np.ndarray]:
@@ -96,11 +101,7 @@ def test_normalized_step_is_mostly_clipped_at_d(dense_onnx, sample_npz):
 @pytest.fixture
 def twin_layers(tmp_path):
     # h2 = relu(h1) = h1: both layers have the same spectrum, so every h2 neuron ties with its h1 twin
-    nodes = [helper.make_node("Gemm", ["x", "I"], ["pre1"]), helper.make_node("Relu", ["pre1"], ["h1"]),
-             helper.make_node("Gemm", ["h1", "I"], ["pre2"]), helper.make_node("Relu", ["pre2"], ["h2"]),
-             helper.make_node("Gemm", ["h2", "I"], ["logits"])]
-    model = make_model(nodes, [("x", TensorProto.FLOAT, ["N", 2])], [("logits", TensorProto.FLOAT, ["N", 2])],
-                       [init("I", np.eye(2))])
+    model = relu_chain(np.eye(2), np.eye(2), np.eye(2))
     x = np.array([[2, 1], [1, 2], [-1, 1], [3, -1], [-1, -2], [0.5, 3]], np.float32)
     data = write_npz(tmp_path / "twin.npz", {"x": x, "y": np.array([0, 0, 1, 1, 0, 1])})
     return save(model, tmp_path / "twin.onnx"), data
