@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from .data import DataLike, DataOptions, Dataset, as_dataset
+from .distributed.sums import counted
 from .model import Model, as_model
 from .model_forms import ModelLike
 from .provenance import stamp
@@ -124,13 +125,7 @@ def evaluate(model: ModelLike, data: DataLike, *, device: str = "auto",
     dataset = as_dataset(data, model.input_shape, data_options, num_classes=model.num_classes)
     check_labels(dataset, model.num_classes)
     counter = ConfusionCounter(model.num_classes, device, allow_nonfinite)
-    if ray is None:
-        state = counter.prepare(model, dataset)
-        (confusion,), used = counter.count(state, dataset, on_batch), counter.device_of(state)
-    else:
-        from .distributed.sums import sum_over_shards
-
-        (confusion,), used = sum_over_shards(counter, model, dataset, ray, on_batch)
+    (confusion,), used = counted(counter, model, dataset, ray, on_batch)
     return EvaluateResult(model.path, dataset.path, confusion, used, list(model.notes), stamp(model))
 
 

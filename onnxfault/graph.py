@@ -44,8 +44,15 @@ def _lookup(graph: gs.Graph, names: list[str]) -> list[gs.Variable]:
 
 
 def require_tensors(model: onnx.ModelProto, names: list[str]) -> None:
-    """Fail with close matches when a name is not a variable tensor of ``model``."""
-    _lookup(read_graph(model), list(names))
+    """Fail with close matches when a name is not a variable tensor of ``model`` (a graph input that is not an
+    initializer, or a node's output), read from the protobuf: no graph import."""
+    initializers = {i.name for i in model.graph.initializer}
+    variables = [i.name for i in model.graph.input if i.name not in initializers] + \
+        [o for n in model.graph.node for o in n.output]
+    known = set(variables)
+    for name in names:
+        if name not in known:
+            raise OnnxFaultError(close_matches_hint(name, variables, "tensor") + " (see `onnxfault inspect`)")
 
 
 def _as_output(tensor: gs.Variable) -> gs.Variable:
@@ -153,11 +160,13 @@ def _constant_value(tensor) -> np.ndarray | None:
 def is_relu_clip(node: gs.Node) -> bool:
     """Clip(min=0, max=anything) is a (capped) ReLU, e.g. ReLU6."""
     if "min" in node.attrs:  # opset < 11
-        return float(node.attrs["min"]) == 0.0
-    if len(node.inputs) > 1 and node.inputs[1].name:
-        value = _constant_value(node.inputs[1])
-        return value is not None and value.size == 1 and float(value.reshape(-1)[0]) == 0.0
-    return False
+        return _is_zero(node.attrs["min"])
+    return len(node.inputs) > 1 and bool(node.inputs[1].name) and _is_zero(_constant_value(node.inputs[1]))
+
+
+def _is_zero(value) -> bool:
+    """Whether a Clip's ``min`` (an attribute, or a constant input: None when not constant) is exactly 0."""
+    return value is not None and np.size(value) == 1 and float(np.reshape(value, -1)[0]) == 0.0
 
 
 def make_batch_dynamic(model: onnx.ModelProto, input_name: str) -> onnx.ModelProto:
@@ -216,7 +225,7 @@ def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, .
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
-    _require_variables(graph, [t for t, _ in probes])
+    require_tensors(out, [t for t, _ in probes])
     types = {v.name: v.type.tensor_type for v in [*graph.input, *graph.value_info, *graph.output]}
     producers = {o: n for n in graph.node for o in n.output}
     axes_as_input = all(o.version >= 18 for o in model.opset_import if o.domain in ("", "ai.onnx"))
@@ -260,16 +269,6 @@ def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, .
     return out, [i for members in groups.values() for i, _ in members]
 
 
-def _require_variables(graph: onnx.GraphProto, names: list[str]) -> None:
-    """As ``_lookup`` on the protobuf: each name must be a graph input or a node's output."""
-    initializers = {i.name for i in graph.initializer}
-    variables = [i.name for i in graph.input if i.name not in initializers] + [o for n in graph.node for o in n.output]
-    known = set(variables)
-    for name in names:
-        if name not in known:
-            raise OnnxFaultError(close_matches_hint(name, variables, "tensor") + " (see `onnxfault inspect`)")
-
-
 def _nonnegative(graph: onnx.GraphProto, node: onnx.NodeProto | None) -> bool:
     """True when ``node`` (a tensor's producer) can only output values ≥ 0: a ReLU-like op, or a Clip with
     min 0 (see ``is_relu_clip``)."""
@@ -279,13 +278,13 @@ def _nonnegative(graph: onnx.GraphProto, node: onnx.NodeProto | None) -> bool:
         return node.op_type in _NONNEGATIVE
     for attribute in node.attribute:  # opset < 11
         if attribute.name == "min":
-            return attribute.f == 0.0
+            return _is_zero(attribute.f)
     if len(node.input) < 2 or not node.input[1]:
         return False
     value = next((onnx.numpy_helper.to_array(i) for i in graph.initializer if i.name == node.input[1]), None)
     for constant in (n for n in graph.node if n.op_type == "Constant" and n.output[0] == node.input[1]):
         value = next((onnx.numpy_helper.to_array(a.t) for a in constant.attribute if a.name == "value"), None)
-    return value is not None and value.size == 1 and float(value.reshape(-1)[0]) == 0.0
+    return _is_zero(value)
 
 
 def name_scope_outputs(model: onnx.ModelProto, scope_of: Callable[[str], str | None]) -> onnx.ModelProto:

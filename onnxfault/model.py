@@ -219,27 +219,22 @@ def _with_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _batch_first_shapes(model: onnx.ModelProto, input_name: str) -> dict[str, tuple[int, ...]]:
-    """Per-sample shapes recorded by shape inference for the tensors whose first axis is the input's symbolic
-    batch axis (the same ``dim_param``) and whose other sizes are all known; empty when the input's batch axis
-    has no name."""
+    """:func:`_static_shapes` of the tensors whose first axis is the input's symbolic batch axis (the same
+    ``dim_param``); empty when the input's batch axis has no name."""
     value = next(i for i in model.graph.input if i.name == input_name)
     batch = value.type.tensor_type.shape.dim[0].dim_param
-    if not batch:
-        return {}
-    shapes = {}
-    for value in list(model.graph.value_info) + list(model.graph.output):
-        dims = value.type.tensor_type.shape.dim if value.type.tensor_type.HasField("shape") else ()
-        if len(dims) and dims[0].dim_param == batch and all(d.HasField("dim_value") for d in dims[1:]):
-            shapes[value.name] = tuple(d.dim_value for d in dims[1:])
-    return shapes
+    return _static_shapes(model, batch) if batch else {}
 
 
-def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    """Per-sample shapes recorded in the model whose non-batch dims are all fixed."""
+def _static_shapes(model: onnx.ModelProto, batch: str | None = None) -> dict[str, tuple[int, ...]]:
+    """Per-sample shapes recorded in the model whose non-batch dims are all fixed; with ``batch``, only of the
+    tensors whose first axis is the symbolic axis of that name."""
     shapes = {}
     for value in list(model.graph.value_info) + list(model.graph.output):
         dims = _dims(value)
-        if dims and all(d is not None for d in dims[1:]):
+        if not dims or any(d is None for d in dims[1:]):
+            continue
+        if batch is None or value.type.tensor_type.shape.dim[0].dim_param == batch:
             shapes[value.name] = tuple(dims[1:])
     return shapes
 

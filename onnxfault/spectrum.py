@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from .data import Dataset
+from .distributed.sums import counted
 from .errors import OnnxFaultError, check_finite
 from .graph import expose_activity
 from .model import GRANULARITIES, Layer, Model
@@ -137,13 +138,7 @@ def hit_spectrum(model: Model, dataset: Dataset, layers: list[Layer], outcome: O
     validate_outcome(outcome, model.num_classes)
     check_labels(dataset, model.num_classes)
     counter = SpectrumCounter(tuple(layers), granularity, threshold, outcome, device, allow_nonfinite)
-    if ray is None:
-        state = counter.prepare(model, dataset)
-        (counts, samples, failing, correct), used = counter.count(state, dataset, on_batch), counter.device_of(state)
-    else:  # the same counts, summed over shards counted by Ray workers
-        from .distributed.sums import sum_over_shards
-
-        (counts, samples, failing, correct), used = sum_over_shards(counter, model, dataset, ray, on_batch)
+    (counts, samples, failing, correct), used = counted(counter, model, dataset, ray, on_batch)
     return Spectrum(layers, granularity, threshold, outcome, counts, samples, failing, correct, used)
 
 

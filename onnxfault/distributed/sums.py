@@ -58,6 +58,16 @@ def shared_data(model: Model, dataset: Dataset) -> _Data:
     return _Data(model, str(path.absolute()), options, len(dataset))
 
 
+def counted(counter, model: Model, dataset: Dataset, ray_options: RayOptions | None = None,
+            on_batch: Callable[[int], None] | None = None) -> tuple[tuple, str]:
+    """``counter.count`` over the whole of ``dataset`` and the device that ran it: in this process, or with
+    ``ray_options`` as the sum of its shards' counts on Ray workers (:func:`sum_over_shards`)."""
+    if ray_options is None:
+        state = counter.prepare(model, dataset)
+        return counter.count(state, dataset, on_batch), counter.device_of(state)
+    return sum_over_shards(counter, model, dataset, ray_options, on_batch)
+
+
 def sum_over_shards(counter, model: Model, dataset: Dataset, ray_options: RayOptions,
                     on_batch: Callable[[int], None] | None = None) -> tuple[tuple, str]:
     """``counter.count`` over the whole of ``dataset``, as the sum of its shards' counts on Ray workers,

@@ -40,12 +40,12 @@ def peak_rss_mb() -> float:
 def run_in_chunks(run, problem: Problem, size: int) -> np.ndarray:
     """``run`` on ``size`` seeds at a time (memory stays bounded); methods treat samples independently."""
     out = None  # filled in place: no list of chunks and concatenated copy side by side
-    for start in range(0, len(problem.x), size):
-        part = replace(problem, x=problem.x[start:start + size], y=problem.y[start:start + size], extra={})
+    for start, stop in chunk_ranges(len(problem.x), size):
+        part = replace(problem, x=problem.x[start:stop], y=problem.y[start:stop], extra={})
         result = run(part)
         if out is None:
             out = np.empty((len(problem.x), *result.shape[1:]), result.dtype)
-        out[start:start + len(result)] = result
+        out[start:stop] = result
         problem.extra.update(part.extra)
     return out
 
