@@ -189,6 +189,16 @@ def test_workers_needs_ray(lenet_onnx, sample_npz):
     assert done.returncode == 1 and done.stderr.startswith("error: --workers sets the number of Ray workers")
 
 
+
+@pytest.mark.parametrize("flags, said", [(["--ray", "local", "--workers", "0"], "error: --workers must be at least 1 (got 0)"),
+                                         (["--ray", " "], "error: --ray needs an address: local, auto, HOST:PORT or ray://HOST:PORT")])
+def test_bad_ray_flags_are_one_line(lenet_onnx, sample_npz, tmp_path, flags, said):
+    done = subprocess.run([sys.executable, "-m", "onnxfault.cli", "localize", str(lenet_onnx), "--data",
+                           str(sample_npz), *flags, "--json", str(tmp_path / "top.json"), "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [said]
+    assert "Traceback" not in done.stderr and not done.stdout and not list(tmp_path.iterdir())
+
 def test_cli_progress_and_results_over_ray(lenet_onnx, sample_npz, tmp_path):
     """The CLI runs with --ray local --workers 2 in its own process and writes what the single run writes."""
     import json
