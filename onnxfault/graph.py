@@ -148,20 +148,10 @@ def _neuron_count(shape: tuple[int, ...], axis: int | None) -> int:
     return int(np.prod(shape, dtype=np.int64)) if axis is None else int(shape[axis])
 
 
-def _constant_value(tensor) -> np.ndarray | None:
-    if isinstance(tensor, gs.Constant):
-        return np.asarray(tensor.values)
-    if len(tensor.inputs) == 1 and tensor.inputs[0].op == "Constant":
-        value = tensor.inputs[0].attrs.get("value")
-        return None if value is None else np.asarray(value.values)
-    return None
-
-
-def is_relu_clip(node: gs.Node) -> bool:
-    """Clip(min=0, max=anything) is a (capped) ReLU, e.g. ReLU6."""
-    if "min" in node.attrs:  # opset < 11
-        return _is_zero(node.attrs["min"])
-    return len(node.inputs) > 1 and bool(node.inputs[1].name) and _is_zero(_constant_value(node.inputs[1]))
+def is_relu_clip(minimum) -> bool:
+    """Clip(min=0, max=anything) is a (capped) ReLU, e.g. ReLU6: ``minimum`` is the Clip's min (its attribute
+    before opset 11, else its second input's value; None when absent or not constant)."""
+    return _is_zero(minimum)
 
 
 def _is_zero(value) -> bool:

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-import onnx_graphsurgeon as gs
 
-from .graph import is_relu_clip, read_graph
+from .graph import is_relu_clip
+from .graph_view import GraphView, Node, Tensor, graph_view
 
 ACTIVATIONS = frozenset({
     "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "Tanh", "HardSigmoid",
@@ -66,44 +66,18 @@ class CandidateTensor:
     op: str
 
 
-def sorted_graph(model: onnx.ModelProto) -> gs.Graph:
-    """The model as an onnx-graphsurgeon graph in topological order: what the functions below read (and
-    leave unchanged), imported once per model by their caller."""
-    graph = read_graph(model)
-    levels = _levels(graph)
-    if levels is None:
-        graph.toposort()
-    else:  # the order graph.toposort() gives, without its recursive walk
-        graph.nodes = sorted(graph.nodes, key=lambda node: levels[id(node)])
-    return graph
+def sorted_graph(model: onnx.ModelProto) -> GraphView:
+    """The model as a read-only graph view (:mod:`onnxfault.graph_view`) in topological order: what the
+    functions below read, built once per model by their caller."""
+    return graph_view(model)
 
 
-def _levels(graph: gs.Graph) -> dict[int, int] | None:
-    """Each node's depth (0 when no node feeds it, else one more than its deepest producer), by id, when the
-    nodes are already topologically ordered (ONNX requires it) and hold no subgraphs or functions; else None.
-    ``graph.toposort`` sorts the nodes stably by this depth."""
-    if graph.functions:
-        return None
-    levels: dict[int, int] = {}
+def _constant_tensors(graph: GraphView) -> set[Tensor]:
+    """The tensors that do not depend on the graph inputs (``graph`` topologically sorted)."""
+    constant = {t for t in graph.tensors.values() if t.initializer is not None}
     for node in graph.nodes:
-        if any(isinstance(value, gs.Graph) for value in node.attrs.values()):
-            return None
-        level = 0
-        for tensor in node.inputs:
-            for producer in tensor.inputs:
-                if id(producer) not in levels:
-                    return None
-                level = max(level, levels[id(producer)] + 1)
-        levels[id(node)] = level
-    return levels
-
-
-def _constant_tensors(graph: gs.Graph) -> set[int]:
-    """ids of the tensors that do not depend on the graph inputs (``graph`` topologically sorted)."""
-    constant = {id(t) for t in graph.tensors().values() if isinstance(t, gs.Constant)}
-    for node in graph.nodes:
-        if all(id(t) in constant for t in node.inputs if t.name):
-            constant.update(id(t) for t in node.outputs)
+        if all(t in constant for t in node.inputs if t.name):
+            constant.update(node.outputs)
     return constant
 
 
@@ -112,17 +86,25 @@ class _Function:
     """A function of one tensor, written as one node or as a group: its nodes, the tensor it reads, the one
     it leaves through, what it computes, and whether it is an activation (else a normalization)."""
 
-    nodes: set[int]
-    source: gs.Variable
-    output: gs.Variable
+    nodes: set[Node]
+    source: Tensor
+    output: Tensor
     label: str
     activation: bool = True
 
 
-def _is_activation_op(node: gs.Node) -> bool:
+def _is_activation_op(node: Node) -> bool:
     if node.op == "Clip":
-        return is_relu_clip(node)
+        return is_relu_clip(_clip_minimum(node))
     return node.op in ACTIVATIONS or node.op == "Erf"
+
+
+def _clip_minimum(node: Node):
+    """A Clip's min: its attribute (opset < 11), else its second input's value (None when absent or not
+    constant)."""
+    if "min" in node.attrs:
+        return node.attrs["min"]
+    return node.inputs[1].value() if len(node.inputs) > 1 and node.inputs[1].name else None
 
 
 def _activation_label(ops: set[str]) -> str:
@@ -145,47 +127,47 @@ def _normalization_label(ops: set[str]) -> str | None:
     return None
 
 
-def _groups(graph: gs.Graph, constant: set[int]) -> list[tuple[gs.Variable, list[gs.Node]]]:
+def _groups(graph: GraphView, constant: set[Tensor]) -> list[tuple[Tensor, list[Node]]]:
     """Elementwise nodes (and means and reshapes) grouped by the one tensor they are computed from: every
     such node's *root* is the common root of its non-constant inputs, when they share one."""
-    root: dict[int, gs.Variable] = {}
-    groups: dict[int, tuple[gs.Variable, list[gs.Node]]] = {}
+    root: dict[Tensor, Tensor] = {}
+    groups: dict[Tensor, tuple[Tensor, list[Node]]] = {}
     for node in graph.nodes:
-        variables = [t for t in node.inputs if t.name and id(t) not in constant]
-        roots = {id(root.get(id(t), t)): root.get(id(t), t) for t in variables}
+        variables = [t for t in node.inputs if t.name and t not in constant]
+        roots = {root.get(t, t) for t in variables}
         if node.op in _GROUPABLE and len(roots) == 1:
-            (source,) = roots.values()
-            groups.setdefault(id(source), (source, []))[1].append(node)
+            (source,) = roots
+            groups.setdefault(source, (source, []))[1].append(node)
             for t in node.outputs:
-                root[id(t)] = source
+                root[t] = source
     return list(groups.values())
 
 
-def _without_tail(members: list[gs.Node], outputs: set[int]) -> list[gs.Node]:
+def _without_tail(members: list[Node], outputs: set[Tensor]) -> list[Node]:
     """The group without the layout ops and means at its end: a function's output is what it computes,
     before a reshape that merely follows it or a mean that starts something else (the squeeze-excite pooling
     of an activation's output)."""
     while True:
-        inside = {id(n) for n in members}
+        inside = set(members)
         tail = [n for n in members if n.op in _TAIL and not any(
-            id(t) in outputs or any(id(c) in inside for c in t.outputs) for t in n.outputs)]
+            t in outputs or any(c in inside for c in t.consumers) for t in n.outputs)]
         if not tail:
             return members
-        cut = {id(n) for n in tail}
-        members = [n for n in members if id(n) not in cut]
+        cut = set(tail)
+        members = [n for n in members if n not in cut]
 
 
-def _written_out(graph: gs.Graph, constant: set[int]) -> list[_Function]:
+def _written_out(graph: GraphView, constant: set[Tensor]) -> list[_Function]:
     """The activations of the graph, as single nodes or written out in elementwise ops, and the
     normalizations written out (the rule is in the module docstring)."""
-    outputs = {id(t) for t in graph.outputs}
+    outputs = set(graph.outputs)
     found = []
     for source, members in _groups(graph, constant):
         members = _without_tail(members, outputs)
-        inside = {id(n) for n in members}
+        inside = set(members)
         exits = [t for n in members for t in n.outputs
-                 if id(t) in outputs or any(id(c) not in inside for c in t.outputs)]
-        reads = [id(t) for n in members for t in n.inputs if t.name]
+                 if t in outputs or any(c not in inside for c in t.consumers)]
+        reads = [t for n in members for t in n.inputs if t.name]
         gated = len(reads) > len(set(reads))  # some tensor of the group is read twice: x · f(x)
         acts = {n.op for n in members if _is_activation_op(n)}
         norm = _normalization_label({n.op for n in members})
@@ -194,19 +176,19 @@ def _written_out(graph: gs.Graph, constant: set[int]) -> list[_Function]:
         elif gated and len(exits) == 1 and norm:
             found.append(_Function(inside, source, exits[0], norm, activation=False))
         else:  # a chain (bias, activation, scale): each activation node is a layer of its own
-            found += [_Function({id(n)}, n.inputs[0], n.outputs[0], n.op) for n in members if _is_activation_op(n)]
+            found += [_Function({n}, n.inputs[0], n.outputs[0], n.op) for n in members if _is_activation_op(n)]
     return found
 
 
-def _is_linear_unit(node: gs.Node, constant: set[int]) -> bool:
+def _is_linear_unit(node: Node, constant: set[Tensor]) -> bool:
     """A Gemm/MatMul/Conv/ConvTranspose with constant weights."""
     if node.op not in LINEAR:
         return False
     weights = node.inputs[:2] if node.op == "MatMul" else node.inputs[1:2]
-    return any(id(t) in constant for t in weights)
+    return any(t in constant for t in weights)
 
 
-def _unit_output(node: gs.Node, graph_outputs: set[str], constant: set[int]) -> gs.Variable:
+def _unit_output(node: Node, graph_outputs: set[str], constant: set[Tensor]) -> Tensor:
     """Output of a linear unit or normalization: the node's output, extended over what still belongs to it:
     a constant bias Add or scale Mul; for a linear unit also a BatchNormalization and layout/identity ops
     (Transpose, Identity, Dropout) as converters put around NHWC convolutions; for torch's GroupNorm (a
@@ -216,102 +198,108 @@ def _unit_output(node: gs.Node, graph_outputs: set[str], constant: set[int]) -> 
     else:
         passing = _UNIT_PASS_THROUGH
     tensor = node.outputs[0]
-    while tensor.name not in graph_outputs and len(tensor.outputs) == 1:
-        nxt = tensor.outputs[0]
-        affine = nxt.op in ("Add", "Mul") and any(id(t) in constant for t in nxt.inputs if t is not tensor)
+    while tensor.name not in graph_outputs and len(tensor.consumers) == 1:
+        nxt = tensor.consumers[0]
+        affine = nxt.op in ("Add", "Mul") and any(t in constant for t in nxt.inputs if t is not tensor)
         if not (affine or nxt.op in passing):
             break
         tensor = nxt.outputs[0]
     return tensor
 
 
-def _unit_label(node: gs.Node) -> str:
+def _unit_label(node: Node) -> str:
     """The unit's op; an InstanceNormalization of a reshaped tensor is how torch writes GroupNorm."""
-    source = node.inputs[0].inputs[0] if node.inputs and node.inputs[0].inputs else None
+    source = node.inputs[0].producers[0] if node.inputs and node.inputs[0].producers else None
     if node.op == "InstanceNormalization" and source is not None and source.op == "Reshape":
         return "GroupNormalization"
     return node.op
 
 
-def _class_score_nodes(graph: gs.Graph, output: str, constant: set[int]) -> set[int]:
-    """ids of the last linear unit(s) on every path back from ``output``."""
-    start = graph.tensors()[output]
+def _class_score_nodes(graph: GraphView, output: str, constant: set[Tensor]) -> set[Node]:
+    """The last linear unit(s) on every path back from ``output``."""
+    start = graph.tensors[output]
     found, seen, stack = set(), set(), [start]
     while stack:
         tensor = stack.pop()
-        if id(tensor) in seen:
+        if tensor in seen:
             continue
-        seen.add(id(tensor))
-        for node in tensor.inputs:
+        seen.add(tensor)
+        for node in tensor.producers:
             if _is_linear_unit(node, constant):
-                found.add(id(node))
+                found.add(node)
             else:
-                stack.extend(t for t in node.inputs if isinstance(t, gs.Variable))
+                stack.extend(t for t in node.inputs if t.initializer is None)
     return found
 
 
-def _descendants(nodes: list[gs.Node], roots: set[int]) -> set[int]:
-    """ids of ``roots`` and every node downstream of them (``nodes`` in topological order)."""
+def _descendants(nodes: list[Node], roots: set[Node]) -> set[Node]:
+    """``roots`` and every node downstream of them (``nodes`` in topological order)."""
     reached = set(roots)
-    produced: set[int] = set()
+    produced: set[Tensor] = set()
     for node in nodes:
-        if id(node) in reached or any(id(t) in produced for t in node.inputs):
-            reached.add(id(node))
-            produced.update(id(t) for t in node.outputs)
+        if node in reached or any(t in produced for t in node.inputs):
+            reached.add(node)
+            produced.update(node.outputs)
     return reached
 
 
-def candidate_layers(graph: gs.Graph, output: str) -> list[CandidateTensor]:
+def candidate_layers(graph: GraphView, output: str) -> list[CandidateTensor]:
     """Tensors holding neurons in the ``sorted_graph``, in topological order (the rule is in the module
     docstring)."""
     outputs = {t.name for t in graph.outputs}
     constant = _constant_tensors(graph)
     excluded = _descendants(graph.nodes, _class_score_nodes(graph, output, constant))
     functions = _written_out(graph, constant)
-    at_exit = {id(f.output.inputs[0]): f for f in functions}
+    at_exit = {f.output.producers[0]: f for f in functions}
     inside = set().union(*(f.nodes for f in functions)) if functions else set()
     activations = [f for f in functions if f.activation]
-    feeds_activation = {id(f.source) for f in activations}
+    feeds_activation = {f.source for f in activations}
     in_activation = set().union(*(f.nodes for f in activations)) if activations else set()
     found: list[CandidateTensor] = []
     for node in graph.nodes:
-        if id(node) in excluded:
+        if node in excluded:
             continue
-        if id(node) in at_exit:
-            found.append(CandidateTensor(at_exit[id(node)].output.name, at_exit[id(node)].label))
-        elif id(node) in inside:
+        if node in at_exit:
+            found.append(CandidateTensor(at_exit[node].output.name, at_exit[node].label))
+        elif node in inside:
             continue
         elif _is_linear_unit(node, constant) or node.op in NORMALIZATIONS:
             tensor = _unit_output(node, outputs, constant)
-            if id(tensor) not in feeds_activation and not any(id(c) in in_activation for c in tensor.outputs):
+            if tensor not in feeds_activation and not any(c in in_activation for c in tensor.consumers):
                 found.append(CandidateTensor(tensor.name, _unit_label(node)))
     return found
 
 
-def upstream_tensors(graph: gs.Graph, output: str) -> list[CandidateTensor]:
+def upstream_tensors(graph: GraphView, output: str) -> list[CandidateTensor]:
     """Every intermediate tensor of the ``sorted_graph`` before the class-score layer (``--layers all``), in
     topological order."""
     excluded = _descendants(graph.nodes, _class_score_nodes(graph, output, _constant_tensors(graph)))
     return [
         CandidateTensor(t.name, node.op)
-        for node in graph.nodes if id(node) not in excluded and node.op != "Constant"
-        for t in node.outputs if t.dtype is None or np.issubdtype(np.dtype(t.dtype), np.floating)
+        for node in graph.nodes if node not in excluded and node.op != "Constant"
+        for t in node.outputs if _float_or_undeclared(graph.dtype(t))
     ]
 
 
-def channel_axes(graph: gs.Graph, ranks: dict[str, int]) -> dict[str, int]:
+def _float_or_undeclared(dtype) -> bool:
+    """A float tensor, or one of undeclared type; not one whose type numpy lacks (bfloat16, float8: an ONNX type
+    number here), which a probe could not read."""
+    return dtype is None or (not isinstance(dtype, int) and np.issubdtype(np.dtype(dtype), np.floating))
+
+
+def channel_axes(graph: GraphView, ranks: dict[str, int]) -> dict[str, int]:
     """Axis (batch included) that holds channels, per tensor of the given rank (batch included) of the
     ``sorted_graph``: 1 after channels-first ops, the last after features-last ops, followed through
     Transposes (e.g. the NHWC tensors of converted Keras models)."""
-    known, constant = graph.tensors(), _constant_tensors(graph)
+    known, constant = graph.tensors, _constant_tensors(graph)
     return {name: _channel_axis(known[name], rank, constant) for name, rank in ranks.items()}
 
 
-def _channel_axis(current: gs.Variable, rank: int, constant: set[int]) -> int:
+def _channel_axis(current: Tensor, rank: int, constant: set[Tensor]) -> int:
     perms: list[list[int]] = []
     axis = 1
-    while current.inputs:
-        node = current.inputs[0]
+    while current.producers:
+        node = current.producers[0]
         if node.op in _CHANNELS_FIRST:
             break
         if node.op in _FEATURES_LAST:
@@ -321,7 +309,7 @@ def _channel_axis(current: gs.Variable, rank: int, constant: set[int]) -> int:
             perms.append(list(node.attrs["perm"]))
         elif node.op not in _CHANNEL_PRESERVING:
             break
-        variables = [t for t in node.inputs if t.name and id(t) not in constant]
+        variables = [t for t in node.inputs if t.name and t not in constant]
         if not variables:
             break
         current = variables[0]

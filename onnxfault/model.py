@@ -17,8 +17,6 @@ from .model_forms import ModelLike, in_memory_onnx
 from .runtime import Session
 
 if TYPE_CHECKING:
-    import onnx_graphsurgeon as gs
-
     from .data.preprocessing import Preprocessing
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
@@ -128,7 +126,7 @@ class Model:
         return layers
 
     def _describe(self, candidates: list[lay.CandidateTensor], named: bool = False,
-                  graph: gs.Graph | None = None) -> list[Layer]:
+                  graph: lay.GraphView | None = None) -> list[Layer]:
         """Layers for the candidates whose first axis indexes samples (for ``named`` tensors, any other is
         an error); ``graph``: the model's ``layers.sorted_graph`` when already read."""
         names = [c.tensor for c in candidates]

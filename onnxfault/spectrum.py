@@ -165,21 +165,61 @@ class SpectrumCounter:
 
     def count(self, state, dataset: Dataset, on_batch: Callable[[int], None] | None = None):
         session, columns = state
-        hits, failed_hits = np.zeros(len(columns), np.int64), np.zeros(len(columns), np.int64)
-        samples = failing = correct = 0
+        tally = HitTally(len(columns), self.outcome)
         for _, y, (scores, active) in session.scored(dataset, self.allow_nonfinite):
-            predictions = scores.argmax(axis=-1)
-            failed = self.outcome.failed(predictions, y)
-            active = active.reshape(len(y), -1)
-            hits += column_hits(active)
-            failed_hits += column_hits(active[failed])
-            samples += len(y)
-            failing += int(np.count_nonzero(failed))
-            correct += int(np.count_nonzero(predictions == y))
+            tally.add(scores, active, y)
             if on_batch is not None:
                 on_batch(len(y))
-        counts = hit_counts(hits, failed_hits, samples, failing)
-        return counts[:, columns], samples, failing, correct  # activity columns come grouped by dtype
+        counts = tally.counts()
+        return counts[:, columns], tally.samples, tally.failing, tally.correct  # activity columns come grouped by dtype
+
+
+HELD_BYTES = 1 << 24  # batches held back and counted together hold less than this
+
+
+class HitTally:
+    """Adds up batches of (class scores, activity, labels) into hit counts. Batches are held as they came out
+    of onnxruntime (no copy) while they hold less than ``held_bytes`` (scores and activity) and 2¹⁶ rows, then
+    counted in one go: the counts are those of batch by batch, at the cost of a few appends per batch. A batch
+    of ``held_bytes`` or more is counted at once, so big activity is never held longer than before."""
+
+    def __init__(self, neurons: int, outcome: Outcome, held_bytes: int = HELD_BYTES):
+        self.outcome, self.held_bytes = outcome, held_bytes
+        self.hits, self.failed_hits = np.zeros(neurons, np.int64), np.zeros(neurons, np.int64)
+        self.samples = self.failing = self.correct = 0
+        self._held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._rows = self._bytes = 0
+
+    def add(self, scores: np.ndarray, active: np.ndarray, labels: np.ndarray) -> None:
+        """One batch: scores (N, classes), activity (N, …) bool, labels (N,)."""
+        size = scores.nbytes + active.nbytes
+        if self._rows + len(labels) >= 2**16 or self._bytes + size > self.held_bytes:
+            self._count()
+        self._held.append((scores, active, labels))
+        self._rows += len(labels)
+        self._bytes += size
+        if self._bytes >= self.held_bytes:  # a batch this big alone is counted at once, not held
+            self._count()
+
+    def counts(self) -> np.ndarray:
+        """``(4, neurons)`` int64 (as, af, ns, nf) of every batch added."""
+        self._count()
+        return hit_counts(self.hits, self.failed_hits, self.samples, self.failing)
+
+    def _count(self) -> None:
+        if not self._held:
+            return
+        scores, active, labels = (np.concatenate(part) if len(self._held) > 1 else part[0]
+                                  for part in zip(*self._held))
+        self._held, self._rows, self._bytes = [], 0, 0
+        predictions = scores.argmax(axis=-1)
+        failed = self.outcome.failed(predictions, labels)
+        active = active.reshape(len(labels), -1)
+        self.hits += column_hits(active)
+        self.failed_hits += column_hits(active[failed])
+        self.samples += len(labels)
+        self.failing += int(np.count_nonzero(failed))
+        self.correct += int(np.count_nonzero(predictions == labels))
 
 
 def layer_order_columns(column_order: list[int], sizes: list[int]) -> np.ndarray:

@@ -139,16 +139,21 @@ class Dataset:
         """``(samples, done)``: consecutive blocks of ``batch_size`` selected samples as read (views of the
         source's chunks where the selection takes them whole) and the selection position of the first."""
         size = self.options.batch_size
-        wanted = np.zeros(len(self.source), bool)
-        wanted[self.indices] = True
         first = int(self.indices[0]) if len(self.indices) else 0
         last = int(self.indices[-1]) if len(self.indices) else -1
+        every = len(self.indices) == last - first + 1  # the selection holds every sample from first to last
+        if not every:
+            wanted = np.zeros(len(self.source), bool)
+            wanted[self.indices] = True
         pending: list[np.ndarray] = []
         held, done = 0, 0
         start = first
         for chunk in self.source.chunks(size, first):
-            mask = wanted[start:start + len(chunk)]
-            picked = chunk if mask.all() else chunk[mask]
+            if every:
+                picked = chunk[:last + 1 - start]
+            else:
+                mask = wanted[start:start + len(chunk)]
+                picked = chunk if mask.all() else chunk[mask]
             start += len(chunk)
             if len(picked):
                 pending.append(picked)
