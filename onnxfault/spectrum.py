@@ -174,7 +174,7 @@ class SpectrumCounter:
         return counts[:, columns], tally.samples, tally.failing, tally.correct  # activity columns come grouped by dtype
 
 
-HELD_BYTES = 1 << 24  # batches held back and counted together hold less than this
+HELD_BYTES = 1 << 22  # batches held back and counted together hold less than this
 
 
 class HitTally:

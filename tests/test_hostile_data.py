@@ -178,7 +178,7 @@ def test_npz_corrupt_compressed_sample_data_found_while_streaming(refused, tmp_p
 
 
 def test_npz_stored_sample_data_is_read_as_it_is(tmp_path):
-    """A stored member is read directly and not CRC-checked (as numpy.load(mmap_mode="r")): overwritten data
+    """A stored member is memory-mapped and not CRC-checked (as numpy.load(mmap_mode="r")): overwritten data
     bytes come out as they are in the file; its headers and size are still checked (test_hostile_npz and the
     truncated cases)."""
     x = np.arange(10 * 784, dtype=np.uint8).reshape(10, 28, 28)

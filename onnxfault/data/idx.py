@@ -1,4 +1,4 @@
-"""MNIST-style IDX files (``.gz`` or raw), read in streamed chunks (raw ones straight into each chunk)."""
+"""MNIST-style IDX files (``.gz`` or raw), read in streamed chunks (raw ones memory-mapped)."""
 from __future__ import annotations
 
 import gzip
@@ -12,7 +12,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from ..errors import OnnxFaultError
-from .source import (MAX_DEFLATE_RATIO, Source, as_labels, check_declared, check_input_path, read_rows,
+from .source import (MAX_DEFLATE_RATIO, Source, as_labels, check_declared, check_input_path, mapped_rows,
                      stream_rows)
 
 _TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -124,8 +124,8 @@ def open_idx(path: Path, labels: Path | None = None) -> Source:
     sample_shape = tuple(shape[1:])
 
     def chunks(rows: int, first: int = 0) -> Iterator[np.ndarray]:
-        if not _is_gzip(path) and math.prod(shape):  # raw: read directly (its size was checked with the header)
-            yield from read_rows(path, 4 + 4 * len(shape), shape[0], sample_shape, dtype, rows, first)
+        if not _is_gzip(path) and math.prod(shape):  # raw: memory-mapped (its size was checked with the header)
+            yield from mapped_rows(path, 4 + 4 * len(shape), shape[0], sample_shape, dtype, rows, first)
             return
         with _open(path) as fh:
             _header(fh, path)

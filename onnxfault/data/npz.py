@@ -1,9 +1,9 @@
 """``.npz`` archives with arrays ``x`` (samples) and ``y`` (labels), read without pickle.
 
 ``y`` is loaded whole (one number per sample); ``x`` is streamed row block by row block straight from
-its zip member, so memory does not grow with the number of samples: a stored member (``numpy.savez``) is read
-straight from the file into each block (its zip headers and size are checked, its CRC-32 is not, as with
-``numpy.load(mmap_mode="r")``); a compressed one is decompressed on the fly and CRC-checked by zipfile.
+its zip member, so memory does not grow with the number of samples: a stored member (``numpy.savez``) is
+memory-mapped and its blocks are views of the file (its zip headers and size are checked, its CRC-32 is not,
+as with ``numpy.load(mmap_mode="r")``); a compressed one is decompressed on the fly and CRC-checked by zipfile.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import OnnxFaultError
-from .source import (MAX_DEFLATE_RATIO, Source, as_labels, check_declared, guess_layout, read_rows,
+from .source import (MAX_DEFLATE_RATIO, Source, as_labels, check_declared, guess_layout, mapped_rows,
                      stream_rows)
 
 _METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}  # what numpy.savez[_compressed] writes
@@ -115,7 +115,7 @@ _LOCAL_SIGNATURE = b"PK\x03\x04"
 
 
 def _stored_start(path: Path, x: _Array) -> int | None:
-    """Where the stored member of ``x`` starts in the file, when its data can be read directly: stored (no
+    """Where the stored member of ``x`` starts in the file, when its data can be memory-mapped: stored (no
     compression), not encrypted, C-ordered and not empty, with a local header that agrees with the central
     directory and bytes that lie inside the file. None otherwise (then zipfile reads it, and reports what is
     wrong)."""
@@ -141,11 +141,11 @@ def _stored_start(path: Path, x: _Array) -> int | None:
     return start if start + info.file_size <= size else None
 
 
-def _direct(path: Path, x: _Array, start: int, rows: int, first: int) -> Iterator[np.ndarray]:
-    """Blocks of the stored ``x``, read from the file directly (``source.read_rows``). Its CRC-32 is not
-    checked (as ``numpy.load(mmap_mode="r")`` does not): that would cost a pass over every byte, on the order
-    of the model's own time for small models. Its headers and size were checked when the file was opened."""
-    yield from read_rows(path, start + x.header, x.shape[0], tuple(x.shape[1:]), x.dtype, rows, first)
+def _mapped(path: Path, x: _Array, start: int, rows: int, first: int) -> Iterator[np.ndarray]:
+    """Blocks of the stored ``x`` as views of the memory-mapped file. Its CRC-32 is not checked (as
+    ``numpy.load(mmap_mode="r")`` does not): that would read every byte once more, a cost on the order of
+    the model's own time for small models. Its headers and size were checked when the file was opened."""
+    yield from mapped_rows(path, start + x.header, x.shape[0], tuple(x.shape[1:]), x.dtype, rows, first)
 
 
 def open_npz(path: Path) -> Source:
@@ -166,11 +166,11 @@ def open_npz(path: Path) -> Source:
     shape, dtype, what = x.shape, x.dtype, f"array 'x' in {path}"
     sample_shape = tuple(shape[1:])
 
-    stored_at = _stored_start(path, x)
+    mapped_at = _stored_start(path, x)
 
     def chunks(rows: int, first: int = 0) -> Iterator[np.ndarray]:
-        if stored_at is not None:
-            yield from _direct(path, x, stored_at, rows, first)
+        if mapped_at is not None:
+            yield from _mapped(path, x, mapped_at, rows, first)
             return
         try:
             with zipfile.ZipFile(path) as zf, zf.open(x.member) as fh:

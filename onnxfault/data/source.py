@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import stat
 from dataclasses import dataclass
@@ -57,30 +58,43 @@ def stream_rows(read: Callable[[int], bytes], count: int, sample_shape: tuple[in
         yield block.astype(dtype.newbyteorder("="), copy=False).reshape((n, *sample_shape))
 
 
-def read_rows(path: Path, offset: int, count: int, sample_shape: tuple[int, ...], dtype: np.dtype, rows: int,
-              first: int = 0) -> Iterator[np.ndarray]:
+WINDOW_BYTES = 1 << 22  # memory-mapped readers map this much of a file at a time (whole batches, at least one)
+WHOLE_MAP_BYTES = 1 << 24  # ... unless all they read is at most this much: then it is mapped in one go
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux: the kernel maps a window's pages in one go, not page by page
+
+
+def _map_window(fileno: int, length: int, offset: int) -> mmap.mmap:
+    if hasattr(mmap, "MAP_SHARED"):
+        return mmap.mmap(fileno, length, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ, offset=offset)
+    return mmap.mmap(fileno, length, access=mmap.ACCESS_READ, offset=offset)
+
+
+def mapped_rows(path: Path, offset: int, count: int, sample_shape: tuple[int, ...], dtype: np.dtype, rows: int,
+                first: int = 0) -> Iterator[np.ndarray]:
     """Samples ``first`` … ``count`` - 1 of an uncompressed array at byte ``offset`` of ``path`` (the caller has
-    checked that it fits in the file), as ``stream_rows`` gives them, each block read straight into an array of
-    its own: one copy from the operating system's file cache, nothing decoded, nothing held after the block.
-    (Memory-mapping the file instead, measured on 10,000 MNIST images, costs three times as much: every page of
-    the map is set up and torn down; benchmarks/RESULTS.md, Data pipeline.)"""
-    row_bytes = math.prod(sample_shape) * dtype.itemsize
-    with open(path, "rb", buffering=0) as fh:
-        fh.seek(offset + first * row_bytes)
-        for start in range(first, count, rows):
-            block = np.empty((min(rows, count - start), *sample_shape), dtype)
-            _fill(fh, block.reshape(-1).view(np.uint8), path)
-            yield block.astype(dtype.newbyteorder("="), copy=False)
-
-
-def _fill(fh, buffer: np.ndarray, path: Path) -> None:
-    """Read exactly ``len(buffer)`` bytes from ``fh`` into ``buffer``."""
-    done = 0
-    while done < len(buffer):
-        got = fh.readinto(buffer[done:])
-        if not got:
-            raise OnnxFaultError(f"cannot read {path}: it ends early; the file was truncated or changed")
-        done += got
+    checked that it fits in the file), as ``stream_rows`` gives them but without reading: each block is a view
+    of a read-only memory map (a copy only for a foreign byte order or a misaligned type). The file is mapped a
+    window of whole blocks at a time (all of it in one window when it is small) and a window is unmapped once no
+    block of it is held, so resident memory stays flat."""
+    per_sample = math.prod(sample_shape)
+    row_bytes = per_sample * dtype.itemsize
+    window_rows = rows * max(1, WINDOW_BYTES // max(1, rows * row_bytes))
+    if (count - first) * row_bytes <= WHOLE_MAP_BYTES:
+        window_rows = max(1, count - first)
+    with open(path, "rb") as fh:
+        for window_start in range(first, count, window_rows):
+            window_count = min(window_rows, count - window_start)
+            begin = offset + window_start * row_bytes
+            aligned = begin - begin % mmap.ALLOCATIONGRANULARITY
+            try:
+                window = _map_window(fh.fileno(), begin - aligned + window_count * row_bytes, aligned)
+            except (OSError, ValueError) as err:  # e.g. the file was cut short since its header was checked
+                raise OnnxFaultError(f"cannot read {path}: {err}; the file was truncated or changed") from None
+            for start in range(0, window_count, rows):
+                n = min(rows, window_count - start)
+                at = begin - aligned + start * row_bytes
+                block = np.frombuffer(window, dtype, n * per_sample, at).astype(dtype.newbyteorder("="), copy=False)
+                yield (block if block.flags.aligned else block.copy()).reshape((n, *sample_shape))
 
 
 def as_labels(values, where: str) -> np.ndarray:
