@@ -9,8 +9,8 @@ itself (``element`` granularity) or, for tensors with spatial axes, the mean ove
 
 Graph surgery adds the neuron values (channel means) and their comparison with δ to the model
 (``graph.expose_activity``), so one forward pass per batch yields the predictions and one bool activity
-matrix over every neuron of every chosen layer. Counting is two integer column sums per batch (all rows,
-failed rows): no Python loop over neurons, samples or layers.
+matrix over every neuron of every chosen layer. Counting is two integer column sums (all rows, failed rows)
+per few MiB of batches (``HitTally``): no Python loop over neurons, samples or layers.
 """
 from __future__ import annotations
 
