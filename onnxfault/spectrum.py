@@ -55,17 +55,12 @@ def column_hits(active: np.ndarray) -> np.ndarray:
     return np.asarray(active, np.bool_).view(np.uint8).sum(axis=0, dtype=np.uint16 if len(active) < 2**16 else np.int64)
 
 
-def hit_counts(hits: np.ndarray, failed_hits: np.ndarray, samples: int, failing: int) -> np.ndarray:
-    """``(4, neurons)`` int64 (as, af, ns, nf) from each neuron's active rows among all ``samples`` (``hits``)
-    and among the ``failing`` ones (``failed_hits``)."""
-    a_f = failed_hits.astype(np.int64)
-    a_s = hits.astype(np.int64) - a_f
-    return np.stack([a_s, a_f, (samples - failing) - a_s, failing - a_f])
-
-
 def count_hits(active: np.ndarray, failed: np.ndarray) -> np.ndarray:
     """``(4, neurons)`` int64 counts (as, af, ns, nf) for one batch: ``active`` is (N, neurons) bool."""
-    return hit_counts(column_hits(active), column_hits(active[failed]), len(failed), int(np.count_nonzero(failed)))
+    failing = int(np.count_nonzero(failed))
+    a_f = column_hits(active[failed]).astype(np.int64)
+    a_s = column_hits(active).astype(np.int64) - a_f
+    return np.stack([a_s, a_f, (len(failed) - failing) - a_s, failing - a_f])
 
 
 @dataclass
@@ -185,7 +180,7 @@ class HitTally:
 
     def __init__(self, neurons: int, outcome: Outcome, held_bytes: int = HELD_BYTES):
         self.outcome, self.held_bytes = outcome, held_bytes
-        self.hits, self.failed_hits = np.zeros(neurons, np.int64), np.zeros(neurons, np.int64)
+        self.total = np.zeros((4, neurons), np.int64)
         self.samples = self.failing = self.correct = 0
         self._held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._rows = self._bytes = 0
@@ -204,7 +199,7 @@ class HitTally:
     def counts(self) -> np.ndarray:
         """``(4, neurons)`` int64 (as, af, ns, nf) of every batch added."""
         self._count()
-        return hit_counts(self.hits, self.failed_hits, self.samples, self.failing)
+        return self.total
 
     def _count(self) -> None:
         if not self._held:
@@ -214,9 +209,7 @@ class HitTally:
         self._held, self._rows, self._bytes = [], 0, 0
         predictions = scores.argmax(axis=-1)
         failed = self.outcome.failed(predictions, labels)
-        active = active.reshape(len(labels), -1)
-        self.hits += column_hits(active)
-        self.failed_hits += column_hits(active[failed])
+        self.total += count_hits(active.reshape(len(labels), -1), failed)
         self.samples += len(labels)
         self.failing += int(np.count_nonzero(failed))
         self.correct += int(np.count_nonzero(predictions == labels))
