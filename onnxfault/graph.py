@@ -150,13 +150,8 @@ def _neuron_count(shape: tuple[int, ...], axis: int | None) -> int:
 
 def is_relu_clip(minimum) -> bool:
     """Clip(min=0, max=anything) is a (capped) ReLU, e.g. ReLU6: ``minimum`` is the Clip's min (its attribute
-    before opset 11, else its second input's value; None when absent or not constant)."""
-    return _is_zero(minimum)
-
-
-def _is_zero(value) -> bool:
-    """Whether a Clip's ``min`` (an attribute, or a constant input: None when not constant) is exactly 0."""
-    return value is not None and np.size(value) == 1 and float(np.reshape(value, -1)[0]) == 0.0
+    before opset 11, else its second input's value; None when absent or not constant), exactly 0."""
+    return minimum is not None and np.size(minimum) == 1 and float(np.reshape(minimum, -1)[0]) == 0.0
 
 
 def make_batch_dynamic(model: onnx.ModelProto, input_name: str) -> onnx.ModelProto:
@@ -268,13 +263,13 @@ def _nonnegative(graph: onnx.GraphProto, node: onnx.NodeProto | None) -> bool:
         return node.op_type in _NONNEGATIVE
     for attribute in node.attribute:  # opset < 11
         if attribute.name == "min":
-            return _is_zero(attribute.f)
+            return is_relu_clip(attribute.f)
     if len(node.input) < 2 or not node.input[1]:
         return False
     value = next((onnx.numpy_helper.to_array(i) for i in graph.initializer if i.name == node.input[1]), None)
     for constant in (n for n in graph.node if n.op_type == "Constant" and n.output[0] == node.input[1]):
         value = next((onnx.numpy_helper.to_array(a.t) for a in constant.attribute if a.name == "value"), None)
-    return _is_zero(value)
+    return is_relu_clip(value)
 
 
 def name_scope_outputs(model: onnx.ModelProto, scope_of: Callable[[str], str | None]) -> onnx.ModelProto:
