@@ -105,7 +105,7 @@ def _read(fh, size: int, what: str) -> bytes:
 
 def _labels(archive: zipfile.ZipFile, y: _Array, what: str) -> np.ndarray:
     with archive.open(y.member) as fh:
-        _header(fh, what)
+        _read(fh, y.header, what)  # parsed by _array
         data = _read(fh, math.prod(y.shape) * y.dtype.itemsize, what)
     return np.frombuffer(data, y.dtype).astype(y.dtype.newbyteorder("="))
 
