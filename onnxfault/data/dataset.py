@@ -138,32 +138,24 @@ class Dataset:
     def _blocks(self) -> Iterator[tuple[np.ndarray, int]]:
         """``(samples, done)``: consecutive blocks of ``batch_size`` selected samples as read (views of the
         source's chunks where the selection takes them whole) and the selection position of the first."""
-        size = self.options.batch_size
+        return _regroup(self._picked(), self.options.batch_size)
+
+    def _picked(self) -> Iterator[np.ndarray]:
+        """The selected samples of each chunk of the source, in order, up to the last selected one."""
         first = int(self.indices[0]) if len(self.indices) else 0
         last = int(self.indices[-1]) if len(self.indices) else -1
         every = len(self.indices) == last - first + 1  # the selection holds every sample from first to last
         if not every:
             wanted = np.zeros(len(self.source), bool)
             wanted[self.indices] = True
-        pending: list[np.ndarray] = []
-        held, done = 0, 0
         start = first
-        for chunk in self.source.chunks(size, first):
+        for chunk in self.source.chunks(self.options.batch_size, first):
             if every:
-                picked = chunk[:last + 1 - start]
+                yield chunk[:last + 1 - start]
             else:
                 mask = wanted[start:start + len(chunk)]
-                picked = chunk if mask.all() else chunk[mask]
+                yield chunk if mask.all() else chunk[mask]
             start += len(chunk)
-            if len(picked):
-                pending.append(picked)
-                held += len(picked)
-            while held >= size or (held and start > last):
-                block = np.concatenate(pending) if len(pending) > 1 else pending[0]
-                take, rest = block[:size], block[size:]
-                pending, held = ([rest], len(rest)) if len(rest) else ([], 0)
-                yield take, done
-                done += len(take)
             if start > last:
                 return
 
@@ -245,39 +237,35 @@ class StreamedDataset(Dataset):
     def _blocks(self) -> Iterator[tuple[np.ndarray, int]]:
         """As :meth:`Dataset._blocks`. The first complete pass records the labels and indices; a later pass
         (e.g. ``take``) must read the same samples (its labels are compared: a shuffled iterable is an error)."""
-        size, limit, classes = self.options.batch_size, self.options.limit, selected_classes(self.options)
+        limit, classes = self.options.limit, selected_classes(self.options)
         recorded = self._length is not None
         if not recorded:
             self._labels.clear()
             self._indices.clear()
-        pending: list[np.ndarray] = []
-        held = done = seen = 0
-        for x, y in self.source.read():
-            keep = np.arange(len(y)) if classes is None else np.flatnonzero(np.isin(y, classes))
-            if limit is not None:
-                keep = keep[:limit - done - held]
-            if len(keep):
-                self._record(y[keep], keep + seen, done + held, recorded)
-                pending.append(x if len(keep) == len(x) else x[keep])
-                held += len(keep)
-            seen += len(x)
-            while held >= size:
-                block = np.concatenate(pending) if len(pending) > 1 else pending[0]
-                pending, held = ([block[size:]], held - size) if held > size else ([], 0)
-                yield block[:size], done
-                done += size
-            # what waits for the next batch is copied: an iterable may refill one buffer for every batch
-            pending = [p.copy() if np.may_share_memory(p, x) else p for p in pending]
-            if limit is not None and done + held >= limit:
-                break
-        if held:
-            yield (np.concatenate(pending) if len(pending) > 1 else pending[0]), done
-            done += held
-        if not done:
+        selected = 0
+
+        def picked() -> Iterator[np.ndarray]:
+            nonlocal selected
+            seen = 0
+            for x, y in self.source.read():
+                keep = np.arange(len(y)) if classes is None else np.flatnonzero(np.isin(y, classes))
+                if limit is not None:
+                    keep = keep[:limit - selected]
+                if len(keep):
+                    self._record(y[keep], keep + seen, selected, recorded)
+                    selected += len(keep)
+                    yield x if len(keep) == len(x) else x[keep]
+                seen += len(x)
+                if limit is not None and selected >= limit:
+                    return
+
+        # what waits for the next batch is copied: an iterable may refill one buffer for every batch
+        yield from _regroup(picked(), self.options.batch_size, copy_waiting=True)
+        if not selected:
             raise nothing_selected(self.options)
-        if recorded and done != self._length:
+        if recorded and selected != self._length:
             raise _another_pass()
-        self._length = done
+        self._length = selected
 
     def _record(self, labels: np.ndarray, indices: np.ndarray, at: int, recorded: bool) -> None:
         """Keep (first pass) or compare (later passes) the labels and indices of selected samples from ``at``."""
@@ -294,6 +282,28 @@ class StreamedDataset(Dataset):
         if self.num_classes is not None and labels.max() >= self.num_classes:
             raise OnnxFaultError(f"the data has label {int(labels.max())} but the model has only {self.num_classes} "
                                  f"classes (0..{self.num_classes - 1}); check the data or the model")
+
+
+def _regroup(pieces: Iterator[np.ndarray], size: int, copy_waiting: bool = False
+             ) -> Iterator[tuple[np.ndarray, int]]:
+    """``(block, done)``: the rows of ``pieces`` regrouped into consecutive blocks of ``size`` rows (the last
+    may be shorter; a piece that fills blocks alone gives views of it) and the position of each block's first
+    row. ``copy_waiting`` copies the rows left waiting for the next piece when they share its memory."""
+    pending: list[np.ndarray] = []
+    held = done = 0
+    for piece in pieces:
+        if len(piece):
+            pending.append(piece)
+            held += len(piece)
+        while held >= size:
+            block = np.concatenate(pending) if len(pending) > 1 else pending[0]
+            pending, held = ([block[size:]], held - size) if held > size else ([], 0)
+            yield block[:size], done
+            done += size
+        if copy_waiting:
+            pending = [p.copy() if np.may_share_memory(p, piece) else p for p in pending]
+    if held:
+        yield (np.concatenate(pending) if len(pending) > 1 else pending[0]), done
 
 
 def _another_pass() -> OnnxFaultError:
