@@ -68,7 +68,7 @@ def _model(name: str, tmp: Path) -> Path:
 def child(model: str, data: str, workers: int, counts_out: str) -> dict:
     """One run in this (fresh) process: wall time, the driver's and workers' peak RSS, counts saved."""
     from onnxfault.localization import localize
-    from onnxfault.synthesis.running import peak_rss_mb
+    from onnxfault.peak_memory import peak_rss_mb
 
     ray = None
     ray_start = 0.0

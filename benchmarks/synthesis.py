@@ -86,7 +86,8 @@ def one_run(model_path: str, shape: list[int], label: str, size: int, threads: i
     from onnxfault import load_model
     from onnxfault.adapters import gradients  # noqa: F401 - import torch before measuring
     from onnxfault.localization import SuspiciousNeuron
-    from onnxfault.synthesis.running import peak_rss_mb, peak_rss_reset, run_in_chunks
+    from onnxfault.peak_memory import peak_rss_mb, peak_rss_reset
+    from onnxfault.synthesis.running import run_in_chunks
     from onnxfault.synthesis.base import Problem
     from onnxfault.synthesis.hs import sub_model_layers
     from onnxfault.synthesis.methods import get_method

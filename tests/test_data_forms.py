@@ -152,7 +152,7 @@ class Generated(torch.utils.data.Dataset):
 
 def _peak_growth_mb(run) -> float:
     """How far ``run()`` raises the process's peak resident memory above its resident memory now (MB)."""
-    from onnxfault.synthesis.running import peak_rss_mb, peak_rss_reset
+    from onnxfault.peak_memory import peak_rss_mb, peak_rss_reset
 
     peak_rss_reset()
     with open("/proc/self/status") as fh:

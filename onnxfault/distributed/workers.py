@@ -47,13 +47,11 @@ class ShardWorker:
             progress.report.remote(key, done)
         return key, result
 
-    def peak_rss_mb(self) -> float | None:
-        """This worker process's peak resident set size (MB; None where /proc is absent)."""
-        try:
-            with open("/proc/self/status") as fh:
-                return next(int(line.split()[1]) / 1024 for line in fh if line.startswith("VmHWM:"))
-        except (OSError, StopIteration):
-            return None
+    def peak_rss_mb(self) -> float:
+        """This worker process's peak resident set size (MB)."""
+        from ..peak_memory import peak_rss_mb
+
+        return peak_rss_mb()
 
 
 class Progress:

@@ -19,13 +19,14 @@ from ..errors import OnnxFaultError, check_finite, read_json
 from ..localization import SuspiciousNeuron, localize, samples_for
 from ..model import Model, as_model
 from ..model_forms import ModelLike
+from ..peak_memory import peak_rss_mb, peak_rss_reset
 from ..provenance import stamp
 from ..shapley import ShapleyOptions
 from ..spectrum import Outcome, validate_outcome
 from .base import Problem
 from .methods import METHODS, get_method
 from .metrics import measure
-from .running import peak_rss_mb, peak_rss_reset, run_in_chunks, run_on_ray
+from .running import run_in_chunks, run_on_ray
 from .seeds import choose_seeds
 
 __all__ = ["METHODS", "SynthesisResult", "synthesize", "read_neurons"]
