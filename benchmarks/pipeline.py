@@ -34,23 +34,11 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from timing import interleaved  # benchmarks/timing.py
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared/data"
 BATCH = 256
-
-
-def interleaved(fns: dict, repeat: int) -> tuple[dict, dict]:
-    """Best time of each function over ``repeat`` rounds, the order rotated each round; (times, results)."""
-    times = {name: float("inf") for name in fns}
-    results = {}
-    names = list(fns)
-    for round_ in range(repeat):
-        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
-            start = time.perf_counter()
-            results[name] = fns[name]()
-            times[name] = min(times[name], time.perf_counter() - start)
-    return times, results
 
 
 def floor(model_path: Path, images: np.ndarray) -> np.ndarray:

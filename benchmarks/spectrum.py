@@ -33,22 +33,7 @@ from onnxfault.data.source import in_memory  # noqa: E402
 from onnxfault.graph import expose_activity  # noqa: E402
 from onnxfault.spectrum import count_hits, hit_spectrum, probe_axes  # noqa: E402
 from synthesis import build  # noqa: E402  (benchmarks/synthesis.py: the same seeded dense 10×100 net)
-
-
-def interleaved(fns: dict, repeat: int) -> tuple[dict, dict]:
-    """Best time of each function over ``repeat`` rounds; every round runs each once, in an order rotated
-    from round to round, so that drift in the machine's speed and position effects hit all of them alike.
-    Returns (times, last results)."""
-    times = {name: float("inf") for name in fns}
-    results = {}
-    names = list(fns)
-    for round_ in range(repeat):
-        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
-            fn = fns[name]
-            start = time.perf_counter()
-            results[name] = fn()
-            times[name] = min(times[name], time.perf_counter() - start)
-    return times, results
+from timing import interleaved  # noqa: E402  (benchmarks/timing.py)
 
 
 def bench(path: Path, images: np.ndarray, labels: np.ndarray, repeat: int) -> dict:
