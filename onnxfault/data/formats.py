@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import stat
-import zlib
 from pathlib import Path
 
 from ..errors import OnnxFaultError
@@ -13,7 +12,7 @@ from .idx import is_idx, open_idx
 from .npz import open_npz
 from .parquet import MAGIC as PARQUET_MAGIC, open_parquet
 from .shards import is_shard_folder, open_shards
-from .source import Source, check_input_path
+from .source import READ_ERRORS, Source, check_input_path
 
 
 def open_source(path: str | Path, labels: str | Path | None = None) -> Source:
@@ -36,7 +35,7 @@ def open_source(path: str | Path, labels: str | Path | None = None) -> Source:
 
             with gzip.open(path, "rb") as fh:
                 head = fh.read(4)
-    except (OSError, EOFError, zlib.error) as err:
+    except READ_ERRORS as err:
         raise OnnxFaultError(f"cannot read data file {path}: {err}; check that it is readable and not corrupt") from err
     if is_idx(head):
         return open_idx(path, Path(labels) if labels else None)

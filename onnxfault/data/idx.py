@@ -5,15 +5,14 @@ import gzip
 import math
 import os
 import struct
-import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 import numpy as np
 
 from ..errors import OnnxFaultError
-from .source import (MAX_DEFLATE_RATIO, Source, as_labels, check_declared, check_input_path, mapped_rows,
-                     stream_rows)
+from .source import (MAX_DEFLATE_RATIO, READ_ERRORS, Source, as_labels, check_declared, check_input_path,
+                     mapped_rows, read_exact, stream_rows)
 
 _TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -38,7 +37,7 @@ def _header(fh: BinaryIO, path: Path) -> tuple[np.dtype, tuple[int, ...]]:
             raise OnnxFaultError(f"{path} is not an IDX file (bad magic number); give MNIST-style *-ubyte files")
         ndim = head[3]
         raw = fh.read(4 * ndim)
-    except (OSError, EOFError, zlib.error) as err:
+    except READ_ERRORS as err:
         raise OnnxFaultError(f"cannot read {path}: {err}; the file is corrupt or truncated") from err
     if len(raw) != 4 * ndim:
         raise OnnxFaultError(f"{path} ends inside its header; the file is truncated")
@@ -56,22 +55,12 @@ def read_header(path: Path) -> tuple[np.dtype, tuple[int, ...]]:
     return dtype, shape
 
 
-def _read_exact(fh: BinaryIO, size: int, path: Path) -> bytes:
-    try:
-        data = fh.read(size)
-    except (OSError, EOFError, zlib.error) as err:
-        raise OnnxFaultError(f"cannot read {path}: {err}; the file is corrupt or truncated") from err
-    if len(data) != size:
-        raise OnnxFaultError(f"{path} ends early ({len(data)} of {size} bytes in a block); the file is truncated")
-    return data
-
-
 def read_idx_array(path: Path) -> np.ndarray:
     """A whole IDX file as a native-endian array (for labels), its header checked first."""
     dtype, shape = read_header(path)
     with _open(path) as fh:
         _header(fh, path)
-        data = _read_exact(fh, math.prod(shape) * dtype.itemsize, path)
+        data = read_exact(fh, math.prod(shape) * dtype.itemsize, str(path))
     return np.frombuffer(data, dtype).astype(dtype.newbyteorder("="), copy=False).reshape(shape)
 
 
@@ -129,7 +118,7 @@ def open_idx(path: Path, labels: Path | None = None) -> Source:
             return
         with _open(path) as fh:
             _header(fh, path)
-            yield from stream_rows(lambda size: _read_exact(fh, size, path), shape[0], sample_shape, dtype, rows,
+            yield from stream_rows(lambda size: read_exact(fh, size, str(path)), shape[0], sample_shape, dtype, rows,
                                    first)
 
     layout = "hw" if len(sample_shape) == 2 else None

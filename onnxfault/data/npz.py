@@ -11,7 +11,6 @@ import math
 import os
 import struct
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -19,12 +18,11 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import OnnxFaultError
-from .source import (MAX_DEFLATE_RATIO, Source, as_labels, check_declared, guess_layout, mapped_rows,
-                     stream_rows)
+from .source import (MAX_DEFLATE_RATIO, READ_ERRORS, Source, as_labels, check_declared, guess_layout,
+                     mapped_rows, read_exact, stream_rows)
 
 _METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}  # what numpy.savez[_compressed] writes
 MAX_FORTRAN_BYTES = 2**29  # a column-major 'x' is read whole
-_READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 @dataclass(frozen=True)
@@ -93,20 +91,10 @@ def _check(x: _Array, y: _Array, path: Path) -> None:
                              f"{MAX_FORTRAN_BYTES >> 20} MiB; save it C-ordered (np.ascontiguousarray(x))")
 
 
-def _read(fh, size: int, what: str) -> bytes:
-    try:
-        block = fh.read(size)
-    except _READ_ERRORS as err:
-        raise OnnxFaultError(f"cannot read {what}: {err}; the file is corrupt") from None
-    if len(block) != size:
-        raise OnnxFaultError(f"{what} ends early; the file is truncated")
-    return block
-
-
 def _labels(archive: zipfile.ZipFile, y: _Array, what: str) -> np.ndarray:
     with archive.open(y.member) as fh:
-        _read(fh, y.header, what)  # parsed by _array
-        data = _read(fh, math.prod(y.shape) * y.dtype.itemsize, what)
+        read_exact(fh, y.header, what)  # parsed by _array
+        data = read_exact(fh, math.prod(y.shape) * y.dtype.itemsize, what)
     return np.frombuffer(data, y.dtype).astype(y.dtype.newbyteorder("="))
 
 
@@ -160,7 +148,7 @@ def open_npz(path: Path) -> Source:
             y_array = _array(archive, members["y"], f"array 'y' in {path}")
             _check(x, y_array, path)
             y = _labels(archive, y_array, f"array 'y' in {path}")
-    except _READ_ERRORS as err:
+    except READ_ERRORS as err:
         raise OnnxFaultError(f"cannot read {path}: {err}; the file is corrupt or not an .npz") from None
     y = as_labels(y, str(path))
     shape, dtype, what = x.shape, x.dtype, f"array 'x' in {path}"
@@ -176,13 +164,13 @@ def open_npz(path: Path) -> Source:
             with zipfile.ZipFile(path) as zf, zf.open(x.member) as fh:
                 _header(fh, what)
                 if x.fortran:  # column-major rows are not contiguous: read whole (bounded by MAX_FORTRAN_BYTES)
-                    raw = _read(fh, math.prod(shape) * dtype.itemsize, what)
+                    raw = read_exact(fh, math.prod(shape) * dtype.itemsize, what)
                     data = np.frombuffer(raw, dtype).reshape(shape, order="F").astype(dtype.newbyteorder("="))
                     for start in range(first, shape[0], rows):
                         yield np.ascontiguousarray(data[start:start + rows])
                     return
-                yield from stream_rows(lambda size: _read(fh, size, what), shape[0], sample_shape, dtype, rows, first)
-        except _READ_ERRORS as err:
+                yield from stream_rows(lambda size: read_exact(fh, size, what), shape[0], sample_shape, dtype, rows, first)
+        except READ_ERRORS as err:
             raise OnnxFaultError(f"cannot read {path}: {err}; the file is corrupt or not an .npz") from None
 
     return Source(f"npz {path.name}", y, sample_shape, guess_layout(sample_shape), dtype.newbyteorder("="), chunks)

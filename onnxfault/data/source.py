@@ -5,6 +5,8 @@ import math
 import mmap
 import os
 import stat
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -36,6 +38,20 @@ class Source:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error)  # what reading a (compressed) file raises
+
+
+def read_exact(fh, size: int, what: str) -> bytes:
+    """Exactly ``size`` bytes from ``fh``; a read that fails or ends early is an error naming ``what``."""
+    try:
+        block = fh.read(size)
+    except READ_ERRORS as err:
+        raise OnnxFaultError(f"cannot read {what}: {err}; the file is corrupt or truncated") from None
+    if len(block) != size:
+        raise OnnxFaultError(f"{what} ends early ({len(block)} of {size} bytes in a block); the file is truncated")
+    return block
 
 
 SKIP_BYTES = 1 << 24  # readers that cannot seek read past skipped samples this many bytes at a time
