@@ -57,6 +57,16 @@ class Differentiable:
     def _input(self, x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device).requires_grad_(True)
 
+    def _forward(self, xt: torch.Tensor, side: dict[str, np.ndarray] | None) -> list[torch.Tensor]:
+        """The module's outputs for ``xt`` and the module's other inputs from ``side`` (rows of the same samples)."""
+        names = self.module.side_names
+        if not names:
+            return self.module(xt)
+        missing = [n for n in names if not side or n not in side]
+        if missing:
+            raise OnnxFaultError(f"the differentiated model also reads input '{missing[0]}', which was not given")
+        return self.module(xt, *[torch.from_numpy(np.ascontiguousarray(side[n])).to(self.device) for n in names])
+
     @staticmethod
     def _values(outputs, groups: list[NeuronGroup]) -> torch.Tensor:
         parts = []
@@ -70,14 +80,17 @@ class Differentiable:
             parts.append(value.reshape(len(value), -1)[:, indices].to(torch.float64))
         return torch.cat(parts, dim=1)
 
-    def neuron_ascent(self, x: np.ndarray, groups: list[NeuronGroup]) -> tuple[np.ndarray, np.ndarray]:
-        """Gradient of each sample's mean neuron value (averaged over the chosen neurons), and the values."""
+    def neuron_ascent(self, x: np.ndarray, groups: list[NeuronGroup], side: dict[str, np.ndarray] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Gradient of each sample's mean neuron value (averaged over the chosen neurons), and the values.
+        ``side``: the module's other inputs for the same samples, by name (here and below)."""
         xt = self._input(x)
-        values = self._values(self.module(xt), groups)
+        values = self._values(self._forward(xt, side), groups)
         values.mean(dim=1).sum().backward()
         return xt.grad.detach().cpu().numpy(), values.detach().cpu().numpy()
 
-    def normalized_neuron_ascent(self, x: np.ndarray, groups: list[NeuronGroup]) -> np.ndarray:
+    def normalized_neuron_ascent(self, x: np.ndarray, groups: list[NeuronGroup],
+                                 side: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Mean over the chosen neurons of each neuron's input gradient divided by its root-mean-square.
 
         As DeepFault's code at the time of the paper (``utils.normalize``: g / (sqrt(mean(g²)) + 1e-5)),
@@ -86,7 +99,7 @@ class Differentiable:
         scale of its gradient. One forward pass, then one backward pass per neuron on the retained graph:
         measured faster than one batched vector-Jacobian product (``is_grads_batched``) on MLPs and LeNet."""
         xt = self._input(x)
-        values = self._values(self.module(xt), groups)
+        values = self._values(self._forward(xt, side), groups)
         axes = tuple(range(1, xt.dim()))
         total = torch.zeros_like(xt, dtype=torch.float64)
         for j in range(values.shape[1]):
@@ -96,7 +109,8 @@ class Differentiable:
         return (total / values.shape[1]).cpu().numpy().astype(np.float32)
 
     def loss_gradient(self, x: np.ndarray, labels: np.ndarray, *, target: int | None = None,
-                      probabilities: bool = False, output: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                      probabilities: bool = False, output: int = 0,
+                      side: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Gradient of the objective to ascend, and each sample's cross-entropy.
 
         Untargeted: the cross-entropy of the true label (ascend it). Targeted: minus the cross-entropy of
@@ -104,7 +118,7 @@ class Differentiable:
         softmax outputs.
         """
         xt = self._input(x)
-        scores = self.module(xt)[output].to(torch.float64)
+        scores = self._forward(xt, side)[output].to(torch.float64)
         log_p = torch.log(scores.clamp_min(1e-12)) if probabilities else torch.log_softmax(scores, dim=-1)
         wanted = torch.from_numpy(np.asarray(labels if target is None else np.full(len(x), target), np.int64))
         loss = -log_p.gather(1, wanted.to(self.device)[:, None])[:, 0]

@@ -49,6 +49,7 @@ WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Ray worker
 PermutationsOpt = Annotated[int, typer.Option("--permutations", help="Monte-Carlo permutations", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
 NoiseOpt = Annotated[float, typer.Option("--noise", help="std of the Gaussian input noise Δx", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
 ShapleySamplesOpt = Annotated[int, typer.Option("--shapley-samples", help="samples the loss change is averaged over", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
+TokenActivityOpt = Annotated[Optional[str], typer.Option("--token-activity", help="text models: a hidden unit is active on a sample when active on any real token, on their mean, or on the first (cls) token: any|mean|cls (default any; padding never counts)", show_default=False)]
 LambdaOpt = Annotated[float, typer.Option("--lambda", help="excitable: normalised Shapley value ψ / max ψ > λ", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
 
 
@@ -188,7 +189,9 @@ def inspect(model: Annotated[Optional[Path], typer.Argument(help="ONNX classifie
     from rich.table import Table
 
     out.print(Text(shown(info["model"]), style="bold"), f" opset {info['opset']}, batch {info['batch']}", soft_wrap=True)
-    out.print(f"input  {info['input']['name']}  {tuple(info['input']['shape'])}")
+    for spec in info.get("inputs", [{**info["input"], "dtype": None}]):
+        kind = f"  {spec['dtype']}" if spec["dtype"] else ""
+        out.print(Text(f"input  {spec['name']}  {tuple(spec['shape'])}{kind}"), soft_wrap=True)
     out.print(f"output {info['output']['name']}  {info['output']['classes']} classes")
     _warn(info["notes"])
     table = Table(title="candidate neuron layers", caption="neurons per channel (default granularity) and per element")
@@ -221,7 +224,7 @@ def evaluate(model: ModelArg, data: DataOpt,
     if json:
         check_writable(json, "--json")
     loaded = load_model(model, output)
-    dataset = open_dataset(data, loaded.input_shape,
+    dataset = open_dataset(data, loaded.data_shape,
                            _data_options(labels, limit, classes, raw, mean, std, layout, batch_size))
     with _progress(len(dataset), dataset.num_batches, quiet, "evaluating") as tick:
         result = run_evaluate(loaded, dataset, device=device, on_batch=tick, allow_nonfinite=allow_nonfinite,
@@ -271,7 +274,7 @@ def localize(model: ModelArg, data: DataOpt,
              device: DeviceOpt = "auto", quiet: QuietOpt = False, permutations: PermutationsOpt = 20,
              noise: NoiseOpt = 0.1, shapley_samples: ShapleySamplesOpt = 100, lambda_: LambdaOpt = 0.5,
              output: OutputOpt = None, allow_nonfinite: NonfiniteOpt = False, ray: RayOpt = None,
-             workers: WorkersOpt = None) -> None:
+             workers: WorkersOpt = None, token_activity: TokenActivityOpt = None) -> None:
     """Rank neurons by suspiciousness from their hit spectrum (DeepFault), or by Shapley value (DeepSensor)."""
     from .files import check_writable, text_writer, write_together
     from .localization import localize as run_localize, outcome_for, samples_for
@@ -297,7 +300,7 @@ def localize(model: ModelArg, data: DataOpt,
         result = run_localize(loaded, dataset, layers=layers, measure=measure, k=k, cls=cls, target=target,
                               granularity=granularity, threshold=threshold, star=star, seed=seed, device=device,
                               on_batch=tick, shapley=shapley, allow_nonfinite=allow_nonfinite,
-                              ray=_ray(ray, workers))
+                              ray=_ray(ray, workers), token_activity=token_activity)
     _warn(result.warnings)
     result.provenance["command"] = command_line()
     info, outputs = result.outputs(json, spectra)  # above 10,000 neurons the npz of every score comes too
@@ -345,6 +348,7 @@ def synthesize(model: ModelArg, data: DataOpt,
                iterations: Annotated[Optional[int], typer.Option("--iterations", help="steps")] = None,
                epsilon: Annotated[Optional[float], typer.Option("--epsilon", help="step factor ε (hs: x + ε·∇, or x + ε·sign ∇ with --step-rule sign)")] = None,
                cut: Annotated[Optional[str], typer.Option("--cut", help="tensor to cut the sub-model at, whose neurons are ranked (hs; default: the middle candidate layer)")] = None,
+               start: Annotated[Optional[str], typer.Option("--from", help="text models: the embedding lookup to differentiate from (default: the token ids' lookup, named on stderr)", show_default=False)] = None,
                clip_min: Annotated[Optional[float], typer.Option("--clip-min", help="valid range (default: the data's)")] = None,
                clip_max: Annotated[Optional[float], typer.Option("--clip-max", help="valid range (default: the data's)")] = None,
                labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
@@ -364,6 +368,9 @@ def synthesize(model: ModelArg, data: DataOpt,
                alpha: Annotated[Optional[float], typer.Option("--alpha", help="bound α on every weight change |ΔW| (the paper's; default none)", rich_help_panel="patch")] = None,
                gradient: Annotated[str, typer.Option("--gradient", help="normalized (each neuron's gradient divided by its RMS, as DeepFault's code) | raw", rich_help_panel="deepfault")] = "normalized",
                step_rule: Annotated[str, typer.Option("--step-rule", help="gradient (x + ε·∇, the paper) | sign (x + ε·sign ∇)", rich_help_panel="hs")] = "gradient",
+               goal: Annotated[str, typer.Option("--goal", help="what a flip raises: neurons (the k suspicious neurons' mean, DeepFault's objective) | loss (the cross-entropy: untargeted, or towards --target)", rich_help_panel="hotflip (text models)")] = "neurons",
+               max_flips: Annotated[int, typer.Option("--max-flips", help="at most this many token substitutions per input", rich_help_panel="hotflip (text models)")] = 5,
+               candidates: Annotated[int, typer.Option("--candidates", help="flips of highest first-order gain checked on the model per step", rich_help_panel="hotflip (text models)")] = 8,
                output: OutputOpt = None,
                report: Annotated[bool, typer.Option("--report", help="also write report.html (the HTML report) into --out")] = False,
                allow_nonfinite: NonfiniteOpt = False, ray: RayOpt = None, workers: WorkersOpt = None) -> None:
@@ -377,6 +384,7 @@ def synthesize(model: ModelArg, data: DataOpt,
     options = {
         "deepfault": {"gradient": gradient},
         "hs": {"step_rule": step_rule},
+        "hotflip": {"goal": goal, "max_flips": max_flips, "candidates": candidates},
         "deepsensor": {"population": population, "stop_fitness": stop_fitness, "inertia": inertia},
         "patch": {"objective": objective, "max_pixels": max_pixels, "time_limit": time_limit,
                   "hold_inactive": hold_inactive, "relaxation": relaxation, "phases": phases,
@@ -396,7 +404,7 @@ def synthesize(model: ModelArg, data: DataOpt,
                             clip_min=clip_min, clip_max=clip_max, device=device,
                             data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size),
                             shapley=_shapley(permutations, noise, shapley_samples, lambda_), options=options,
-                            output=output, allow_nonfinite=allow_nonfinite, ray=_ray(ray, workers))
+                            output=output, allow_nonfinite=allow_nonfinite, ray=_ray(ray, workers), start=start)
     _warn(result.warnings)
     result.report["command"] = command_line()
     replaced = save_result(result, out_dir, report)

@@ -290,8 +290,8 @@ def fitted_datasets(data: DataLike, a: Model, b: Model, options: DataOptions | N
     """The same samples of ``data`` (any form :func:`~onnxfault.data.as_dataset` takes) fitted to ``a``'s input
     and to ``b``'s, with the same selection and batches. An iterable of batches is read four times (class
     scores, then spectra, of both models): an iterator (a generator) cannot be, and says so."""
-    first = as_dataset(data, a.input_shape, options, num_classes=a.num_classes)
-    return first, first.fit(b.input_shape, first.options, b.num_classes)
+    first = as_dataset(data, a.data_shape, options, num_classes=a.num_classes)
+    return first, first.fit(b.data_shape, first.options, b.num_classes)
 
 
 def _score_agreement(a: Model, b: Model, set_a: Dataset, set_b: Dataset, device: str

@@ -122,7 +122,7 @@ def evaluate(model: ModelLike, data: DataLike, *, device: str = "auto",
     torch tensors, an iterable of ``(x, y)`` batches (read once, batch by batch) or a :class:`Dataset`
     (see :func:`~onnxfault.data.as_dataset`)."""
     model = as_model(model, output, example_input)
-    dataset = as_dataset(data, model.input_shape, data_options, num_classes=model.num_classes)
+    dataset = as_dataset(data, model.data_shape, data_options, num_classes=model.num_classes)
     check_labels(dataset, model.num_classes)
     counter = ConfusionCounter(model.num_classes, device, allow_nonfinite)
     (confusion,), used = counted(counter, model, dataset, ray, on_batch)

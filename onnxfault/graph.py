@@ -80,6 +80,22 @@ def cut_at(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return _export(graph, model)
 
 
+def start_at(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    """Return the sub-model from the tensor ``name`` on: ``name`` becomes its first input (fed instead of
+    computed), followed by the model's own inputs that are still needed (e.g. a text model's attention mask when
+    it starts at the token embeddings); what only computed ``name`` is dropped. The mirror of :func:`cut_at`."""
+    graph = read_graph(model)
+    (tensor,) = _lookup(graph, [name])
+    if tensor in graph.inputs:
+        return model
+    tensor.inputs.clear()  # no longer computed: fed
+    graph.inputs = [tensor, *[i for i in graph.inputs if i is not tensor]]
+    graph.cleanup(remove_unused_graph_inputs=True).toposort()
+    if not graph.inputs or graph.inputs[0] is not tensor:
+        raise OnnxFaultError(f"tensor '{name}' does not lead to the model's outputs; start at a tensor they depend on")
+    return _export(graph, model)
+
+
 def flattened_name(name: str) -> str:
     return f"{name}__scores"
 
@@ -105,6 +121,40 @@ def producing_op(model: onnx.ModelProto, tensor: str, through: frozenset[str] = 
     while node is not None and node.op_type in through and node.input:
         node = producers.get(node.input[0])
     return None if node is None else node.op_type
+
+
+_INDEX_PASSING = frozenset({"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten"})
+
+
+def embedding_lookups(model: onnx.ModelProto, input_name: str) -> list[tuple[str, str, int]]:
+    """The embedding lookups of an integer input: ``(output, table, rows)`` of each Gather on axis 0 whose data
+    is a 2-D float initializer (``table``, ``rows`` × width) and whose indices are ``input_name``, maybe through
+    Cast, Reshape and the like. A text model's token ids have one (word embeddings)."""
+    tables = {i.name: i for i in model.graph.initializer
+              if len(i.dims) == 2 and i.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE,
+                                                       onnx.TensorProto.FLOAT16)}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    found, frontier, seen = [], [input_name], {input_name}
+    while frontier:
+        tensor = frontier.pop()
+        for node in consumers.get(tensor, []):
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+            if node.op_type == "Gather" and len(node.input) == 2 and node.input[1] == tensor \
+                    and node.input[0] in tables and axis == 0:
+                found.append((node.output[0], node.input[0], int(tables[node.input[0]].dims[0])))
+            elif node.op_type in _INDEX_PASSING and node.input[0] == tensor and node.output[0] not in seen:
+                seen.add(node.output[0])
+                frontier.append(node.output[0])
+    return found
+
+
+def embedding_rows(model: onnx.ModelProto, input_name: str) -> int | None:
+    """The rows of the smallest embedding table an integer input looks up (its ids must lie below), or None."""
+    rows = [r for _, _, r in embedding_lookups(model, input_name)]
+    return min(rows) if rows else None
 
 
 MASK = "onnxfault__mask"
@@ -191,8 +241,12 @@ ACTIVITY = "onnxfault__activity"
 _NONNEGATIVE = frozenset({"Relu", "Sigmoid", "Softplus", "HardSigmoid"})
 
 
+TOKEN_RULES = ("any", "mean", "cls")
+
+
 def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, ...]]],
-                    threshold: float) -> tuple[onnx.ModelProto, list[int]]:
+                    threshold: float, tokens: dict[int, tuple[str, str | None]] | None = None
+                    ) -> tuple[onnx.ModelProto, list[int]]:
     """Add one bool output ``onnxfault__activity`` of shape (N, neurons): every probe's neuron values
     compared with ``threshold`` (strictly greater), flattened and concatenated.
 
@@ -204,6 +258,10 @@ def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, .
     the returned list gives the probe index of each column block, in output order.
     Only this bool matrix leaves onnxruntime, not the activations.
 
+    ``tokens`` maps a probe of a (N, T, H) tensor of a text model to its token rule and attention-mask input
+    (None: every token is real): ``any`` takes the max over real tokens, ``mean`` their mean (in float64),
+    ``cls`` the first token; with no axes (element granularity) a padding position is never active.
+
     Appends nodes to a copy of the protobuf (no graph import: this runs once per command, and the nodes only
     read existing tensors).
     """
@@ -213,7 +271,8 @@ def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, .
     require_tensors(out, [t for t, _ in probes])
     types = {v.name: v.type.tensor_type for v in [*graph.input, *graph.value_info, *graph.output]}
     producers = {o: n for n in graph.node for o in n.output}
-    axes_as_input = all(o.version >= 18 for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    opset = min((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    axes_as_input = opset >= 18
 
     def emit(op: str, inputs: list[str], output: str, **attrs) -> str:
         graph.node.append(onnx.helper.make_node(op, inputs, [output], **attrs))
@@ -223,22 +282,59 @@ def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, .
         graph.initializer.append(onnx.numpy_helper.from_array(value, name))
         return name
 
+    def reduce(op: str, value: str, axes: tuple[int, ...], output: str, keepdims: int = 0) -> str:
+        # opset 18 moved Reduce* axes from an attribute to an input (ReduceSum moved at 13)
+        if axes_as_input or (op == "ReduceSum" and opset >= 13):
+            return emit(op, [value, constant(f"{output}_axes", np.asarray(axes, np.int64))], output, keepdims=keepdims)
+        return emit(op, [value], output, axes=list(axes), keepdims=keepdims)
+
+    def real_tokens(i: int, mask: str, width_axis: bool) -> str:
+        """The attention mask as bool (N, T), or (N, T, 1) with ``width_axis``."""
+        real = emit("Cast", [mask], f"onnxfault__real{i}", to=onnx.TensorProto.BOOL)
+        if not width_axis:
+            return real
+        if opset >= 13:
+            return emit("Unsqueeze", [real, constant(f"onnxfault__last{i}", np.asarray([2], np.int64))],
+                        f"onnxfault__real3_{i}")
+        return emit("Unsqueeze", [real], f"onnxfault__real3_{i}", axes=[2])
+
+    def token_value(i: int, tensor: str, dtype: np.dtype, axes: tuple[int, ...], rule: str, mask: str | None):
+        """The neuron values of a (N, T, H) probe under a token rule, and their dtype."""
+        if not axes:  # element granularity: padding positions become -inf, never above the threshold
+            value = tensor if mask is None else emit(
+                "Where", [real_tokens(i, mask, True), tensor, constant(f"onnxfault__pad{i}", np.asarray(-np.inf, dtype))],
+                f"onnxfault__masked{i}")
+            return emit("Flatten", [value], f"onnxfault__rows{i}", axis=1), dtype
+        if rule == "cls":
+            return emit("Gather", [tensor, constant(f"onnxfault__first{i}", np.asarray(0, np.int64))],
+                        f"onnxfault__value{i}", axis=1), dtype
+        if rule == "any":
+            value = tensor if mask is None else emit(
+                "Where", [real_tokens(i, mask, True), tensor, constant(f"onnxfault__pad{i}", np.asarray(-np.inf, dtype))],
+                f"onnxfault__masked{i}")
+            return reduce("ReduceMax", value, axes, f"onnxfault__value{i}"), dtype
+        wide = emit("Cast", [tensor], f"onnxfault__f64_{i}", to=onnx.TensorProto.DOUBLE)
+        if mask is None:
+            return reduce("ReduceMean", wide, axes, f"onnxfault__value{i}"), np.dtype(np.float64)
+        weights = emit("Cast", [real_tokens(i, mask, True)], f"onnxfault__w{i}", to=onnx.TensorProto.DOUBLE)
+        total = reduce("ReduceSum", emit("Mul", [wide, weights], f"onnxfault__xw{i}"), axes, f"onnxfault__sum{i}")
+        count = reduce("ReduceSum", weights, axes, f"onnxfault__count{i}")  # (N, 1): real tokens per sample
+        return emit("Div", [total, count], f"onnxfault__value{i}"), np.dtype(np.float64)
+
     groups: dict[np.dtype, list[tuple[int, str]]] = {}
     for i, (tensor, axes) in enumerate(probes):
         known = types.get(tensor)
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(known.elem_type)) if known and known.elem_type \
             else np.dtype(np.float32)
         value = tensor
-        if axes:
+        if tokens and i in tokens:
+            value, dtype = token_value(i, tensor, dtype, axes, *tokens[i])
+        elif axes:
             op = "ReduceMax"
             if not (_nonnegative(graph, producers.get(tensor)) and threshold <= 0):
                 value, dtype, op = emit("Cast", [value], f"onnxfault__f64_{i}", to=onnx.TensorProto.DOUBLE), \
                     np.dtype(np.float64), "ReduceMean"
-            if axes_as_input:  # opset 18 moved Reduce* axes from an attribute to an input
-                value = emit(op, [value, constant(f"onnxfault__axes{i}", np.asarray(axes, np.int64))],
-                             f"onnxfault__value{i}", keepdims=0)
-            else:
-                value = emit(op, [value], f"onnxfault__value{i}", axes=list(axes), keepdims=0)
+            value = reduce(op, value, axes, f"onnxfault__value{i}")
         elif known is None or not known.HasField("shape") or len(known.shape.dim) != 2:
             value = emit("Flatten", [value], f"onnxfault__rows{i}", axis=1)  # (N, C, H, W) → (N, C·H·W)
         groups.setdefault(dtype, []).append((i, value))

@@ -84,6 +84,7 @@ class LocalizeResult:
             "accuracy": sp.correct / sp.samples,
             "granularity": sp.granularity,
             "threshold": sp.threshold,
+            **({"token_activity": sp.token_activity} if sp.token_activity else {}),
             "params": self.params,
             "device": sp.device,
             "layers": layers,
@@ -194,7 +195,7 @@ def samples_for(model: Model, data: DataLike, options: DataOptions | None = None
     ``cls`` keeps only those labelled ``cls`` (checked against the model), except in a :class:`Dataset`
     already fitted to a model, which is used as given."""
     validate_outcome(outcome_for(cls, target), model.num_classes)
-    return as_dataset(data, model.input_shape, options, cls=cls, num_classes=model.num_classes)
+    return as_dataset(data, model.data_shape, options, cls=cls, num_classes=model.num_classes)
 
 
 def top_k(spectrum: Spectrum, scores: np.ndarray, k: int,
@@ -232,7 +233,8 @@ def localize(model: ModelLike, data: DataLike, *, layers: str | Sequence[str] = 
              granularity: str = "channel", threshold: float = 0.0, star: float = 3.0, seed: int = 0,
              device: str = "auto", data_options: DataOptions | None = None,
              on_batch: Callable[[int], None] | None = None, shapley=None, output: str | None = None,
-             allow_nonfinite: bool = False, ray=None, example_input=None) -> LocalizeResult:
+             allow_nonfinite: bool = False, ray=None, example_input=None,
+             token_activity: str | None = None) -> LocalizeResult:
     """Hit spectrum of the chosen layers over ``data`` and the ``k`` most suspicious neurons.
 
     ``cls`` keeps only samples labelled ``cls`` (DeepFault); ``target`` explains "predicted as target"
@@ -242,7 +244,8 @@ def localize(model: ModelLike, data: DataLike, *, layers: str | Sequence[str] = 
     tunes ``measure="shapley"``; ``output`` names the class-score output of a model with several. NaN or
     infinite class scores are an error unless ``allow_nonfinite``. ``ray`` (a
     :class:`~onnxfault.distributed.RayOptions`) counts the spectrum on Ray workers. ``model`` is any form
-    :func:`~onnxfault.as_model` takes (a torch module with ``example_input``). Returns a :class:`LocalizeResult`.
+    :func:`~onnxfault.as_model` takes (a torch module with ``example_input``). ``token_activity`` (``any``,
+    ``mean``, ``cls``) is a text model's token rule (:mod:`onnxfault.spectrum`). Returns a :class:`LocalizeResult`.
     """
     from .shapley import ShapleyOptions
 
@@ -256,7 +259,8 @@ def localize(model: ModelLike, data: DataLike, *, layers: str | Sequence[str] = 
     chosen = model.select_layers(layers)
     dataset = samples_for(model, data, data_options, cls, target)
     spectrum = hit_spectrum(model, dataset, chosen, outcome, granularity=granularity, threshold=threshold,
-                            device=device, on_batch=on_batch, allow_nonfinite=allow_nonfinite, ray=ray)
+                            device=device, on_batch=on_batch, allow_nonfinite=allow_nonfinite, ray=ray,
+                            token_activity=token_activity)
     details: dict[str, np.ndarray] = {}
     if chosen_measure.needs_model:
         scores, details = shapley_scores(model, dataset, chosen, granularity, shapley, target, seed, device)

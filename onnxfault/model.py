@@ -14,13 +14,41 @@ from . import graph as g
 from . import layers as lay
 from .errors import OnnxFaultError, close_matches_hint
 from .model_forms import ModelLike, in_memory_onnx
-from .runtime import Session
+from .runtime import Session, records
 
 if TYPE_CHECKING:
     from .data.preprocessing import Preprocessing
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
+_INT_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.INT16, onnx.TensorProto.INT8,
+              onnx.TensorProto.UINT8, onnx.TensorProto.UINT16, onnx.TensorProto.UINT32, onnx.TensorProto.UINT64}
+_INPUT_TYPES = _FLOAT_TYPES | _INT_TYPES | {onnx.TensorProto.BOOL}
 GRANULARITIES = ("channel", "element")
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """One input of a model: its name, numpy dtype and per-sample shape (batch axis dropped; None: dynamic)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | None, ...]
+    vocabulary: int | None = None  # token ids: the rows of the embedding they look up (ids 0..vocabulary-1)
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype.kind == "f"
+
+    def example(self, batch: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """A batch of valid values: random in [0, 1) for floats (zeros without ``rng``), ones for integers
+        and bools (a token id 1 and a mask of ones are valid for any text model)."""
+        shape = (batch, *(1 if d is None else d for d in self.shape))
+        if self.is_float:
+            return rng.random(shape).astype(self.dtype) if rng is not None else np.zeros(shape, self.dtype)
+        return np.ones(shape, self.dtype)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype.name, "shape": ["N", *self.shape]}
 
 
 @dataclass(frozen=True)
@@ -52,7 +80,7 @@ class Model:
 
     path: str
     proto: onnx.ModelProto
-    input_name: str
+    input_name: str  # the first input (for a model with one, its only input)
     input_shape: tuple[int | None, ...]  # per sample
     output_name: str
     num_classes: int
@@ -60,6 +88,7 @@ class Model:
     fixed_batch: int | None = None  # set when the batch could not be made dynamic
     notes: list[str] = field(default_factory=list)
     declared_output: str = ""  # the graph output holding the scores (output_name may be its flattened copy)
+    inputs: tuple[ModelInput, ...] = ()  # every input the data feeds, in graph order
     _layers: list[Layer] | None = field(default=None, repr=False)
     _shapes: dict[str, tuple[int, ...] | None] = field(default_factory=dict, repr=False)  # per tensor, measured once
 
@@ -77,11 +106,54 @@ class Model:
         """A session for a variant of this model (same input), e.g. one made by graph surgery. With a data
         set's ``preprocessing`` (``dataset.preprocessing``), the session takes that data set's batches as
         read and converts them in the graph (``graph.prepend_preprocessing``); its ``scored`` feeds them."""
-        if preprocessing is None:
+        if preprocessing is None or not self.takes_one_float_input:
             return Session(proto, self.input_name, device, self.fixed_batch)
         fed = g.prepend_preprocessing(proto, self.input_name, preprocessing.dtype, preprocessing.divisor,
                                       preprocessing.mean, preprocessing.std)
         return Session(fed, g.RAW_INPUT, device, self.fixed_batch, preprocessing)
+
+    @property
+    def takes_one_float_input(self) -> bool:
+        """One float input (images, audio, features): the data may be scaled (``/ 255``, ``--mean/--std``)
+        and the gradient methods differentiate with respect to it."""
+        return len(self.inputs) == 1 and self.inputs[0].is_float
+
+    @property
+    def data_shape(self):
+        """What a data set is fitted to (:func:`~onnxfault.data.as_dataset`): the per-sample shape of a model
+        with one float input, else the inputs themselves (integer inputs are fed as read; several inputs take
+        one array each)."""
+        return self.input_shape if not self.inputs or self.takes_one_float_input else self.inputs
+
+    @property
+    def token_input(self) -> ModelInput | None:
+        """The input of token ids: the first integer input of per-sample shape (T,) that looks up an
+        embedding (a text model's ``input_ids``); None for other models."""
+        return next((i for i in self.inputs if i.vocabulary and len(i.shape) == 1), None)
+
+    @property
+    def attention_mask(self) -> ModelInput | None:
+        """The token ids' attention mask (1 = real token, 0 = padding): the integer or bool input of the same
+        shape whose name says ``mask``; None when there is none (then every token is real)."""
+        tokens = self.token_input
+        if tokens is None:
+            return None
+        return next((i for i in self.inputs if i is not tokens and i.dtype.kind in "iub"
+                     and i.shape == tokens.shape and "mask" in i.name.lower()), None)
+
+    def is_sequence_layer(self, layer: Layer) -> bool:
+        """A (N, T, H) tensor of a text model: one row of H features per token of the token input."""
+        tokens = self.token_input
+        return (tokens is not None and len(layer.shape) == 2 and layer.channel_axis == 1
+                and tokens.shape[0] is not None and layer.shape[0] == tokens.shape[0])
+
+    def example_feeds(self, batch: int, rng: np.random.Generator | None = None):
+        """A batch of valid inputs (:meth:`ModelInput.example`): an array for one input, else a record array
+        with one field per input (what a data set of several inputs gives, see ``Session.run``)."""
+        if len(self.inputs) <= 1:
+            return (self.inputs[0] if self.inputs else ModelInput(self.input_name, np.dtype(np.float32),
+                                                                  self.input_shape)).example(batch, rng)
+        return records({i.name: i.example(batch, rng) for i in self.inputs})
 
     def scores_only(self) -> onnx.ModelProto:
         """The model with the class scores as its only output."""
@@ -154,14 +226,15 @@ class Model:
         runs on a batch of two samples and on the first alone, None for a tensor whose first axis does not
         index samples (its size is not the batch size, or sample 0's slice differs from its value alone).
         With dynamic input sizes: the shapes recorded by shape inference, trusted to be batch-first."""
-        if any(d is None for d in self.input_shape) or self.fixed_batch is not None:
+        if self._dynamic_sizes() or self.fixed_batch is not None:
             recorded = _static_shapes(self.proto)
             missing = [n for n in names if n not in recorded]
             if missing and self.fixed_batch is None:
-                raise OnnxFaultError("cannot determine layer shapes: the model input has dynamic sizes "
-                                     f"{self.input_shape}; export the model with fixed sizes")
+                raise OnnxFaultError(f"cannot determine layer shapes: model input '{self._dynamic_sizes()[0].name}' "
+                                     f"has dynamic sizes {self._dynamic_sizes()[0].shape}; export the model with "
+                                     "fixed sizes (for text: a fixed sequence length)")
             if missing:
-                outs = self.session("cpu", missing).run(np.zeros((1, *self.input_shape), np.float32))
+                outs = self.session("cpu", missing).run(self.example_feeds(1))
                 recorded = {**recorded, **{n: tuple(int(d) for d in o.shape[1:]) for n, o in zip(missing, outs[1:])}}
             return {n: recorded[n] for n in names}
         inferred = _batch_first_shapes(self.proto, self.input_name)
@@ -169,10 +242,14 @@ class Model:
         measured = self._run_shapes(missing) if missing else {}
         return {n: inferred[n] if n in inferred else measured[n] for n in names}
 
+    def _dynamic_sizes(self) -> list[ModelInput]:
+        """The inputs with a dynamic size besides the batch axis."""
+        return [i for i in self.inputs if any(d is None for d in i.shape)]
+
     def _run_shapes(self, names: list[str]) -> dict[str, tuple[int, ...] | None]:
         """Per-sample shapes measured on a batch of two samples and on the first alone (see ``_measure_shapes``)."""
         session = self.session("cpu", names)
-        x = np.random.default_rng(0).random((2, *self.input_shape), dtype=np.float32)
+        x = self.example_feeds(2, np.random.default_rng(0))
         pair, single = session.run(x)[1:], session.run(x[:1])[1:]
         return {n: tuple(int(d) for d in b.shape[1:]) if _batch_major(b, a) else None
                 for n, b, a in zip(names, pair, single)}
@@ -300,22 +377,25 @@ def _check(proto: onnx.ModelProto, path: Path | str) -> None:
         raise OnnxFaultError(f"{path} fails the ONNX checker: {str(err).splitlines()[0]}") from err
 
 
-def _single_input(proto: onnx.ModelProto) -> onnx.ValueInfoProto:
+def _model_inputs(proto: onnx.ModelProto) -> list[ModelInput]:
+    """Every input the data must feed (graph inputs that are not initializers): numbers or bools of known rank."""
     initializers = {i.name for i in proto.graph.initializer}
-    inputs = [i for i in proto.graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        names = ", ".join(i.name for i in inputs) or "none"
-        raise OnnxFaultError(f"the model has {len(inputs)} inputs ({names}); onnxfault needs a classifier "
-                             "with exactly one input")
-    value = inputs[0]
-    elem = value.type.tensor_type.elem_type
-    if elem not in _FLOAT_TYPES:
-        raise OnnxFaultError(f"model input '{value.name}' has type {onnx.TensorProto.DataType.Name(elem)}; "
-                             "onnxfault needs a float input (float32/float16/float64)")
-    dims = _dims(value)
-    if not dims:
-        raise OnnxFaultError(f"model input '{value.name}' has no known rank; re-export it with a shaped input")
-    return value
+    values = [i for i in proto.graph.input if i.name not in initializers]
+    if not values:
+        raise OnnxFaultError("the model has no inputs (every graph input is an initializer); give a classifier")
+    inputs = []
+    for value in values:
+        elem = value.type.tensor_type.elem_type
+        if elem not in _INPUT_TYPES:
+            raise OnnxFaultError(f"model input '{value.name}' has type {onnx.TensorProto.DataType.Name(elem)}; "
+                                 "onnxfault feeds numbers and bools (float, int, uint, bool tensors)")
+        dims = _dims(value)
+        if not dims:
+            raise OnnxFaultError(f"model input '{value.name}' has no known rank; re-export it with a shaped input")
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem))
+        vocabulary = g.embedding_rows(proto, value.name) if dtype.kind in "iu" else None
+        inputs.append(ModelInput(value.name, dtype, tuple(dims[1:]), vocabulary))
+    return inputs
 
 
 def _score_classes(value: onnx.ValueInfoProto) -> tuple[bool, int | None]:
@@ -367,10 +447,9 @@ def _batch_is_dynamic(value: onnx.ValueInfoProto) -> bool:
 
 def _verify_batch(model: Model, reference: onnx.ModelProto, batch: int) -> bool:
     """True when the dynamic-batch model gives, for a batch of 2, what the original gives per sample."""
-    if any(d is None for d in model.input_shape):
+    if model._dynamic_sizes():
         return False
-    rng = np.random.default_rng(0)
-    x = rng.random((2, *model.input_shape), dtype=np.float32)
+    x = model.example_feeds(2, np.random.default_rng(0))
     try:
         got = model.session("cpu").run(x)[0]
         original = Session(_only_outputs(reference, [model.output_name]), model.input_name, "cpu", batch)
@@ -381,7 +460,8 @@ def _verify_batch(model: Model, reference: onnx.ModelProto, batch: int) -> bool:
 
 
 def load_model(path: str | Path, output: str | None = None) -> Model:
-    """Load and check an ONNX classifier: exactly one float input, a float (batch, classes) output.
+    """Load and check an ONNX classifier: inputs of numbers or bools (one or several: images, token ids and
+    attention masks, …), a float (batch, classes) output.
 
     ``output`` names the class-score output when the model has several candidates. Scores of shape
     (N, C, 1, 1) or (N, 1, C) are flattened to (N, C) by graph surgery, and ``notes`` says so. A fixed batch
@@ -395,7 +475,8 @@ def load_model(path: str | Path, output: str | None = None) -> Model:
 def _loaded(proto: onnx.ModelProto, path: Path | str, output: str | None) -> Model:
     """:func:`load_model` on a model read from ``path`` (a file, or a description of an in-memory model)."""
     _check(proto, path)
-    value = _single_input(proto)
+    inputs = _model_inputs(proto)
+    value = next(i for i in proto.graph.input if i.name == inputs[0].name)
     shaped = _with_shapes(proto)
     chosen, classes = _class_output(shaped, output)  # outputs may carry no declared shape
     dims = _dims(value)
@@ -408,7 +489,7 @@ def _loaded(proto: onnx.ModelProto, path: Path | str, output: str | None) -> Mod
         notes.append(f"class scores '{chosen.name}' have shape {_shape_text(chosen)}; their singleton axes are "
                      "dropped to (N, classes)")
     model = Model(str(path), proto, value.name, dims[1:], scores, classes or 0, opset, notes=notes,
-                  declared_output=chosen.name)
+                  declared_output=chosen.name, inputs=tuple(inputs))
     if not _batch_is_dynamic(value):
         batch = dims[0]
         model.proto = g.make_batch_dynamic(proto, value.name)
@@ -420,9 +501,9 @@ def _loaded(proto: onnx.ModelProto, path: Path | str, output: str | None) -> Mod
             model.notes.append(f"the model's fixed batch size {batch} was made dynamic (verified on a batch of 2)")
     model.proto = shaped if model.proto is proto else _with_shapes(model.proto)
     if not model.num_classes:
-        if any(d is None for d in model.input_shape):
+        if model._dynamic_sizes():
             raise OnnxFaultError("cannot tell the number of classes: the output and input shapes are dynamic")
-        model.num_classes = int(model.session("cpu").run(np.zeros((1, *model.input_shape), np.float32))[0].shape[-1])
+        model.num_classes = int(model.session("cpu").run(model.example_feeds(1))[0].shape[-1])
     return model
 
 

@@ -41,7 +41,9 @@ def _versions() -> tuple[tuple[str, str], ...]:
 def model_io(model) -> dict:
     """A :class:`~onnxfault.model.Model`'s opset, input and output (as ``inspect`` and a report's model card
     show them)."""
+    several = len(model.inputs) > 1 or any(not i.is_float for i in model.inputs)
     return {"opset": model.opset, "input": {"name": model.input_name, "shape": ["N", *model.input_shape]},
+            **({"inputs": [i.to_json() for i in model.inputs]} if several else {}),
             "output": {"name": model.declared_output or model.output_name, "classes": model.num_classes}}
 
 

@@ -23,6 +23,16 @@ _NUMPY_TYPES = {"tensor(float16)": np.float16, "tensor(float)": np.float32, "ten
 _EXACT_INPUT = ["MatMulScaleFusion"]
 
 
+def records(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Arrays of one row per sample as one record array, a field per array (in the given order): how a batch
+    for a model with several inputs travels (sliced, masked and joined as one array) until it is fed."""
+    first = next(iter(arrays.values()))
+    out = np.empty(len(first), [(name, a.dtype, a.shape[1:]) for name, a in arrays.items()])
+    for name, a in arrays.items():
+        out[name] = a
+    return out
+
+
 def providers_for(device: str) -> list[str]:
     """Execution providers for ``--device``; ``cuda`` without onnxruntime-gpu is an error."""
     if device not in DEVICES:
@@ -64,8 +74,8 @@ class Session:
             raise OnnxFaultError("--device cuda: no usable GPU is visible to onnxruntime; use --device cpu")
         self.input_name = input_name
         self.output_names = [o.name for o in self._session.get_outputs()]
-        elem = next(i for i in self._session.get_inputs() if i.name == input_name).type
-        self._dtype = _NUMPY_TYPES.get(elem, np.float32)
+        self._dtypes = {i.name: _NUMPY_TYPES.get(i.type, np.float32) for i in self._session.get_inputs()}
+        self._dtype = self._dtypes[input_name]
         self.fixed_batch = fixed_batch
         self.preprocessing = preprocessing
 
@@ -74,16 +84,22 @@ class Session:
         return "cuda" if self._session.get_providers()[0] == _CUDA else "cpu"
 
     def run(self, x: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
-        """All outputs for the batch ``x`` (first axis = samples); ``extra`` feeds further inputs whose
+        """All outputs for the batch ``x`` (first axis = samples): an array for the session's input, or a
+        record array (:func:`records`) with a field per model input; ``extra`` feeds further inputs whose
         first axis is also the sample axis (e.g. a neuron mask)."""
-        feeds = {self.input_name: np.ascontiguousarray(x, dtype=self._dtype), **(extra or {})}
+        if x.dtype.names:
+            feeds = {name: np.ascontiguousarray(x[name], dtype=self._dtypes.get(name, x.dtype[name].base))
+                     for name in x.dtype.names}
+        else:
+            feeds = {self.input_name: np.ascontiguousarray(x, dtype=self._dtype)}
+        feeds.update(extra or {})
         if self.fixed_batch is None:
             return self._run(feeds)
         b = self.fixed_batch
         parts = []
         for start in range(0, len(x), b):
             chunk = {name: value[start:start + b] for name, value in feeds.items()}
-            pad = b - len(chunk[self.input_name])
+            pad = b - len(x[start:start + b])
             if pad:
                 chunk = {name: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for name, v in chunk.items()}
             outs = self._run(chunk)
@@ -91,11 +107,11 @@ class Session:
         return [np.concatenate([p[i] for p in parts]) for i in range(len(self.output_names))]
 
     def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        x = feeds[self.input_name]
         try:
             return self._session.run(None, feeds)
         except Exception as err:  # onnxruntime's own exception types
-            raise OnnxFaultError(f"onnxruntime failed to run the model on a batch of shape {x.shape}: "
+            shapes = ", ".join(f"{name} {value.shape}" for name, value in feeds.items())
+            raise OnnxFaultError(f"onnxruntime failed to run the model on a batch of {shapes}: "
                                  f"{str(err).splitlines()[0]}") from err
 
     def scored(self, dataset, allow_nonfinite: bool = False):

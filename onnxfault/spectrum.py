@@ -7,6 +7,12 @@ A neuron is *active* when its value is strictly greater than the threshold δ. I
 itself (``element`` granularity) or, for tensors with spatial axes, the mean over them per channel
 (``channel``, DeepFault's rule; the same as ``element`` for 1-D tensors).
 
+Text models (an input of token ids, :attr:`Model.token_input`) follow a token rule on their (N, T, H) tensors
+(``token_activity``): a hidden unit is one neuron, active on a sample when it is active on ``any`` real token
+(the default), when its ``mean`` over the real tokens is, or on the first token (``cls``); real tokens are those
+the attention mask marks 1, so padding never counts. At ``element`` granularity each (t, h) is a neuron, never
+active at a padding position.
+
 Graph surgery adds the neuron values (channel means) and their comparison with δ to the model
 (``graph.expose_activity``), so one forward pass per batch yields the predictions and one bool activity
 matrix over every neuron of every chosen layer. Counting is two integer column sums (all rows, failed rows)
@@ -22,7 +28,7 @@ import numpy as np
 from .data import Dataset
 from .distributed.sums import counted
 from .errors import OnnxFaultError, check_finite
-from .graph import expose_activity
+from .graph import TOKEN_RULES, expose_activity
 from .model import GRANULARITIES, Layer, Model
 
 MODES = ("all", "class", "target")
@@ -76,6 +82,7 @@ class Spectrum:
     failing: int
     correct: int
     device: str = "cpu"
+    token_activity: str | None = None  # the token rule of a text model's (N, T, H) layers
 
     @property
     def offsets(self) -> np.ndarray:
@@ -123,18 +130,34 @@ def check_labels(dataset: Dataset, num_classes: int) -> None:
 def hit_spectrum(model: Model, dataset: Dataset, layers: list[Layer], outcome: Outcome = Outcome(), *,
                  granularity: str = "channel", threshold: float = 0.0, device: str = "auto",
                  on_batch: Callable[[int], None] | None = None, allow_nonfinite: bool = False,
-                 ray=None) -> Spectrum:
+                 ray=None, token_activity: str | None = None) -> Spectrum:
     """One forward pass per batch gives the predictions and every layer's activity; count them. NaN or
     infinite class scores are an error unless ``allow_nonfinite``. ``ray`` (a
-    :class:`~onnxfault.distributed.RayOptions`) counts shards of the data on Ray workers instead."""
+    :class:`~onnxfault.distributed.RayOptions`) counts shards of the data on Ray workers instead.
+    ``token_activity`` (``any``, ``mean`` or ``cls``; default ``any``) is the token rule of a text model's
+    (N, T, H) layers (see the module's docstring); a model without token ids takes none."""
     check_finite(threshold=threshold)
     if granularity not in GRANULARITIES:
         raise OnnxFaultError(f"unknown granularity '{granularity}'; use channel or element")
+    rule = token_rule(model, token_activity)
     validate_outcome(outcome, model.num_classes)
     check_labels(dataset, model.num_classes)
-    counter = SpectrumCounter(tuple(layers), granularity, threshold, outcome, device, allow_nonfinite)
+    counter = SpectrumCounter(tuple(layers), granularity, threshold, outcome, device, allow_nonfinite, rule)
     (counts, samples, failing, correct), used = counted(counter, model, dataset, ray, on_batch)
-    return Spectrum(layers, granularity, threshold, outcome, counts, samples, failing, correct, used)
+    return Spectrum(layers, granularity, threshold, outcome, counts, samples, failing, correct, used, rule)
+
+
+def token_rule(model: Model, token_activity: str | None) -> str | None:
+    """The token rule for ``model``: ``token_activity`` (default ``any``) for a text model, None for others
+    (for which naming one is an error)."""
+    if token_activity is not None and token_activity not in TOKEN_RULES:
+        raise OnnxFaultError(f"unknown token activity '{token_activity}'; use one of {', '.join(TOKEN_RULES)}")
+    if model.token_input is None:
+        if token_activity is not None:
+            raise OnnxFaultError("token_activity applies to text models (an integer input of token ids that looks "
+                                 "up an embedding); this model has none, so leave it out")
+        return None
+    return token_activity or "any"
 
 
 @dataclass(frozen=True)
@@ -148,10 +171,14 @@ class SpectrumCounter:
     outcome: Outcome
     device: str
     allow_nonfinite: bool
+    token_activity: str | None = None
 
     def prepare(self, model: Model, dataset: Dataset):
         probes = [(layer.tensor, probe_axes(layer, self.granularity)) for layer in self.layers]
-        proto, column_order = expose_activity(model.scores_only(), probes, self.threshold)
+        mask = model.attention_mask.name if model.attention_mask is not None else None
+        tokens = {i: (self.token_activity, mask) for i, layer in enumerate(self.layers)
+                  if self.token_activity is not None and model.is_sequence_layer(layer)}
+        proto, column_order = expose_activity(model.scores_only(), probes, self.threshold, tokens)
         sizes = [layer.neurons(self.granularity) for layer in self.layers]
         return model.session_for(proto, self.device, dataset.preprocessing), layer_order_columns(column_order, sizes)
 

@@ -96,6 +96,8 @@ def bad(tmp_path, dense_onnx, sample_npz):
                             [("y", TensorProto.FLOAT, ["N", 2])])
     int_input = make_model([helper.make_node("Cast", ["a"], ["y"], to=TensorProto.FLOAT)],
                            [("a", TensorProto.INT64, ["N", 2])], [("y", TensorProto.FLOAT, ["N", 2])])
+    text_input = make_model([helper.make_node("Cast", ["a"], ["y"], to=TensorProto.FLOAT)],
+                            [("a", TensorProto.STRING, ["N", 2])], [("y", TensorProto.FLOAT, ["N", 2])])
     text = tmp_path / "notes.onnx"
     text.write_text("this is not a model\n" * 20)
     truncated = tmp_path / "truncated.onnx"
@@ -109,10 +111,12 @@ def bad(tmp_path, dense_onnx, sample_npz):
         "model_dir": tmp_path, "model_text": text, "model_truncated": truncated,
         "model_two_inputs": save(two_inputs, tmp_path / "two.onnx"),
         "model_int_input": save(int_input, tmp_path / "int.onnx"),
+        "model_text_input": save(text_input, tmp_path / "strings.onnx"),
         "data_junk": junk,
         "data_count": write_npz(tmp_path / "count.npz", {"x": x, "y": np.zeros(9, np.int64)}),
         "data_shape": write_npz(tmp_path / "shape.npz", {"x": np.zeros((10, 5, 5), np.uint8), "y": np.zeros(10, np.int64)}),
         "data_classes": write_npz(tmp_path / "classes.npz", {"x": x, "y": np.arange(10) % 2}),
+        "data_floats": write_npz(tmp_path / "floats.npz", {"x": np.zeros((10, 2), np.float32), "y": np.zeros(10, np.int64)}),
         "data_nan": write_npz(tmp_path / "nan.npz", {"x": nan, "y": np.zeros(10, np.int64)}),
         "model": dense_onnx, "data": sample_npz,
     }
@@ -122,8 +126,11 @@ BAD = {
     "model is a folder": (["localize", "{model_dir}", "--data", "{data}"], "is not a file"),
     "model is not ONNX": (["localize", "{model_text}", "--data", "{data}"], "not a readable ONNX model|not an ONNX model"),
     "model is truncated": (["localize", "{model_truncated}", "--data", "{data}"], "not a readable ONNX model|fails the ONNX checker"),
-    "model has two inputs": (["evaluate", "{model_two_inputs}", "--data", "{data}"], "has 2 inputs \\(a, b\\)"),
-    "model input is not float": (["inspect", "{model_int_input}"], "has type INT64; onnxfault needs a float input"),
+    "model has two inputs": (["evaluate", "{model_two_inputs}", "--data", "{data}"],
+                             "has 2 inputs \\(a, b\\) but the data holds one array of samples; give one array per input"),
+    "model input is strings": (["inspect", "{model_text_input}"], "has type STRING; onnxfault feeds numbers and bools"),
+    "float data for an int input": (["evaluate", "{model_int_input}", "--data", "{data_floats}"],
+                                    "holds float32 samples, but model input 'a' takes int64 \\(integers\\)"),
     "model missing": (["inspect", "{model_dir}/nope.onnx"], "does not exist"),
     "data missing": (["localize", "{model}", "--data", "{model_dir}/nope.npz"], "data path .* does not exist"),
     "data unreadable": (["localize", "{model}", "--data", "{data_junk}"], "unknown data format"),

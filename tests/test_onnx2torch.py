@@ -181,9 +181,22 @@ def test_a_second_input_given_a_value_becomes_a_buffer():
     assert xt.grad is not None and not any(b.requires_grad for b in module.buffers())
 
 
-def test_two_real_inputs_are_named_in_the_error():
-    with pytest.raises(OnnxFaultError, match=r"the graph has 2 real inputs \(x, mask\); .*give the others constant values"):
-        to_torch(two_input_graph())
+def test_a_second_input_is_fed_per_call_and_gets_no_gradient_of_its_own():
+    """A graph with two real inputs (a text model's embeddings and attention mask): ``module(x, mask)``
+    computes what onnxruntime does; the gradient flows to ``x``; leaving ``mask`` out is one error naming both."""
+    model, mask = two_input_graph(), r(4)
+    module = to_torch(model)
+    assert (module.input_name, module.side_names) == ("x", ["mask"])
+    x = r(5, 3)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x, "mask": mask})[0]
+    xt = torch.from_numpy(x).requires_grad_(True)
+    got = module(xt, torch.from_numpy(mask))[0]
+    assert np.allclose(got.detach().numpy(), want, atol=1e-6)
+    got.sum().backward()
+    assert xt.grad is not None
+    with pytest.raises(OnnxFaultError, match=r"the graph has inputs x, mask; got 1 values"):
+        module(xt)
 
 
 def test_nodes_with_several_outputs():

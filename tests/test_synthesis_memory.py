@@ -151,7 +151,7 @@ from onnxfault.synthesis.methods import METHODS
 listed = [(m.name, m.summary, m.defaults, m.options, m.uses_neurons) for m in METHODS.values()]
 print(len(listed), [m for m in sys.modules if m.startswith("onnxfault.synthesis.")
                     and m.rsplit(".", 1)[1] in METHODS], "scipy" in sys.modules, "torch" in sys.modules)"""
-    assert run_python(code) == "6 [] False False"
+    assert run_python(code) == "7 [] False False"
 
 
 def test_registry_options_equal_the_modules_own_defaults():

@@ -199,22 +199,25 @@ class OnnxModule(Graph):
             raise OnnxFaultError(f"constant values given for {', '.join(sorted(unknown))}, which are not graph inputs")
         known.update(constants)
         inputs = [i.name for i in graph.input if i.name not in known]
-        if len(inputs) != 1:
-            names = ", ".join(inputs) or "none"
-            raise OnnxFaultError(f"the graph has {len(inputs)} real inputs ({names}); the ONNX→torch adapter "
-                                 "differentiates with respect to one: give the others constant values")
+        if not inputs:
+            raise OnnxFaultError("the graph has no real inputs (all are constants); nothing to differentiate")
         super().__init__(graph, opsets, inputs, known)
         if self.free:
             raise OnnxFaultError(f"the graph reads tensors that nothing defines: {', '.join(self.free)}")
         self.opset = opsets.get("", 13)
         self.input_name = inputs[0]
+        self.side_names = inputs[1:]  # further inputs, fed per call (a text model's attention mask, …)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.run([x])
+    def forward(self, x: torch.Tensor, *side: torch.Tensor) -> list[torch.Tensor]:
+        if len(side) != len(self.side_names):
+            raise OnnxFaultError(f"the graph has inputs {', '.join([self.input_name, *self.side_names])}; "
+                                 f"got {1 + len(side)} values")
+        return self.run([x, *side])
 
 
 def to_torch(model: onnx.ModelProto, constants: dict[str, np.ndarray] | None = None) -> OnnxModule:
-    """A frozen torch module computing ``model`` (only its input can get gradients)."""
+    """A frozen torch module computing ``model``: ``module(x, *side)`` takes its first input and then its others
+    in graph order (only the first is meant to get gradients)."""
     module = OnnxModule(model, constants).eval()
     for p in module.buffers():
         p.requires_grad_(False)

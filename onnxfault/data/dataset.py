@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import OnnxFaultError
 from .formats import open_source
-from .layout import Adaptation, as_is, channel_axis_of, plan_layout
+from .layout import Adaptation, as_is, channel_axis_of, plan_fields, plan_layout
 from .memory import BatchStream, array_source, data_error
 from .options import DataOptions, check_limit, nothing_selected, select, selected_classes
 from .preprocessing import Preprocessing, normalizer
@@ -62,10 +62,23 @@ class Dataset:
         (default: this data set's); ``num_classes`` bounds the labels of a stream (checked per batch)."""
         return Dataset(self.source, model_shape, options or self.options, self.path)
 
-    def _fit(self, model_shape: tuple[int | None, ...] | None) -> None:
-        """Layout, scaling and checks for a model input of per-sample shape ``model_shape`` (None: as read)."""
+    def _fit(self, model_shape) -> None:
+        """Layout, scaling and checks for a model input of per-sample shape ``model_shape`` (None: as read), or
+        for a model's inputs (``Model.data_shape``: :class:`~onnxfault.model.ModelInput` specs)."""
         source, options = self.source, self.options
         self.model_shape = None if model_shape is None else tuple(model_shape)
+        inputs = self.model_shape if self.model_shape and not isinstance(self.model_shape[0], (int, type(None))) \
+            else None
+        self.vocabulary: dict[str | None, tuple[str, int]] = {}  # field (None: the array) → (input, embedding rows)
+        self._float = np.dtype(source.dtype).kind == "f"
+        self._as_read = bool(source.dtype.names) or (inputs is not None and not inputs[0].is_float)
+        if source.dtype.names and inputs is None and model_shape is not None:
+            raise OnnxFaultError(f"{self.path} holds arrays {', '.join(source.dtype.names)} and y but no 'x'; the "
+                                 "model takes one float input: store its samples as 'x' (one array per input is "
+                                 "for models with several inputs or token ids)")
+        if source.dtype.names or inputs is not None:
+            self._fit_inputs(inputs)
+            return
         self.adaptation: Adaptation = (as_is(source.layout) if model_shape is None else
                                        plan_layout(source.sample_shape, source.layout, self.model_shape,
                                                    options.layout))
@@ -73,12 +86,56 @@ class Dataset:
         out_shape = self.adaptation.apply(np.zeros((1, *source.sample_shape))).shape
         mean, std = normalizer(options, out_shape, channel_axis_of(self.adaptation.model_layout, len(out_shape)))
         self.preprocessing = Preprocessing(np.dtype(source.dtype), self.divisor, mean, std)
-        self._float = np.dtype(source.dtype).kind == "f"
         if not self._float:  # integers are finite: only mean/std can overflow, and the type bounds its values
             info = np.iinfo(source.dtype)
             self._check_range(self.preprocessing.extremes(info.min, info.max), "values of its type")
         if options.batch_size < 1:
             raise OnnxFaultError(f"--batch-size must be at least 1 (got {options.batch_size})")
+
+    def _fit_inputs(self, inputs) -> None:
+        """:meth:`_fit` for records (a field per input) or for a model whose one input takes integers: the
+        samples are fed as read (cast to each input's type; uint8 fields of float inputs / 255), never through
+        ``--mean/--std``; token ids are checked against the embedding's rows per batch."""
+        source, options = self.source, self.options
+        if options.mean is not None or options.std is not None:
+            raise OnnxFaultError("--mean/--std scale one image input; this data feeds "
+                                 + ("several inputs" if source.dtype.names else "an integer input") + " as it is")
+        if inputs is None:  # records not yet fitted to a model
+            self.adaptation = as_is(None)
+        elif source.dtype.names:
+            self.adaptation = plan_fields(source.dtype, inputs, options.raw)
+            self.vocabulary = {i.name: (i.name, i.vocabulary) for i in inputs if i.vocabulary}
+        elif len(inputs) == 1:
+            self.adaptation = plan_layout(source.sample_shape, source.layout, inputs[0].shape, options.layout)
+            if source.dtype.kind not in "iub":
+                raise OnnxFaultError(f"the data holds {source.dtype} samples, but model input '{inputs[0].name}' "
+                                     f"takes {inputs[0].dtype} (integers); give whole numbers")
+            if inputs[0].vocabulary:
+                self.vocabulary = {None: (inputs[0].name, inputs[0].vocabulary)}
+        else:
+            names = ", ".join(i.name for i in inputs)
+            raise OnnxFaultError(f"the model has {len(inputs)} inputs ({names}) but the data holds one array of "
+                                 f"samples; give one array per input (npz members {names} and y)")
+        self.divisor = 1.0
+        self.preprocessing = Preprocessing(np.dtype(np.float32))
+        if options.batch_size < 1:
+            raise OnnxFaultError(f"--batch-size must be at least 1 (got {options.batch_size})")
+
+    def _check_as_read(self, x: np.ndarray, offset: int) -> None:
+        """Float fields finite; token ids within their embedding's rows (as onnxruntime's Gather would refuse)."""
+        for field in (x.dtype.names or [None]):
+            values = x if field is None else x[field]
+            if values.dtype.kind == "f":
+                self._check_finite(values, offset)
+            if field in self.vocabulary:
+                name, rows = self.vocabulary[field]
+                bad = (values < 0) | (values >= rows)
+                if bad.any():
+                    sample = int(np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))[0])
+                    value = int(values[sample][bad[sample]].flat[0])
+                    raise OnnxFaultError(f"data sample {int(self.indices[offset + sample])} has {name} {value}, outside "
+                                         f"the model's embedding of {rows} rows (0..{rows - 1}); tokenize with the "
+                                         "model's own tokenizer")
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -108,13 +165,19 @@ class Dataset:
         are checked here (finite, and finite once preprocessed); integer ones were at construction."""
         for raw, done in self._blocks():
             x = np.ascontiguousarray(self.adaptation.apply(raw))
-            if self._float:
+            if self._as_read:
+                self._check_as_read(x, done)
+            elif self._float:
                 self._check_finite(x, done)
                 self._check_range(self.prepared_range(x), "values in the data")
             yield x, self.labels[done:done + len(x)]
 
     def prepared_range(self, x: np.ndarray) -> tuple[float, float]:
-        """The least and greatest value of the batch ``x`` (from ``feeds``) once preprocessed, exactly."""
+        """The least and greatest value of the batch ``x`` (from ``feeds``) once preprocessed, exactly (for data fed
+        as read: over every field)."""
+        if self._as_read:
+            fields = [x[f] for f in x.dtype.names] if x.dtype.names else [x]
+            return float(min(f.min() for f in fields)), float(max(f.max() for f in fields))
         p = self.preprocessing
         shaped = [v for v in (p.mean, p.std) if v is not None and v.ndim == x.ndim]
         kept = {a for v in shaped for a, n in enumerate(v.shape) if n > 1}  # mean/std's channel axis
@@ -160,6 +223,10 @@ class Dataset:
                 return
 
     def _prepare(self, raw: np.ndarray, offset: int) -> np.ndarray:
+        if self._as_read:
+            x = np.ascontiguousarray(self.adaptation.apply(raw))
+            self._check_as_read(x, offset)
+            return x
         x = self.preprocessing.apply(self.adaptation.apply(raw))
         if self._float:
             self._check_finite(x, offset)

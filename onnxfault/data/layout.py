@@ -107,3 +107,43 @@ def channel_axis_of(model_layout: str, ndim: int) -> int | None:
     if model_layout == "nhwc":
         return ndim - 1
     return None
+
+
+def plan_fields(dtype: np.dtype, inputs, raw: bool = False) -> Adaptation:
+    """How records with fields ``dtype.names`` (one array per input, from an .npz's members or a dict) become a
+    model's ``inputs`` (:class:`~onnxfault.model.ModelInput`): fields taken by input name, in the model's order,
+    each of the input's per-sample shape (dynamic sizes take the data's) and of a type it takes (integers or bools
+    for an integer input); uint8 fields of float inputs are scaled by 1/255 unless ``raw``, as images are."""
+    fields = list(dtype.names)
+    names = [i.name for i in inputs]
+    missing = [n for n in names if n not in fields]
+    if missing:
+        raise OnnxFaultError(f"the data lacks model input '{missing[0]}'; it holds {', '.join(fields)} (give one "
+                             f"array per model input: {', '.join(names)})")
+    extra = [f for f in fields if f not in names]
+    if extra:
+        raise OnnxFaultError(f"the data holds '{extra[0]}', which is not an input of the model (inputs: "
+                             f"{', '.join(names)}); remove it from the data or export the model with that input")
+    scaled = []
+    for spec in inputs:
+        field = dtype[spec.name]
+        shape, kind = field.shape, field.base.kind
+        if not _fits(shape, spec.shape):
+            raise OnnxFaultError(f"data array '{spec.name}' holds samples of shape {_fmt(shape)} but the model input "
+                                 f"'{spec.name}' takes {_fmt(spec.shape)}; give it that shape")
+        if not spec.is_float and kind not in "iub":
+            raise OnnxFaultError(f"data array '{spec.name}' has type {field.base}, but model input '{spec.name}' "
+                                 f"takes {spec.dtype} (integers); give whole numbers")
+        if spec.is_float and kind == "u" and field.base.itemsize == 1 and not raw:
+            scaled.append(spec.name)
+    out = np.dtype([(n, np.float32 if n in scaled else dtype[n].base, dtype[n].shape) for n in names])
+    if not scaled and names == fields:
+        return Adaptation("as is", "records", _identity)
+
+    def take(x: np.ndarray) -> np.ndarray:
+        result = np.empty(len(x), out)
+        for n in names:
+            result[n] = x[n].astype(np.float32) / np.float32(255) if n in scaled else x[n]
+        return result
+
+    return Adaptation("one field per input" + (f" ({', '.join(scaled)} / 255)" if scaled else ""), "records", take)

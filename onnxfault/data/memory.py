@@ -15,8 +15,10 @@ import numpy as np
 from ..errors import OnnxFaultError
 from .source import Source, as_labels, guess_layout
 
-FORMS = ("a path, a Dataset, a pair (x, y) of numpy arrays or torch tensors, or an iterable of (x, y) batches "
-         "(a list, a torch DataLoader, a tf.data.Dataset)")
+FORMS = ("a path, a Dataset, a pair (x, y) of numpy arrays or torch tensors (x may be a dict of them, one per "
+         "model input), or an iterable of (x, y) batches or of dicts with their labels under 'labels', 'label' or "
+         "'y' (a list, a torch DataLoader, a tf.data.Dataset)")
+LABEL_KEYS = ("labels", "label", "y")  # where a dict batch (a Hugging Face DataLoader's) keeps its labels
 
 
 def data_error(cause: str) -> OnnxFaultError:
@@ -42,9 +44,15 @@ def is_path(data: Any) -> bool:
     return isinstance(data, (str, os.PathLike))
 
 
+def is_inputs(value: Any) -> bool:
+    """A dict of arrays or tensors, one per model input (``{"input_ids": ids, "attention_mask": mask}``)."""
+    return isinstance(value, dict) and bool(value) and all(isinstance(k, str) and is_tensor(v) for k, v in value.items())
+
+
 def is_pair(data: Any) -> bool:
-    """``(x, y)``: a tuple or list of two arrays or tensors."""
-    return isinstance(data, (tuple, list)) and len(data) == 2 and all(is_tensor(v) for v in data)
+    """``(x, y)``: a tuple or list of two arrays or tensors (``x`` may be a dict of them, one per input)."""
+    return (isinstance(data, (tuple, list)) and len(data) == 2 and is_tensor(data[1])
+            and (is_tensor(data[0]) or is_inputs(data[0])))
 
 
 def is_batches(data: Any) -> bool:
@@ -71,8 +79,29 @@ def to_numpy(value: Any, name: str) -> np.ndarray:
 def checked_pair(x: Any, y: Any, where: str = "") -> tuple[np.ndarray, np.ndarray]:
     """``x`` as numbers in native byte order, one sample per row (a view where possible) and ``y`` as int64
     labels, as many as samples. ``where`` names a batch in errors."""
+    if is_inputs(x):
+        x = input_records(x, where)
+        return x, _labels(y, len(x), where)
     x = _samples(to_numpy(x, f"x{where}"), f"x{where}")
     return x.astype(x.dtype.newbyteorder("="), copy=False), _labels(y, len(x), where)
+
+
+def input_records(arrays: dict, where: str = "") -> np.ndarray:
+    """A dict of arrays or tensors, one per model input and one row per sample, as records (a field each, in
+    name order, as an .npz's members are read)."""
+    from ..runtime import records
+
+    checked = {}
+    for name in sorted(arrays):
+        value = to_numpy(arrays[name], f"x{where}['{name}']")
+        if value.dtype.kind not in "uifb" or value.ndim < 1:
+            raise data_error(f"x{where}['{name}'] has type {value.dtype} and shape {value.shape}; expected numbers "
+                             "or bools, one row per sample")
+        checked[name] = value.astype(value.dtype.newbyteorder("="), copy=False)
+    counts = {name: len(v) for name, v in checked.items()}
+    if len(set(counts.values())) > 1:
+        raise data_error(f"the arrays of x{where} hold different numbers of samples ({counts}); they must match")
+    return records(checked)
 
 
 def _samples(x: np.ndarray, name: str) -> np.ndarray:
@@ -102,7 +131,13 @@ def _on_device(value: Any) -> bool:
 def array_source(x: Any, y: Any) -> Source:
     """A :class:`Source` over ``x`` and ``y`` in memory, never copied whole: its chunks are views of a numpy
     array or a CPU tensor (shared, not copied); a tensor on a GPU is copied to the CPU one chunk at a time."""
-    if _on_device(x):
+    if is_inputs(x):
+        x = input_records(x)
+        head = x
+
+        def rows(start: int, stop: int) -> np.ndarray:
+            return x[start:stop]
+    elif _on_device(x):
         head = _samples(to_numpy(x[:1], "x"), "x")
 
         def rows(start: int, stop: int) -> np.ndarray:
@@ -114,13 +149,14 @@ def array_source(x: Any, y: Any) -> Source:
             return x[start:stop]
     count, shape, native = len(x), tuple(head.shape[1:]), head.dtype.newbyteorder("=")
     labels = _labels(y, count, "")
+    layout = None if native.names else guess_layout(shape)
 
     def chunks(size: int, first: int = 0) -> Iterator[np.ndarray]:
         for start in range(first, count, size):
             yield rows(start, start + size).astype(native, copy=False)
 
-    return Source(f"arrays of {count} samples {shape} {native}", labels, shape, guess_layout(shape), native,
-                  chunks)
+    what = ", ".join(native.names) if native.names else f"{shape} {native}"
+    return Source(f"arrays of {count} samples {what}", labels, shape, layout, native, chunks)
 
 
 class BatchStream:
@@ -142,7 +178,7 @@ class BatchStream:
         x, y = self._check(first, 1)
         self.sample_shape: tuple[int, ...] = tuple(x.shape[1:])
         self.dtype: np.dtype = x.dtype
-        self.layout = guess_layout(self.sample_shape)
+        self.layout = None if self.dtype.names else guess_layout(self.sample_shape)
         self.description = f"{type(batches).__name__} of batches of samples {self.sample_shape} {self.dtype}"
         self._pending: tuple[tuple[np.ndarray, np.ndarray], Iterator] | None = ((x, y), iterator)
 
@@ -173,6 +209,15 @@ class BatchStream:
 
     @staticmethod
     def _check(batch: Any, number: int) -> tuple[np.ndarray, np.ndarray]:
-        if isinstance(batch, dict) or not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        if isinstance(batch, dict):  # a Hugging Face-style batch: the inputs and their labels in one dict
+            key = next((k for k in LABEL_KEYS if k in batch), None)
+            if key is None:
+                raise data_error(f"batch {number} is a dict with keys {sorted(batch)} but no labels (under "
+                                 f"{', '.join(repr(k) for k in LABEL_KEYS)})")
+            inputs = {k: v for k, v in batch.items() if k != key}
+            if not is_inputs(inputs):
+                raise data_error(f"batch {number} holds values under {sorted(inputs)} that are not arrays or tensors")
+            return checked_pair(inputs, batch[key], where=f" of batch {number}")
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
             raise data_error(f"batch {number} is a {type(batch).__name__}, not a pair (x, y)")
         return checked_pair(*batch, where=f" of batch {number}")

@@ -1,4 +1,6 @@
-"""``.npz`` archives with arrays ``x`` (samples) and ``y`` (labels), read without pickle.
+"""``.npz`` archives with arrays ``x`` (samples) and ``y`` (labels), read without pickle; or, for a model with
+several inputs (token ids and an attention mask, …), ``y`` and one array per input named after it, read as
+records with a field per array (:func:`~onnxfault.runtime.records`).
 
 ``y`` is loaded whole (one number per sample); ``x`` is streamed row block by row block straight from
 its zip member, so memory does not grow with the number of samples: a stored member (``numpy.savez``) is
@@ -137,13 +139,16 @@ def _mapped(path: Path, x: _Array, start: int, rows: int, first: int) -> Iterato
 
 
 def open_npz(path: Path) -> Source:
-    """``x`` and ``y`` from an .npz: both headers are checked (types, sizes, counts) before ``y`` is read."""
+    """``x`` and ``y`` from an .npz: both headers are checked (types, sizes, counts) before ``y`` is read. An
+    archive without ``x`` holds one array per model input beside ``y``: read as records (:func:`_open_members`)."""
     try:
         with zipfile.ZipFile(path) as archive:
             members = {Path(n).stem: n for n in archive.namelist() if n.endswith(".npy")}
-            missing = [k for k in ("x", "y") if k not in members]
-            if missing:
-                raise OnnxFaultError(f"{path} has arrays {sorted(members)}; it needs 'x' (samples) and 'y' (labels)")
+            if "y" not in members or ("x" not in members and len(members) < 2):
+                raise OnnxFaultError(f"{path} has arrays {sorted(members)}; it needs 'x' (samples) and 'y' (labels), "
+                                     "or 'y' and one array per model input named after it")
+            if "x" not in members:
+                return _open_members(path, archive, members)
             x = _array(archive, members["x"], f"array 'x' in {path}")
             y_array = _array(archive, members["y"], f"array 'y' in {path}")
             _check(x, y_array, path)
@@ -151,9 +156,15 @@ def open_npz(path: Path) -> Source:
     except READ_ERRORS as err:
         raise OnnxFaultError(f"cannot read {path}: {err}; the file is corrupt or not an .npz") from None
     y = as_labels(y, str(path))
-    shape, dtype, what = x.shape, x.dtype, f"array 'x' in {path}"
-    sample_shape = tuple(shape[1:])
+    sample_shape = tuple(x.shape[1:])
+    return Source(f"npz {path.name}", y, sample_shape, guess_layout(sample_shape), x.dtype.newbyteorder("="),
+                  _member_chunks(path, x))
 
+
+def _member_chunks(path: Path, x: _Array):
+    """``chunks(rows, first)`` of the array ``x`` of ``path``: memory-mapped when stored, else streamed."""
+    shape, dtype, what = x.shape, x.dtype, f"array '{x.member[:-4]}' in {path}"
+    sample_shape = tuple(shape[1:])
     mapped_at = _stored_start(path, x)
 
     def chunks(rows: int, first: int = 0) -> Iterator[np.ndarray]:
@@ -173,4 +184,37 @@ def open_npz(path: Path) -> Source:
         except READ_ERRORS as err:
             raise OnnxFaultError(f"cannot read {path}: {err}; the file is corrupt or not an .npz") from None
 
-    return Source(f"npz {path.name}", y, sample_shape, guess_layout(sample_shape), dtype.newbyteorder("="), chunks)
+    return chunks
+
+
+def _open_members(path: Path, archive: zipfile.ZipFile, members: dict[str, str]) -> Source:
+    """``y`` and every other array of the archive, in name order, as records with a field per array: each
+    array is checked as ``x`` would be (numbers or bools, one row per sample, as many rows as labels) and
+    streamed on its own; a chunk joins the arrays' rows."""
+    y_array = _array(archive, members["y"], f"array 'y' in {path}")
+    arrays = {}
+    for name in sorted(k for k in members if k != "y"):
+        array = _array(archive, members[name], f"array '{name}' in {path}")
+        if array.dtype.kind == "b":  # a bool mask is read as uint8 bytes and kept as bool
+            array = _Array(array.member, array.shape, array.fortran, np.dtype(np.uint8), array.available,
+                           array.header, array.info)
+            arrays[name] = (array, np.dtype(np.bool_))
+        else:
+            arrays[name] = (array, array.dtype)
+        try:
+            _check(array, y_array, path)
+        except OnnxFaultError as err:
+            raise OnnxFaultError(str(err).replace("'x'", f"'{name}'")) from None
+    y = as_labels(_labels(archive, y_array, f"array 'y' in {path}"), str(path))
+    readers = {name: (_member_chunks(path, array), kind) for name, (array, kind) in arrays.items()}
+    dtype = np.dtype([(name, kind.newbyteorder("="), array.shape[1:]) for name, (array, kind) in arrays.items()])
+
+    def chunks(rows: int, first: int = 0) -> Iterator[np.ndarray]:
+        streams = {name: read(rows, first) for name, (read, _) in readers.items()}
+        for start in range(first, len(y), rows):
+            block = np.empty(min(rows, len(y) - start), dtype)
+            for name, stream in streams.items():
+                block[name] = next(stream).view(dtype[name].base)
+            yield block
+
+    return Source(f"npz {path.name}", y, (), None, dtype, chunks)

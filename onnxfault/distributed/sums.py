@@ -35,7 +35,7 @@ class CountJob:
     counter: object
 
     def start(self, shared: _Data):
-        dataset = open_dataset(shared.path, shared.model.input_shape, shared.options)
+        dataset = open_dataset(shared.path, shared.model.data_shape, shared.options)
         if len(dataset) != shared.samples:
             raise OnnxFaultError(f"a Ray worker reads {len(dataset)} samples from {shared.path}, the driver "
                                  f"{shared.samples}; every node must see the same data at that path")

@@ -157,6 +157,10 @@ def check_options(options: dict) -> dict:
         raise OnnxFaultError(f"--time-limit must be > 0 seconds (got {options['time_limit']})")
     if not 0 < options.get("stop_fitness", 1.0) <= 1:
         raise OnnxFaultError(f"--stop-fitness must be in (0, 1] (got {options['stop_fitness']})")
+    if "max_flips" in options:  # hotflip
+        from .hotflip import check
+
+        check(options)
     if "inertia" in options:  # deepsensor: "start,end" or a pair → (start, end)
         from .deepsensor import parse_inertia
 
@@ -186,7 +190,7 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
                clip_max: float | None = None, device: str = "auto", data_options: DataOptions | None = None,
                on_batch=None, shapley: ShapleyOptions | None = None, options: dict | None = None,
                output: str | None = None, allow_nonfinite: bool = False, ray=None,
-               example_input=None) -> SynthesisResult:
+               example_input=None, start: str | None = None) -> SynthesisResult:
     """Select suspicious neurons (as ``localize``), draw seeds, run ``method``, and measure the result. Methods
     that use no neurons (fgsm, pgd, patch) skip the spectrum: their report lists no neurons (k 0, no measure,
     ``activation_increase`` None), and ``neurons_file`` and ``measure_name`` are ignored with a note.
@@ -201,6 +205,9 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
     error unless ``allow_nonfinite``. ``ray`` (a :class:`~onnxfault.distributed.RayOptions`) runs the
     spectrum and the method's chunks of seeds on Ray workers (the same inputs to the bit).
     ``model`` is any form :func:`~onnxfault.as_model` takes (a torch module with ``example_input``).
+    A text model (token ids, :attr:`Model.token_input`) is perturbed in its token-embedding space, from the
+    embedding lookup or from ``start`` (``--from``), and the result projected onto real token ids (see
+    :mod:`onnxfault.synthesis.embedding`): methods that declare ``embeddings`` run there.
     ``data`` is a path, a pair ``(x, y)`` of numpy arrays or torch tensors, an iterable of ``(x, y)`` batches
     or a :class:`Dataset` (see :func:`~onnxfault.data.as_dataset`). An iterable is read once for the seeds
     (the inputs of the correctly classified samples of the wanted classes are kept, as read, until the seeds
@@ -222,6 +229,7 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
     params = method_params(chosen, step=step, iterations=iterations, epsilon=epsilon, distance=distance)
     model = as_model(model, output, example_input)
     validate_outcome(Outcome(cls=cls, target=target), model.num_classes)  # both in range, as --neurons skips localize
+    space = _embedding_space(chosen, model, start)
     data = as_data(data, data_options)  # once: the passes below share an iterable's reading
     dataset: Dataset = samples_for(model, data, data_options, None, target)
     notes: list[str] = []
@@ -253,26 +261,49 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
     seeds = choose_seeds(model, dataset, samples=samples, seed=seed, cls=cls, target=target, device=device,
                          allow_nonfinite=allow_nonfinite)
     x, y, positions, data_range = seeds.x, seeds.y, seeds.positions, seeds.data_range
+    side: dict[str, np.ndarray] = {}
+    if space is not None:  # the seeds' records become their embeddings; the mask rides along
+        records_x, (x, side) = x, space.embed(x, device)
+        data_range = space.value_range()
+        if space.specials is None:  # guessed once from every seed, so that every chunk agrees
+            space = replace(space, specials=space.special_ids(records_x))
     clip = (data_range[0] if clip_min is None else clip_min, data_range[1] if clip_max is None else clip_max)
     if (clip_min is not None or clip_max is not None) and not clip[0] < clip[1]:
         raise OnnxFaultError(f"the valid range [{clip[0]:g}, {clip[1]:g}] is empty (--clip-min, --clip-max and the "
                              "data's range); give --clip-min below --clip-max")
-    problem = Problem(model, x, y, neurons, by_tensor, granularity, target, clip, params["step"], params["distance"],
-                      params["iterations"], params["epsilon"], cut, device, options, seed)
+    problem = Problem(model if space is None else space.sub, x, y, neurons, by_tensor, granularity, target, clip,
+                      params["step"], params["distance"], params["iterations"], params["epsilon"], cut, device, options,
+                      seed, side=side, space=space, records=records_x if space is not None else None)
     run = chosen.run  # imports the method's module (and its dependencies) before the clock starts
     if chosen.uses_torch:
         from ..adapters import gradients  # noqa: F401 - import torch before the clock starts
 
     size = dataset.options.batch_size
     peak_before = peak_rss_reset()
-    start = time.perf_counter()
+    began = time.perf_counter()
     synthesized = run_in_chunks(run, problem, size) if ray is None else run_on_ray(run, problem, size, ray)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - began
     method_peak = peak_rss_mb()
     differentiable = problem.extra.get("differentiable")
     before = seeds.predictions
-    metrics, after = measure(model, x, synthesized, y, before, neurons, by_tensor, granularity, target,
-                             problem.scores_are_probabilities, device, size)
+    fed = None if space is None else (lambda e, part: space.sub_records(e[part], {k: v[part] for k, v in side.items()}))
+    if space is not None:
+        synthesized = space.keep_fixed(records_x, x, synthesized)
+    metrics, after = measure(problem.model, x, synthesized, y, before, neurons, by_tensor, granularity, target,
+                             problem.scores_are_probabilities, device, size, fed)
+    text_arrays = {}
+    if space is not None:  # the projected token ids are the result: their predictions are the ones reported
+        from .embedding import token_metrics
+
+        projected = space.project(records_x, synthesized)
+        on_tokens, after_tokens = token_metrics(space, records_x, projected, y, before, target,
+                                                problem.scores_are_probabilities, device, size)
+        metrics = {**metrics, "embedding": {k: metrics[k] for k in ("accuracy_after", "success_rate", "target_rate")},
+                   **on_tokens}
+        text_arrays = {**{f"original_{name}": records_x[name] for name in records_x.dtype.names},
+                       **{name: projected[name] for name in projected.dtype.names},
+                       "predictions_embedding": after}
+        after = after_tokens
     cuda_peak = differentiable.cuda_peak_mb() if differentiable is not None else None
     peak = max(peak_before, peak_rss_mb())  # the whole process: loading, spectrum, seeds, method, metrics
     report = {
@@ -292,9 +323,32 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
         "cuda_peak_memory_mb": cuda_peak,
         "device": differentiable.device_name if differentiable is not None else "cpu",
         "input_layout": {"model": dataset.adaptation.model_layout, "sample_shape": list(dataset.source.sample_shape)},
+        **({"from": space.start, "token_input": space.token.name} if space is not None else {}),
         **stamp(model),
     }
     arrays = {"original": x, "synthesized": synthesized, "labels": y, "predictions_before": before,
-              "predictions_after": after}
-    return SynthesisResult(report, arrays, clip, dataset.adaptation.model_layout, dataset.source.sample_shape,
-                           [*model.notes, *notes, *seeds.warnings()])
+              "predictions_after": after, **text_arrays}
+    layout, sample_shape = ((dataset.adaptation.model_layout, dataset.source.sample_shape) if space is None
+                            else ("same", tuple(x.shape[1:])))
+    if space is not None and start is None:
+        notes.append(f"{chosen.name}: differentiating from the embedding lookup {space.start} of "
+                     f"'{space.token.name}' (choose another with --from)")
+    return SynthesisResult(report, arrays, clip, layout, sample_shape, [*model.notes, *notes, *seeds.warnings()])
+
+
+def _embedding_space(chosen, model: Model, start: str | None):
+    """The token-embedding space of a text model (or of any model given ``start``), where ``chosen`` must run;
+    None for a model with one float input and no ``start``."""
+    if model.takes_one_float_input and start is None:
+        return None
+    if not chosen.embeddings:
+        usable = ", ".join(name for name, m in METHODS.items() if m.embeddings)
+        raise OnnxFaultError(f"{chosen.name} perturbs one float input; this model takes "
+                             f"{', '.join(f'{i.name} ({i.dtype})' for i in model.inputs)}: on text models use "
+                             f"{usable}")
+    if model.takes_one_float_input:
+        raise OnnxFaultError("--from starts the differentiated model at a token embedding; this model takes one "
+                             "float input, which is differentiated directly: leave --from out")
+    from .embedding import embedding_space
+
+    return embedding_space(model, start)

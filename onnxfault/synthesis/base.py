@@ -1,7 +1,7 @@
 """What every synthesis method gets and shares: the problem and L∞ projection (the registry is ``methods``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx
@@ -33,6 +33,17 @@ class Problem:
     seed: int = 0
     extra: dict = field(default_factory=dict)  # what a run reports back (differentiable, cut)
     cache: dict = field(default_factory=dict)  # shared by the chunks of one problem
+    side: dict = field(default_factory=dict)  # the model's other inputs, one row per seed (a text model's mask)
+    space: object = None  # a text model's EmbeddingSpace (synthesis.embedding); None for one float input
+    records: np.ndarray | None = None  # a text model's seeds as read (token ids, mask), one record per seed
+
+    def rows(self, start: int, stop: int, cache: dict | None = None) -> "Problem":
+        """The seeds ``start`` … ``stop`` - 1 as a problem of their own (a chunk): seeds, labels and side inputs
+        sliced, nothing reported back yet; ``cache``: what the chunk starts with (default: this problem's)."""
+        return replace(self, x=self.x[start:stop], y=self.y[start:stop], extra={},
+                       side={k: v[start:stop] for k, v in self.side.items()},
+                       records=None if self.records is None else self.records[start:stop],
+                       cache=self.cache if cache is None else cache)
 
     def once(self, key: str, build):
         """``build()`` the first time ``key`` is asked for, for every chunk of this problem."""

@@ -28,7 +28,8 @@ def run(p: Problem) -> np.ndarray:
     normalized = p.options.get("gradient", "normalized") == "normalized"
     x = p.x.copy()
     for _ in range(p.iterations):
-        grad = full.normalized_neuron_ascent(x, groups) if normalized else full.neuron_ascent(x, groups)[0]
+        grad = (full.normalized_neuron_ascent(x, groups, p.side) if normalized
+                else full.neuron_ascent(x, groups, p.side)[0])
         x = p.project(x + p.step * grad)
     p.extra["differentiable"] = full
     return x

@@ -10,6 +10,7 @@ from .base import Problem
 
 def run(p: Problem) -> np.ndarray:
     full = p.once("full", lambda: p.differentiable(p.model.scores_only()))
-    grad, _ = full.loss_gradient(p.x, p.y, target=p.target, probabilities=p.scores_are_probabilities)
+    grad, _ = full.loss_gradient(p.x, p.y, target=p.target, probabilities=p.scores_are_probabilities,
+                                side=p.side)
     p.extra["differentiable"] = full
     return p.project(p.x + (p.distance or 0.0) * np.sign(grad))

@@ -58,14 +58,14 @@ def run(p: Problem) -> np.ndarray:
     sub, groups = p.once("hs", build)
     x = p.x.copy()
     for _ in range(p.iterations):
-        x = p.project(x + p.epsilon * step_direction(sub, x, groups, len(p.neurons), rule))
+        x = p.project(x + p.epsilon * step_direction(sub, x, groups, len(p.neurons), rule, p.side))
     p.extra["differentiable"] = sub
     p.extra["cut"] = cut
     return x
 
 
-def step_direction(sub, x: np.ndarray, groups: list, k: int, rule: str) -> np.ndarray:
+def step_direction(sub, x: np.ndarray, groups: list, k: int, rule: str, side: dict | None = None) -> np.ndarray:
     """∇ Σ of the k neurons (``gradient``) or its sign (``sign``), per input; ``neuron_ascent`` gives the
-    gradient of their mean, and the sum's gradient is k times it."""
-    grad, _ = sub.neuron_ascent(x, groups)
+    gradient of their mean, and the sum's gradient is k times it; ``side``: the sub-model's other inputs."""
+    grad, _ = sub.neuron_ascent(x, groups, side)
     return np.float32(k) * grad if rule == "gradient" else np.sign(grad)

@@ -21,7 +21,8 @@ class Method:
     """A registered method. ``defaults``: step, distance, iterations, epsilon; ``options``: its own settings and
     their defaults (recorded in every report); ``uses_neurons``: it perturbs towards suspicious neurons, so
     ``synthesize`` ranks them first (fgsm, pgd and patch use none and skip the spectrum); ``uses_torch``: it
-    differentiates through the ONNX→torch adapter (deepsensor runs forward passes only)."""
+    differentiates through the ONNX→torch adapter (deepsensor runs forward passes only); ``embeddings``: it runs
+    on a text model too, perturbing the token embeddings (see :mod:`onnxfault.synthesis.embedding`)."""
 
     name: str  # also its module's, in onnxfault.synthesis
     summary: str
@@ -29,6 +30,7 @@ class Method:
     options: dict = field(default_factory=dict)
     uses_neurons: bool = True
     uses_torch: bool = True
+    embeddings: bool = False  # it also runs on text models, in their token-embedding space (synthesis.embedding)
 
     def _module(self):
         return import_module(f"{__package__}.{self.name}")
@@ -46,13 +48,14 @@ class Method:
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("deepfault", "DeepFault: ascend the mean of the suspicious neurons on the full model (L∞)",
-           dict(step=1.0, distance=0.1, iterations=1, epsilon=0.0), {"gradient": "normalized"}),
+           dict(step=1.0, distance=0.1, iterations=1, epsilon=0.0), {"gradient": "normalized"}, embeddings=True),
     Method("hs", "HS-FGSM: gradient (or sign) steps on the suspicious neurons through a sub-model cut at their "
-           "layer", dict(step=0.0, distance=None, iterations=5, epsilon=1.0), {"step_rule": "gradient"}),
+           "layer", dict(step=0.0, distance=None, iterations=5, epsilon=1.0), {"step_rule": "gradient"},
+           embeddings=True),
     Method("fgsm", "FGSM baseline: one L∞ sign step on the cross-entropy (untargeted or --target)",
-           dict(step=0.0, distance=0.1, iterations=1, epsilon=0.0), uses_neurons=False),
+           dict(step=0.0, distance=0.1, iterations=1, epsilon=0.0), uses_neurons=False, embeddings=True),
     Method("pgd", "PGD baseline: projected L∞ sign steps on the cross-entropy (untargeted or --target)",
-           dict(step=0.01, distance=0.1, iterations=20, epsilon=0.0), uses_neurons=False),
+           dict(step=0.01, distance=0.1, iterations=20, epsilon=0.0), uses_neurons=False, embeddings=True),
     Method("deepsensor", "DeepSensor: particle swarms activating the excitable (high-Shapley) neurons",
            dict(step=0.0, distance=0.1, iterations=20, epsilon=0.0),
            {"population": 100, "stop_fitness": 1.0, "inertia": (0.4, 0.9)},  # deepsensor.INERTIA
@@ -62,6 +65,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            {"objective": "pixels", "max_pixels": None, "time_limit": 10.0,  # then aigent.Settings' defaults
             "relaxation": "region", "phases": "free", "weight_change": "total", "alpha": None, "hold_inactive": False},
            uses_neurons=False),  # torch: for a CNN's conv prefix (imported before the clock all the same)
+    Method("hotflip", "HotFlip (text models): the token substitutions that most raise the suspicious neurons "
+           "(or the loss, --goal loss) to first order, each checked on the model",
+           dict(step=0.0, distance=None, iterations=1, epsilon=0.0),
+           {"goal": "neurons", "max_flips": 5, "candidates": 8}, embeddings=True),
 )}
 
 

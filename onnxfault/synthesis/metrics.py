@@ -34,12 +34,15 @@ def distances(original: np.ndarray, synthesized: np.ndarray) -> dict[str, np.nda
 
 def measure(model: Model, original: np.ndarray, synthesized: np.ndarray, labels: np.ndarray, before: np.ndarray,
             neurons: list[SuspiciousNeuron], layers: dict[str, Layer], granularity: str, target: int | None,
-            probabilities: bool, device: str = "auto", size: int = 256) -> tuple[dict, np.ndarray]:
+            probabilities: bool, device: str = "auto", size: int = 256, fed=None) -> tuple[dict, np.ndarray]:
     """Metrics and the predictions after, from ``size`` samples at a time (memory stays bounded whatever the
     number of seeds). ``before`` are the seeds' predictions at selection. Per-sample values are kept (a few
     numbers per sample) and reduced over all samples at the end, so every number is the one a single pass
-    gives. Without ``neurons`` (fgsm, pgd, patch) the seeds are not run again: ``activation_increase`` is None."""
+    gives. Without ``neurons`` (fgsm, pgd, patch) the seeds are not run again: ``activation_increase`` is None.
+    ``fed(inputs, part)`` turns a slice of inputs into what the model is fed (default: as they are; a text
+    model's embeddings go with their attention mask)."""
     session = model.session(device, list(dict.fromkeys(n.tensor for n in neurons)))
+    fed = fed or (lambda x, part: x[part])
     count = len(original)
     after = np.empty(count, np.int64)
     loss = np.empty(count, np.float64)
@@ -47,14 +50,14 @@ def measure(model: Model, original: np.ndarray, synthesized: np.ndarray, labels:
     increase = np.empty((count, len(neurons)), bool)
     for start in range(0, count, size):
         part = slice(start, start + size)
-        outputs = session.run_named(synthesized[part])
+        outputs = session.run_named(fed(synthesized, part))
         after[part] = outputs[model.output_name].argmax(-1)
         loss[part] = cross_entropy(outputs[model.output_name], labels[part], probabilities)
         for key, values in distances(original[part], synthesized[part]).items():
             change[key][part] = values
         if neurons:
             increase[part] = neuron_values(outputs, neurons, layers, granularity) > \
-                neuron_values(session.run_named(original[part]), neurons, layers, granularity)
+                neuron_values(session.run_named(fed(original, part)), neurons, layers, granularity)
     correct_before, correct_after = before == labels, after == labels
     metrics = {
         "accuracy_before": float(correct_before.mean()),

@@ -12,7 +12,8 @@ def run(p: Problem) -> np.ndarray:
     full = p.once("full", lambda: p.differentiable(p.model.scores_only()))
     x = p.x.copy()
     for _ in range(p.iterations):
-        grad, _ = full.loss_gradient(x, p.y, target=p.target, probabilities=p.scores_are_probabilities)
+        grad, _ = full.loss_gradient(x, p.y, target=p.target, probabilities=p.scores_are_probabilities,
+                                    side=p.side)
         x = p.project(x + p.step * np.sign(grad))
     p.extra["differentiable"] = full
     return x

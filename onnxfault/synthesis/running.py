@@ -13,7 +13,7 @@ def run_in_chunks(run, problem: Problem, size: int) -> np.ndarray:
     """``run`` on ``size`` seeds at a time (memory stays bounded); methods treat samples independently."""
     out = None  # filled in place: no list of chunks and concatenated copy side by side
     for start, stop in chunk_ranges(len(problem.x), size):
-        part = replace(problem, x=problem.x[start:stop], y=problem.y[start:stop], extra={})
+        part = problem.rows(start, stop)
         result = run(part)
         if out is None:
             out = np.empty((len(problem.x), *result.shape[1:]), result.dtype)
@@ -24,7 +24,7 @@ def run_in_chunks(run, problem: Problem, size: int) -> np.ndarray:
 
 # What methods leave in the problem's cache for their report (``summarize``), per chunk; everything else
 # there is built once (sessions, torch modules) and kept by a worker for its next chunks.
-REPORT_KEYS = ("deepsensor_stats", "patch_records", "patch_input_size", "patch_classes")
+REPORT_KEYS = ("deepsensor_stats", "patch_records", "patch_input_size", "patch_classes", "hotflip_flips")
 
 
 def chunk_ranges(seeds: int, size: int) -> list[tuple[int, int]]:
@@ -63,7 +63,7 @@ class ChunkJob:
     def run(self, problem: Problem, item: tuple[int, int], on_batch=None):
         start, stop = item
         built = {k: v for k, v in problem.cache.items() if k not in REPORT_KEYS}
-        part = replace(problem, x=problem.x[start:stop], y=problem.y[start:stop], extra={}, cache=built)
+        part = problem.rows(start, stop, cache=built)
         result = self.method(part)
         problem.cache.update({k: v for k, v in part.cache.items() if k not in REPORT_KEYS})
         module = part.extra.get("differentiable")
@@ -75,7 +75,7 @@ class ChunkJob:
 
 def merge_report_stats(parts: list[dict]) -> dict:
     """The chunks' report stats as one run over all seeds leaves them: deepsensor's counts added in chunk
-    order, patch's per-seed records concatenated (renumbered by seed)."""
+    order, patch's per-seed records concatenated (renumbered by seed), hotflip's flips per seed concatenated."""
     merged: dict = {}
     for part in parts:
         for key, value in part.items():
@@ -86,6 +86,8 @@ def merge_report_stats(parts: list[dict]) -> dict:
             elif key == "patch_records":
                 records = merged.setdefault(key, [])
                 records.extend({**r, "seed": len(records) + i} for i, r in enumerate(value))
+            elif key == "hotflip_flips":  # per seed, in chunk order
+                merged.setdefault(key, []).extend(value)
             else:
                 merged.setdefault(key, value)
     return merged

@@ -1,0 +1,133 @@
+"""HotFlip (Ebrahimi, Rao, Lowd, Dou — ACL 2018), for text models: token substitutions chosen to first order.
+
+Flipping position t from token a to token b changes the objective J by about (e_b − e_a) · ∂J/∂e_t (the paper's
+Eq. 1, with e the embedding table's rows and ∂J/∂e_t the gradient at t's embedding). Each step computes that
+estimate for every editable position (real tokens, not special ones: see :mod:`onnxfault.synthesis.embedding`)
+and every token except the special ones, takes the ``candidates`` best (t, b) pairs, runs each on the ONNX
+model, and keeps the one that raises J the most; a seed stops when no candidate raises J, when it is
+misclassified (or predicted as the target, when one is given), or after ``max_flips`` flips. A position is
+flipped at most once. This is the paper's one-flip-at-a-time search with its candidates checked on the model
+(the paper's beam search keeps several sequences; ``candidates`` checks several flips of one).
+
+J (``goal``): ``neurons`` (default) is the mean value of the k suspicious neurons, DeepFault's objective;
+``loss`` the cross-entropy of the true class (untargeted) or minus that of ``target`` (targeted), the
+paper's attack. Defaults: max_flips 5, candidates 8.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import graph
+from ..errors import OnnxFaultError
+from ..loss import cross_entropy
+from .base import Problem
+from .metrics import neuron_values
+
+GOALS = ("neurons", "loss")
+
+
+def check(options: dict) -> None:
+    """``max_flips`` and ``candidates`` at least 1, ``goal`` one of :data:`GOALS`."""
+    for key in ("max_flips", "candidates"):
+        value = options.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise OnnxFaultError(f"--{key.replace('_', '-')} must be a whole number ≥ 1 (got {value})")
+    if options.get("goal") not in GOALS:
+        raise OnnxFaultError(f"--goal must be {' or '.join(GOALS)} (got {options.get('goal')})")
+
+
+def run(p: Problem) -> np.ndarray:
+    space, seeds = p.space, p.records
+    if space is None or seeds is None:
+        raise OnnxFaultError("hotflip substitutes tokens: it runs on text models (an input of token ids)")
+    goal = p.options["goal"]
+    if goal == "neurons" and not p.neurons:
+        raise OnnxFaultError("hotflip --goal neurons needs suspicious neurons; give -k ≥ 1 or use --goal loss")
+
+    def build():
+        tensors = list(dict.fromkeys(p.ascent_tensors().values()))
+        outputs = [p.model.output_name, *tensors]
+        module = p.differentiable(graph.expose_outputs(p.model.scores_only(), tensors))
+        checked = space.model.session(p.device, list(dict.fromkeys(n.tensor for n in p.neurons)))
+        return module, p.neuron_groups(outputs) if p.neurons else [], checked
+
+    module, groups, session = p.once("hotflip", build)
+    table = space.table.astype(np.float64)
+    token = space.token.name
+    current = seeds.copy()
+    editable = space.editable(seeds)
+    allowed = np.ones(len(table), bool)
+    allowed[space.special_ids(seeds)] = False
+    value = _objective(p, session, current, goal)
+    flips = np.zeros(len(current), np.int64)
+    active = ~_done(p, session, current)
+    for _ in range(p.options["max_flips"]):
+        rows = np.flatnonzero(active)
+        if not len(rows):
+            break
+        embedded = table[current[token][rows]].astype(np.float32)
+        side = {name: current[name][rows] for name in space.side}
+        if goal == "loss":
+            grad, _ = module.loss_gradient(embedded, p.y[rows], target=p.target,
+                                           probabilities=p.scores_are_probabilities, side=side)
+        else:
+            grad, _ = module.neuron_ascent(embedded, groups, side)
+        grad = grad.astype(np.float64)
+        gain = grad @ table.T - (embedded * grad).sum(axis=-1, keepdims=True)  # (n, T, V): Eq. 1
+        gain[~editable[rows]] = -np.inf
+        gain[:, :, ~allowed] = -np.inf
+        for i, row in enumerate(rows):
+            best = _best_flip(p, session, current, row, gain[i], goal, value[row])
+            if best is None:
+                active[row] = False
+                continue
+            position, replacement, improved = best
+            current[token][row, position] = replacement
+            editable[row, position] = False  # flipped once
+            value[row] = improved
+            flips[row] += 1
+        active &= ~_done(p, session, current)
+    p.cache.setdefault("hotflip_flips", []).extend(flips.tolist())
+    p.extra["differentiable"] = module
+    return table[current[token]].astype(np.float32)
+
+
+def _best_flip(p: Problem, session, current: np.ndarray, row: int, gain: np.ndarray, goal: str,
+               value: float) -> tuple[int, int, float] | None:
+    """The flip among the ``candidates`` of highest estimated gain that raises the objective most on the ONNX
+    model, as (position, token, new objective); None when none raises it."""
+    count = min(p.options["candidates"], int(np.isfinite(gain).sum()))
+    if not count:
+        return None
+    flat = np.argpartition(-gain.ravel(), count - 1)[:count]
+    positions, tokens = np.unravel_index(flat, gain.shape)
+    tried = np.repeat(current[row:row + 1], count)
+    tried[p.space.token.name][np.arange(count), positions] = tokens
+    values = _objective(p, session, tried, goal, np.full(count, p.y[row]))
+    best = int(np.argmax(values))
+    return (int(positions[best]), int(tokens[best]), float(values[best])) if values[best] > value else None
+
+
+def _objective(p: Problem, session, x: np.ndarray, goal: str, labels: np.ndarray | None = None) -> np.ndarray:
+    """J per record of ``x`` on the ONNX model (higher is better for the attack)."""
+    labels = p.y if labels is None else labels
+    outputs = session.run_named(x)
+    if goal == "neurons":
+        return neuron_values(outputs, p.neurons, p.layers, p.granularity).mean(axis=1)
+    scores = outputs[p.space.model.output_name]
+    if p.target is None:
+        return cross_entropy(scores, labels, p.scores_are_probabilities)
+    return -cross_entropy(scores, np.full(len(x), p.target), p.scores_are_probabilities)
+
+
+def _done(p: Problem, session, x: np.ndarray) -> np.ndarray:
+    """Seeds already misclassified (untargeted) or predicted as the target."""
+    predictions = session.run_named(x)[p.space.model.output_name].argmax(-1)
+    return predictions != p.y if p.target is None else predictions == p.target
+
+
+def summarize(cache: dict, seeds: int) -> dict:
+    """``flips``: per input, how many tokens hotflip substituted (mean, max, and the list)."""
+    flips = cache.get("hotflip_flips", [])
+    return {"flips": {"mean": float(np.mean(flips)) if flips else 0.0, "max": int(max(flips, default=0)),
+                      "per_input": flips}}
