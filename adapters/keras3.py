@@ -5,6 +5,16 @@ The exporter runs tf2onnx, which writes opsets 14 to 18 (``SUPPORTED_OPSETS``; 1
 leaves TensorFlow's ``Erfc`` (exact GELU is ``0.5·x·erfc(−x/√2)``) as an op ONNX does not have; it is
 rewritten as ``1 − Erf``. tf2onnx names nodes ``<model>/<layer>_<n>/<op>``; each layer's single output
 tensor is renamed to the Keras layer name (``conv1``, ``dense_3``), so it can be named in ``--layers``.
+
+The export takes Keras' own steps (``keras.Model.export(format="onnx")``: the model's tf.function, then
+``tf2onnx.convert.from_function``) with two repairs that ``keras.applications`` models need:
+
+* constants the function captures (a ``Normalization`` layer's mean and variance, in EfficientNet and ConvNeXt)
+  come out of tf2onnx as graph inputs; they become initializers holding the captured values;
+* Keras runs grouped convolutions (ConvNeXt's depthwise ones) as XLA-compiled tf.functions, since TensorFlow's
+  CPU kernels lack them; tf2onnx cannot see into those and leaves TensorFlow calls ONNX cannot run. Tracing
+  needs no kernel, so while exporting they are traced as the plain ``tf.nn.convolution`` (an ONNX ``Conv`` with
+  ``group``).
 """
 from __future__ import annotations
 
@@ -142,11 +152,62 @@ def _exporter(model, opset: int, example_input=None) -> Callable[[Path], None]:
                                  "pass one batch in the model's input layout") from None
 
     def export(tmp: Path) -> None:
-        with _quiet():
-            model.export(str(tmp), format="onnx", verbose=False, opset_version=opset)
-        onnx.save(rewrite_erfc(onnx.load(str(tmp))), str(tmp))
+        with _quiet(), _grouped_convs_traced_plainly():
+            captured = _export_function(model, tmp, opset)
+        onnx.save(constants_as_initializers(rewrite_erfc(onnx.load(str(tmp))), captured), str(tmp))
 
     return export
+
+
+def _export_function(model, path: Path, opset: int) -> dict[str, np.ndarray]:
+    """Keras' own ONNX export (``keras/src/export/onnx.py`` for the TensorFlow backend: the model's tf.function,
+    then tf2onnx) into ``path``; returns the constants that function captures, by the names tf2onnx gives them."""
+    import tensorflow as tf
+    import tf2onnx
+    from keras.src import tree
+    from keras.src.export.export_utils import get_input_signature, make_tf_tensor_spec
+    from keras.src.export.onnx import get_concrete_fn
+    from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
+    signature = tree.map_structure(make_tf_tensor_spec, get_input_signature(model))
+    function = get_concrete_fn(model, signature)
+    traced = function.get_concrete_function(*signature) if hasattr(function, "get_concrete_function") else function
+    captured = {inside.name: outside.numpy() for outside, inside in traced.graph.captures
+                if outside.dtype != tf.resource and hasattr(outside, "numpy")}
+    patch_tf2onnx()  # what Keras does before calling tf2onnx (numpy 2)
+    tf2onnx.convert.from_function(function, signature, opset=opset, output_path=str(path))
+    return captured
+
+
+@contextmanager
+def _grouped_convs_traced_plainly():
+    """While exporting, Keras' TensorFlow convolution is traced as ``tf.nn.convolution`` itself, never through
+    the XLA-compiled function Keras runs grouped convolutions with (see the module's docstring)."""
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import nn
+
+    def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+        layout = nn._convert_data_format(nn.backend.standardize_data_format(data_format), len(inputs.shape))
+        return tf.nn.convolution(inputs, kernel, strides, padding.upper(), data_format=layout, dilations=dilation_rate)
+
+    original, nn.conv = nn.conv, conv
+    try:
+        yield
+    finally:
+        nn.conv = original
+
+
+def constants_as_initializers(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy where every graph input named in ``values`` is an initializer holding that value (in the input's
+    element type)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    for value in [i for i in graph.input if i.name in values]:
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
+        graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(values[value.name], dtype), value.name))
+        graph.input.remove(value)
+    return out
 
 
 def _example(model) -> np.ndarray:

@@ -372,30 +372,51 @@ def name_scope_outputs(model: onnx.ModelProto, scope_of: Callable[[str], str | N
     """Rename each scope's single output tensor to the scope's name.
 
     ``scope_of(node_name)`` gives the scope (a framework layer or module) a node belongs to, or None.
-    A scope's output is the tensor its nodes produce for nodes outside it; scopes with several such
-    tensors, and names already taken, are left alone. Graph inputs and outputs keep their names.
+    A scope's output is the tensor its nodes produce for nodes outside it (a node in a subgraph is outside
+    every scope); scopes with several such tensors, and names already taken, are left alone. Graph inputs and
+    outputs keep their names. Works on the protobuf: attributes are never decoded (tf2onnx can leave string
+    attributes that are not UTF-8, which a graph import refuses).
     """
-    graph = read_graph(model)
-    members: dict[str, list[gs.Node]] = {}
-    for node in graph.nodes:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    members: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
         scope = scope_of(node.name) if node.name else None
         if scope:
             members.setdefault(scope, []).append(node)
-    fixed = {t.name for t in graph.inputs} | {t.name for t in graph.outputs}
-    taken = set(graph.tensors())
+    consumers: dict[str, list[int]] = {}
+    for node in _nodes_within(graph):
+        for name in node.input:
+            consumers.setdefault(name, []).append(id(node))
+    fixed = {t.name for t in graph.input} | {t.name for t in graph.output}
+    taken = fixed | {i.name for i in graph.initializer} | {t for n in _nodes_within(graph) for t in [*n.input, *n.output]}
+    renamed: dict[str, str] = {}
     for scope, nodes in members.items():
         inside = {id(n) for n in nodes}
-        leaving = {id(t): t for n in nodes for t in n.outputs
-                   if t.name in fixed or any(id(c) not in inside for c in t.outputs)}
-        if len(leaving) != 1:
+        leaving = list(dict.fromkeys(t for n in nodes for t in n.output if t and (
+            t in fixed or any(c not in inside for c in consumers.get(t, [])))))
+        if len(leaving) != 1 or leaving[0] in fixed or scope in taken:
             continue
-        (tensor,) = leaving.values()
-        if tensor.name in fixed or scope in taken:
-            continue
-        taken.discard(tensor.name)
-        tensor.name = scope
+        taken.discard(leaving[0])
         taken.add(scope)
-    return _export(graph, model)
+        renamed[leaving[0]] = scope
+    for node in _nodes_within(graph):
+        node.input[:] = [renamed.get(n, n) for n in node.input]
+        node.output[:] = [renamed.get(n, n) for n in node.output]
+    for value in graph.value_info:
+        value.name = renamed.get(value.name, value.name)
+    return out
+
+
+def _nodes_within(graph: onnx.GraphProto):
+    """Every node of ``graph`` and of the subgraphs in its nodes' attributes, depth first."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            for sub in ([attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else
+                        attribute.graphs if attribute.type == onnx.AttributeProto.GRAPHS else []):
+                yield from _nodes_within(sub)
 
 
 def ancestors(model: onnx.ModelProto, tensor: str) -> set[str]:
