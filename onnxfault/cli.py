@@ -40,6 +40,7 @@ MeanOpt = Annotated[Optional[str], typer.Option("--mean", help="per-channel mean
 StdOpt = Annotated[Optional[str], typer.Option("--std", help="per-channel std divided after --mean", rich_help_panel="Data")]
 LayoutOpt = Annotated[Optional[str], typer.Option("--layout", help="model input layout when the data fits several: nchw|nhwc", rich_help_panel="Data")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="samples per forward pass", rich_help_panel="Data")]
+SampleRateOpt = Annotated[Optional[int], typer.Option("--sample-rate", help="sound files: the model's sample rate in Hz (files at another rate are resampled)", rich_help_panel="Data", show_default=False)]
 OutputOpt = Annotated[Optional[str], typer.Option("--output", help="the class-score output, for a model with several (see inspect)", show_default=False)]
 DeviceOpt = Annotated[str, typer.Option("--device", help=literal_help("auto|cpu|cuda (cuda needs onnxfault[gpu])"), rich_help_panel="Run")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, no table", rich_help_panel="Run")]
@@ -83,12 +84,12 @@ def _numbers(text: Optional[str], flag: str, kind=float) -> Optional[list]:
     return numbers
 
 
-def _data_options(labels, limit, classes, raw, mean, std, layout, batch_size):
+def _data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sample_rate):
     from .data import DataOptions
 
     return DataOptions(labels=str(labels) if labels else None, limit=limit, classes=_numbers(classes, "--classes", int),
                        raw=raw, mean=_numbers(mean, "--mean"), std=_numbers(std, "--std"), layout=layout,
-                       batch_size=batch_size)
+                       batch_size=batch_size, sample_rate=sample_rate)
 
 
 @app.callback()
@@ -212,6 +213,7 @@ def evaluate(model: ModelArg, data: DataOpt,
              output: OutputOpt = None,
              labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
              mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
+             sample_rate: SampleRateOpt = None,
              device: DeviceOpt = "auto", quiet: QuietOpt = False, allow_nonfinite: NonfiniteOpt = False,
              ray: RayOpt = None, workers: WorkersOpt = None) -> None:
     """Accuracy, per-class accuracy and confusion matrix of a model on labelled data."""
@@ -225,7 +227,7 @@ def evaluate(model: ModelArg, data: DataOpt,
         check_writable(json, "--json")
     loaded = load_model(model, output)
     dataset = open_dataset(data, loaded.data_shape,
-                           _data_options(labels, limit, classes, raw, mean, std, layout, batch_size))
+                           _data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sample_rate))
     with _progress(len(dataset), dataset.num_batches, quiet, "evaluating") as tick:
         result = run_evaluate(loaded, dataset, device=device, on_batch=tick, allow_nonfinite=allow_nonfinite,
                               ray=_ray(ray, workers))
@@ -271,6 +273,7 @@ def localize(model: ModelArg, data: DataOpt,
              report: Annotated[bool, typer.Option("--report", help="also write an HTML report beside the --json file (FILE.html)")] = False,
              labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
              mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
+             sample_rate: SampleRateOpt = None,
              device: DeviceOpt = "auto", quiet: QuietOpt = False, permutations: PermutationsOpt = 20,
              noise: NoiseOpt = 0.1, shapley_samples: ShapleySamplesOpt = 100, lambda_: LambdaOpt = 0.5,
              output: OutputOpt = None, allow_nonfinite: NonfiniteOpt = False, ray: RayOpt = None,
@@ -294,7 +297,7 @@ def localize(model: ModelArg, data: DataOpt,
     shapley = _shapley(permutations, noise, shapley_samples, lambda_)
     outcome_for(cls, target)
     loaded = load_model(model, output)
-    dataset = samples_for(loaded, data, _data_options(labels, limit, classes, raw, mean, std, layout, batch_size),
+    dataset = samples_for(loaded, data, _data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sample_rate),
                           cls, target)
     with _progress(len(dataset), dataset.num_batches, quiet, "hit spectrum") as tick:
         result = run_localize(loaded, dataset, layers=layers, measure=measure, k=k, cls=cls, target=target,
@@ -353,6 +356,7 @@ def synthesize(model: ModelArg, data: DataOpt,
                clip_max: Annotated[Optional[float], typer.Option("--clip-max", help="valid range (default: the data's)")] = None,
                labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
                mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
+             sample_rate: SampleRateOpt = None,
                device: DeviceOpt = "auto", quiet: QuietOpt = False, permutations: PermutationsOpt = 20,
                noise: NoiseOpt = 0.1, shapley_samples: ShapleySamplesOpt = 100, lambda_: LambdaOpt = 0.5,
                population: Annotated[int, typer.Option("--population", help="particles per seed", rich_help_panel="deepsensor")] = 100,
@@ -402,7 +406,7 @@ def synthesize(model: ModelArg, data: DataOpt,
                             measure_name=measure, k=k, layers=layers, granularity=granularity, neurons_file=neurons,
                             step=step, distance=bound, iterations=iterations, epsilon=epsilon, cut=cut,
                             clip_min=clip_min, clip_max=clip_max, device=device,
-                            data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size),
+                            data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sample_rate),
                             shapley=_shapley(permutations, noise, shapley_samples, lambda_), options=options,
                             output=output, allow_nonfinite=allow_nonfinite, ray=_ray(ray, workers), start=start)
     _warn(result.warnings)

@@ -64,3 +64,87 @@ def token_data(count: int = 240, seed: int = 0) -> dict[str, np.ndarray]:
     mask = (np.arange(LENGTH)[None, :] < lengths[:, None]).astype(np.int64)
     ids = rng.integers(3, VOCAB, (count, LENGTH)) * mask
     return {"input_ids": ids, "attention_mask": mask, "y": rng.integers(0, CLASSES, count)}
+
+
+IMAGE_SIZE = 32
+_VISION = dict(image_size=IMAGE_SIZE, num_channels=3, num_labels=CLASSES)
+_VIT = dict(_VISION, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48)
+IMAGE_MODELS = ("vit", "deit", "beit", "data2vec-vision", "dinov2", "swin", "convnext", "convnextv2", "resnet",
+                "regnet", "bit", "poolformer", "mobilenet_v2", "focalnet")
+
+
+def image_config(name: str):
+    import transformers as tf
+
+    small_stages = dict(num_labels=CLASSES, num_channels=3)
+    return {
+        "vit": lambda: tf.ViTConfig(**_VIT),
+        "deit": lambda: tf.DeiTConfig(**_VIT),
+        "beit": lambda: tf.BeitConfig(**_VIT),
+        "data2vec-vision": lambda: tf.Data2VecVisionConfig(**_VIT),
+        "dinov2": lambda: tf.Dinov2Config(**_VIT),
+        "swin": lambda: tf.SwinConfig(**_VISION, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2],
+                                      window_size=4),
+        "convnext": lambda: tf.ConvNextConfig(**small_stages, hidden_sizes=[8, 16], depths=[1, 1], num_stages=2),
+        "convnextv2": lambda: tf.ConvNextV2Config(**small_stages, hidden_sizes=[8, 16], depths=[1, 1], num_stages=2),
+        "resnet": lambda: tf.ResNetConfig(**small_stages, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1]),
+        "regnet": lambda: tf.RegNetConfig(**small_stages, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                                          groups_width=8),
+        "bit": lambda: tf.BitConfig(**small_stages, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                                    num_groups=4),
+        "poolformer": lambda: tf.PoolFormerConfig(**small_stages, hidden_sizes=[8, 16], depths=[1, 1],
+                                                  num_encoder_blocks=2, patch_sizes=[4, 2], strides=[4, 2],
+                                                  padding=[1, 0], pool_size=3),
+        "mobilenet_v2": lambda: tf.MobileNetV2Config(**small_stages, image_size=IMAGE_SIZE, depth_multiplier=0.25),
+        "focalnet": lambda: tf.FocalNetConfig(**_VISION, patch_size=4, embed_dim=16, depths=[1, 1]),
+    }[name]()
+
+
+def image_classifier(name: str):
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    if name == "deit":  # the auto class maps DeiT to two heads (with and without teacher) and picks neither
+        return transformers.DeiTForImageClassification(image_config(name)).eval()
+    return transformers.AutoModelForImageClassification.from_config(image_config(name)).eval()
+
+
+AUDIO_MODELS = ("wav2vec2", "hubert", "wavlm")
+AUDIO_SAMPLES = 1600  # 0.1 s at 16 kHz
+
+
+def audio_config(name: str):
+    import transformers as tf
+
+    common = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48, num_labels=CLASSES,
+                  conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8), num_feat_extract_layers=2,
+                  num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, classifier_proj_size=16)
+    return {"wav2vec2": lambda: tf.Wav2Vec2Config(**common), "hubert": lambda: tf.HubertConfig(**common),
+            "wavlm": lambda: tf.WavLMConfig(**common)}[name]()
+
+
+def audio_classifier(name: str):
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    return transformers.AutoModelForAudioClassification.from_config(audio_config(name)).eval()
+
+
+def export_single(model, path: Path, example, input_name: str) -> Path:
+    """``model`` (its ``logits`` on ``input_name``) as ONNX with the batch axis dynamic, exported in eval mode."""
+    import torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(**{input_name: x}).logits
+
+    torch.onnx.export(Logits(model).eval(), (example,), str(path), dynamo=False, input_names=[input_name],
+                      output_names=["logits"], dynamic_axes={input_name: {0: "N"}, "logits": {0: "N"}},
+                      opset_version=17)
+    return path

@@ -249,7 +249,7 @@ class Dataset:
 def open_dataset(path: str | Path, model_shape: tuple[int | None, ...], options: DataOptions | None = None) -> Dataset:
     """Open ``path`` and fit it to a model input of per-sample shape ``model_shape``."""
     options = options or DataOptions()
-    return Dataset(open_source(path, options.labels), tuple(model_shape), options, str(path))
+    return Dataset(open_source(path, options.labels, options.sample_rate), tuple(model_shape), options, str(path))
 
 
 class StreamedDataset(Dataset):

@@ -1,4 +1,5 @@
-"""A folder of per-class image folders (``root/<class>/*.png``), classes numbered in name order."""
+"""A folder of per-class image folders (``root/<class>/*.png``), classes numbered in name order; class folders of
+sound files (``root/<class>/*.wav``) are read by :mod:`.audio`."""
 from __future__ import annotations
 
 import os
@@ -56,16 +57,30 @@ def _check_image_file(file: Path) -> None:
         raise OnnxFaultError(f"{file} is {file_kind(info.st_mode)}, not an image file; remove or rename it")
 
 
-def open_folder(path: Path) -> Source:
+def open_folder(path: Path, sample_rate: int | None = None) -> Source:
+    """The images (or sound files) of the class folders of ``path``; ``sample_rate``: see :mod:`.audio`."""
+    from .audio import AUDIO_SUFFIXES, open_audio_folder
+
     classes = [p for p in _entries(path) if p.is_dir()]
-    files, labels = [], []
+    found: dict[str, tuple[list[Path], list[int]]] = {"image": ([], []), "sound": ([], [])}
     for label, folder in enumerate(classes):
         for file in _entries(folder):
-            if file.suffix.lower() in IMAGE_SUFFIXES:
-                files.append(file)
-                labels.append(label)
+            kind = "image" if file.suffix.lower() in IMAGE_SUFFIXES else \
+                "sound" if file.suffix.lower() in AUDIO_SUFFIXES else None
+            if kind:
+                found[kind][0].append(file)
+                found[kind][1].append(label)
+    (files, labels), (sounds, sound_labels) = found["image"], found["sound"]
+    if files and sounds:
+        raise OnnxFaultError(f"the class folders of {path} hold both images ({files[0]}) and sound files "
+                             f"({sounds[0]}); keep one kind of sample")
+    if sounds:
+        return open_audio_folder(path, sounds, sound_labels, len(classes), sample_rate)
+    if sample_rate is not None:
+        raise OnnxFaultError("--sample-rate applies to sound files; the data holds images, so leave it out")
     if not files:
-        raise OnnxFaultError(f"no images found in the class folders of {path}; expected {path}/<class>/<image>.png")
+        raise OnnxFaultError(f"no images or sound files found in the class folders of {path}; expected "
+                             f"{path}/<class>/<image>.png or {path}/<class>/<sound>.wav")
     grey = _open_image(files[0], None) in ("1", "L", "I", "I;16", "F")
     mode = "L" if grey else "RGB"
     shape = _open_image(files[0], mode).shape

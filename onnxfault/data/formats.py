@@ -15,18 +15,20 @@ from .shards import is_shard_folder, open_shards
 from .source import READ_ERRORS, Source, check_input_path
 
 
-def open_source(path: str | Path, labels: str | Path | None = None) -> Source:
-    """Pick the reader by content: IDX (raw or gzip), .npz, Parquet, CIFAR pickle batch, image folder or a
-    folder of .npz shards."""
+def open_source(path: str | Path, labels: str | Path | None = None, sample_rate: int | None = None) -> Source:
+    """Pick the reader by content: IDX (raw or gzip), .npz, Parquet, CIFAR pickle batch, a folder of class folders
+    (images, or sound files at ``sample_rate``) or a folder of .npz shards."""
     path = Path(path)
     info = check_input_path(path)
     if stat.S_ISDIR(info.st_mode):
         if is_image_folder(path):
-            return open_folder(path)
+            return open_folder(path, sample_rate)
         if is_shard_folder(path):
             return open_shards(path)
         raise OnnxFaultError(f"{path} is a folder without class sub-folders or .npz shards; give a data file, "
                              "root/<class>/ images or a folder of .npz shards")
+    if sample_rate is not None:
+        raise OnnxFaultError("--sample-rate applies to a folder of sound files (root/<class>/*.wav); leave it out")
     try:
         with open(path, "rb") as fh:
             head = fh.read(4)

@@ -23,7 +23,7 @@ class Adaptation:
     """How a batch of samples becomes a batch of model inputs; ``model_layout`` names the result."""
 
     name: str
-    model_layout: str  # flat, hw, nchw, nhwc or same
+    model_layout: str  # flat, hw, nchw, nhwc, wave (waveforms), records (one field per input) or same
     apply: Callable[[np.ndarray], np.ndarray]
 
 
@@ -74,6 +74,8 @@ def plan_layout(sample_shape: tuple[int, ...], layout: str | None, model_shape: 
         raise OnnxFaultError(f"unknown --layout '{choice}'; use nchw or nhwc")
     if choice is None and None not in model_shape and tuple(sample_shape) == tuple(model_shape):
         return _candidates(layout, sample_shape)[0]
+    if layout == "wave":
+        return _fit_wave(sample_shape, model_shape)
     if layout:
         assumptions = [layout]
     elif len(sample_shape) == 3:
@@ -98,6 +100,25 @@ def plan_layout(sample_shape: tuple[int, ...], layout: str | None, model_shape: 
     ways = "; ".join(c.name for c, _ in distinct)
     raise OnnxFaultError(f"data samples of shape {_fmt(sample_shape)} fit the model input {_fmt(model_shape)} "
                          f"in several ways ({ways}); choose with --layout nchw|nhwc")
+
+
+def _fit_wave(sample_shape: tuple[int, ...], model_shape: tuple[int | None, ...]) -> Adaptation:
+    """Waveforms (N, L) for a model taking (T,) samples: cut to T, or zero-padded at the end to T (a dynamic T
+    takes them as they are)."""
+    if len(model_shape) != 1:
+        raise OnnxFaultError(f"the data holds waveforms but the model input takes {_fmt(model_shape)} per sample; "
+                             "a folder of sound files feeds models of (N, samples) waveforms")
+    length = model_shape[0]
+    if length is None or length == sample_shape[0]:
+        return Adaptation("as is", "wave", _identity)
+
+    def fit(x: np.ndarray) -> np.ndarray:
+        if len(x[0]) >= length:
+            return x[:, :length]
+        return np.concatenate([x, np.zeros((len(x), length - x.shape[1]), x.dtype)], axis=1)
+
+    verb = "cut" if sample_shape[0] > length else "zero-padded"
+    return Adaptation(f"{verb} to {length} samples", "wave", fit)
 
 
 def channel_axis_of(model_layout: str, ndim: int) -> int | None:

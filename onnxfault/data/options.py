@@ -23,6 +23,7 @@ class DataOptions:
     std: Sequence[float] | None = None
     layout: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
+    sample_rate: int | None = None  # sound files: the model's rate (others are resampled)
 
     def __post_init__(self):
         for flag in ("mean", "std"):  # finite numbers only, named by their flag

@@ -35,6 +35,7 @@ class Source:
     layout: str | None
     dtype: np.dtype
     chunks: Callable[[int, int], Iterator[np.ndarray]]
+    sample_rate: int | None = None  # waveforms (layout ``wave``): samples per second
 
     def __len__(self) -> int:
         return len(self.labels)

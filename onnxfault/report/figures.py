@@ -178,6 +178,46 @@ def sample_grid_figure(original: np.ndarray, synthesized: np.ndarray, captions: 
     return fig
 
 
+WAVE_COLUMNS = 4  # seeds drawn side by side as waveforms and spectrograms
+
+
+def waveform_figure(original: np.ndarray, synthesized: np.ndarray, captions: list[tuple[str, str, bool]],
+                    sample_rate: int | None = None):
+    """Waveforms (N, T) of the first :data:`WAVE_COLUMNS` seeds, a column each. Rows: the original (grey) with the
+    synthesized waveform over it (blue), the change (on its own scale), then the spectrograms (dB, Hann windows) of
+    the original, the synthesized waveform and the change. ``captions`` as for :func:`sample_grid_figure`."""
+    from scipy.signal import spectrogram
+
+    n = min(WAVE_COLUMNS, len(original))
+    rate = sample_rate or 1
+    seconds = np.arange(original.shape[1]) / rate
+    rows = ("waveform", "change", "original", "synthesized", "change")
+    fig = _figure(7.2, min(WIDTH, 2.2 * n + 0.8))
+    axes = np.asarray(fig.subplots(len(rows), n, squeeze=False))
+    window = min(256, original.shape[1])
+    for col in range(n):
+        first, second, changed = captions[col]
+        change = synthesized[col] - original[col]
+        top = axes[0, col]
+        top.plot(seconds, original[col], color="#8c959f", linewidth=0.6)
+        top.plot(seconds, synthesized[col], color="#0969da", linewidth=0.5, alpha=0.8)
+        top.set_title(f"{first}  →  {second}", fontsize=8, color="#cf222e" if changed else "black",
+                      fontweight="bold" if changed else "normal")
+        axes[1, col].plot(seconds, change, color="#cf222e", linewidth=0.5)
+        for row, wave in zip(range(2, 5), (original[col], synthesized[col], change)):
+            freqs, times, power = spectrogram(wave.astype(np.float64), fs=rate, nperseg=window,
+                                              noverlap=window // 2)
+            axes[row, col].pcolormesh(times, freqs, 10 * np.log10(power + 1e-12), shading="auto", cmap="magma")
+    for row, name in enumerate(rows):
+        axes[row, 0].set_ylabel(name if row < 2 else f"{name}\n{'Hz' if sample_rate else 'cycles/sample'}",
+                                fontsize=8)
+        for ax in axes[row]:
+            ax.tick_params(labelsize=6)
+    for ax in axes[-1]:
+        ax.set_xlabel("seconds" if sample_rate else "samples", fontsize=7)
+    return fig
+
+
 def confusion_figure(confusion: np.ndarray, annotate_up_to: int = 12):
     """The confusion matrix as a heatmap of each true class's shares (rows add up to 1), with the counts
     written in the cells up to ``annotate_up_to`` classes."""

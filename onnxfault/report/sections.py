@@ -314,12 +314,19 @@ def _samples(run: Run) -> str:
         return paragraph("No seeds in this run.", "note")
     grid, shown, seeds = drawn
     target = run.data["params"].get("target")
+    first = f"{shown} of {seeds} seeds, those that now " + ("reach the target" if target is not None
+                                                            else "are misclassified") + " first. "
+    if (run.data.get("input_layout") or {}).get("model") == "wave":
+        return figure(figures.png(grid, tight=True),
+                      f"Waveforms of {shown} seeds of {run.tag}: originals, synthesized inputs and their difference",
+                      first + "Per seed: the original waveform (grey) under the synthesized one (blue), titled with "
+                      "label y and predictions p before → after (bold red when it changed); the change (on its own scale); then the "
+                      "spectrograms (dB) of the original, the synthesized waveform and the change.",
+                      f"samples-{run.tag}")
     return figure(figures.png(grid, tight=True),
                   f"Grid of {shown} seeds of {run.tag}: originals, synthesized inputs and their difference",
-                  f"{shown} of {seeds} seeds, those that now "
-                  + ("reach the target" if target is not None else "are misclassified")
-                  + " first. Top: original with label y and prediction p; middle: synthesized input and its "
-                    "prediction (bold red when it changed); bottom: the change ×10 (white: none, red: up, blue: down).",
+                  first + "Top: original with label y and prediction p; middle: synthesized input and its "
+                  "prediction (bold red when it changed); bottom: the change ×10 (white: none, red: up, blue: down).",
                   f"samples-{run.tag}")
 
 
@@ -337,10 +344,15 @@ def samples_figure(run: Run):
     order = np.concatenate([np.flatnonzero(hit), np.flatnonzero(~hit)])[:MAX_SAMPLES]
     if len(order) == 0:
         return None
-    original = as_images(a["original"][order], model_layout, sample_shape)
-    synthesized = as_images(a["synthesized"][order], model_layout, sample_shape)
     captions = [(f"y={a['labels'][i]} p={a['predictions_before'][i]}", f"p={a['predictions_after'][i]}",
                  bool(a["predictions_after"][i] != a["predictions_before"][i])) for i in order]
+    if model_layout == "wave":  # sound: waveforms and spectrograms
+        order = order[:figures.WAVE_COLUMNS]
+        fig = figures.waveform_figure(a["original"][order], a["synthesized"][order], captions[:len(order)],
+                                      layout.get("sample_rate"))
+        return fig, len(order), len(hit)
+    original = as_images(a["original"][order], model_layout, sample_shape)
+    synthesized = as_images(a["synthesized"][order], model_layout, sample_shape)
     clip = tuple(d["params"].get("clip") or (float(a["original"].min()), float(a["original"].max())))
     return figures.sample_grid_figure(original, synthesized, captions, clip), len(order), len(hit)
 

@@ -322,7 +322,8 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
         "method_peak_memory_mb": method_peak,
         "cuda_peak_memory_mb": cuda_peak,
         "device": differentiable.device_name if differentiable is not None else "cpu",
-        "input_layout": {"model": dataset.adaptation.model_layout, "sample_shape": list(dataset.source.sample_shape)},
+        "input_layout": {"model": dataset.adaptation.model_layout, "sample_shape": list(dataset.source.sample_shape),
+                         **({"sample_rate": dataset.source.sample_rate} if dataset.source.sample_rate else {})},
         **({"from": space.start, "token_input": space.token.name} if space is not None else {}),
         **stamp(model),
     }

@@ -95,12 +95,29 @@ def write_run(out: Path, report: dict, arrays: dict[str, np.ndarray], sheet, pag
     return None
 
 
+def waveform_picture(original, synthesized, labels, before, after, sample_rate):
+    """``samples.png`` of waveforms: the report's waveform figure (waveforms and spectrograms) as an image."""
+    import io
+
+    from PIL import Image
+
+    from ..report import figures
+
+    captions = [(f"y={labels[i]} p={before[i]}", f"p={after[i]}", bool(after[i] != before[i])) for i in range(len(labels))]
+    return Image.open(io.BytesIO(figures.png(figures.waveform_figure(original, synthesized, captions, sample_rate),
+                                             tight=True)))
+
+
 def save_result(result, out: str | Path, page: bool = False) -> str | None:
     """Write a :class:`~onnxfault.synthesis.SynthesisResult` into the folder ``out`` as ``synthesize --out`` does
     (with ``report.html`` when ``page``): see :func:`write_run`."""
     a = result.arrays
-    sheet = picture(a["original"], a["synthesized"], a["labels"], a["predictions_before"], a["predictions_after"],
-                    result.clip, result.model_layout, result.sample_shape)
+    if result.model_layout == "wave":
+        sheet = waveform_picture(a["original"], a["synthesized"], a["labels"], a["predictions_before"],
+                                 a["predictions_after"], result.report["input_layout"].get("sample_rate"))
+    else:
+        sheet = picture(a["original"], a["synthesized"], a["labels"], a["predictions_before"], a["predictions_after"],
+                        result.clip, result.model_layout, result.sample_shape)
     html = None
     if page:
         from ..report import build_report, result_run
