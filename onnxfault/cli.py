@@ -40,6 +40,10 @@ MeanOpt = Annotated[Optional[str], typer.Option("--mean", help="per-channel mean
 StdOpt = Annotated[Optional[str], typer.Option("--std", help="per-channel std divided after --mean", rich_help_panel="Data")]
 LayoutOpt = Annotated[Optional[str], typer.Option("--layout", help="model input layout when the data fits several: nchw|nhwc", rich_help_panel="Data")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="samples per forward pass", rich_help_panel="Data")]
+TokenizerOpt = Annotated[Optional[Path], typer.Option("--tokenizer", help="raw text (.csv, .jsonl, .parquet): a tokenizer.json or its folder (Hugging Face tokenizers; nothing downloaded)", rich_help_panel="Text data", show_default=False)]
+TextColumnOpt = Annotated[str, typer.Option("--text-column", help="the column of texts", rich_help_panel="Text data")]
+LabelColumnOpt = Annotated[str, typer.Option("--label-column", help="the column of class numbers", rich_help_panel="Text data")]
+MaxLengthOpt = Annotated[Optional[int], typer.Option("--max-length", help="tokens per text, for a model whose sequence length is dynamic (default: the model's)", rich_help_panel="Text data", show_default=False)]
 SampleRateOpt = Annotated[Optional[int], typer.Option("--sample-rate", help="sound files: the model's sample rate in Hz (files at another rate are resampled)", rich_help_panel="Data", show_default=False)]
 OutputOpt = Annotated[Optional[str], typer.Option("--output", help="the class-score output, for a model with several (see inspect)", show_default=False)]
 DeviceOpt = Annotated[str, typer.Option("--device", help=literal_help("auto|cpu|cuda (cuda needs onnxfault[gpu])"), rich_help_panel="Run")]
@@ -84,12 +88,15 @@ def _numbers(text: Optional[str], flag: str, kind=float) -> Optional[list]:
     return numbers
 
 
-def _data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sample_rate):
+def _data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sample_rate, tokenizer, text_column,
+                  label_column, max_length):
     from .data import DataOptions
 
     return DataOptions(labels=str(labels) if labels else None, limit=limit, classes=_numbers(classes, "--classes", int),
                        raw=raw, mean=_numbers(mean, "--mean"), std=_numbers(std, "--std"), layout=layout,
-                       batch_size=batch_size, sample_rate=sample_rate)
+                       batch_size=batch_size, sample_rate=sample_rate,
+                       tokenizer=str(tokenizer) if tokenizer else None, text_column=text_column,
+                       label_column=label_column, max_length=max_length)
 
 
 @app.callback()
@@ -213,7 +220,8 @@ def evaluate(model: ModelArg, data: DataOpt,
              output: OutputOpt = None,
              labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
              mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
-             sample_rate: SampleRateOpt = None,
+             sample_rate: SampleRateOpt = None, tokenizer: TokenizerOpt = None, text_column: TextColumnOpt = "text",
+             label_column: LabelColumnOpt = "label", max_length: MaxLengthOpt = None,
              device: DeviceOpt = "auto", quiet: QuietOpt = False, allow_nonfinite: NonfiniteOpt = False,
              ray: RayOpt = None, workers: WorkersOpt = None) -> None:
     """Accuracy, per-class accuracy and confusion matrix of a model on labelled data."""
@@ -227,7 +235,8 @@ def evaluate(model: ModelArg, data: DataOpt,
         check_writable(json, "--json")
     loaded = load_model(model, output)
     dataset = open_dataset(data, loaded.data_shape,
-                           _data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sample_rate))
+                           _data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sample_rate, tokenizer,
+                           text_column, label_column, max_length))
     with _progress(len(dataset), dataset.num_batches, quiet, "evaluating") as tick:
         result = run_evaluate(loaded, dataset, device=device, on_batch=tick, allow_nonfinite=allow_nonfinite,
                               ray=_ray(ray, workers))
@@ -273,7 +282,8 @@ def localize(model: ModelArg, data: DataOpt,
              report: Annotated[bool, typer.Option("--report", help="also write an HTML report beside the --json file (FILE.html)")] = False,
              labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
              mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
-             sample_rate: SampleRateOpt = None,
+             sample_rate: SampleRateOpt = None, tokenizer: TokenizerOpt = None, text_column: TextColumnOpt = "text",
+             label_column: LabelColumnOpt = "label", max_length: MaxLengthOpt = None,
              device: DeviceOpt = "auto", quiet: QuietOpt = False, permutations: PermutationsOpt = 20,
              noise: NoiseOpt = 0.1, shapley_samples: ShapleySamplesOpt = 100, lambda_: LambdaOpt = 0.5,
              output: OutputOpt = None, allow_nonfinite: NonfiniteOpt = False, ray: RayOpt = None,
@@ -297,7 +307,8 @@ def localize(model: ModelArg, data: DataOpt,
     shapley = _shapley(permutations, noise, shapley_samples, lambda_)
     outcome_for(cls, target)
     loaded = load_model(model, output)
-    dataset = samples_for(loaded, data, _data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sample_rate),
+    dataset = samples_for(loaded, data, _data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sample_rate, tokenizer,
+                           text_column, label_column, max_length),
                           cls, target)
     with _progress(len(dataset), dataset.num_batches, quiet, "hit spectrum") as tick:
         result = run_localize(loaded, dataset, layers=layers, measure=measure, k=k, cls=cls, target=target,
@@ -356,7 +367,8 @@ def synthesize(model: ModelArg, data: DataOpt,
                clip_max: Annotated[Optional[float], typer.Option("--clip-max", help="valid range (default: the data's)")] = None,
                labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
                mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
-             sample_rate: SampleRateOpt = None,
+             sample_rate: SampleRateOpt = None, tokenizer: TokenizerOpt = None, text_column: TextColumnOpt = "text",
+             label_column: LabelColumnOpt = "label", max_length: MaxLengthOpt = None,
                device: DeviceOpt = "auto", quiet: QuietOpt = False, permutations: PermutationsOpt = 20,
                noise: NoiseOpt = 0.1, shapley_samples: ShapleySamplesOpt = 100, lambda_: LambdaOpt = 0.5,
                population: Annotated[int, typer.Option("--population", help="particles per seed", rich_help_panel="deepsensor")] = 100,
@@ -406,7 +418,8 @@ def synthesize(model: ModelArg, data: DataOpt,
                             measure_name=measure, k=k, layers=layers, granularity=granularity, neurons_file=neurons,
                             step=step, distance=bound, iterations=iterations, epsilon=epsilon, cut=cut,
                             clip_min=clip_min, clip_max=clip_max, device=device,
-                            data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sample_rate),
+                            data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sample_rate, tokenizer,
+                           text_column, label_column, max_length),
                             shapley=_shapley(permutations, noise, shapley_samples, lambda_), options=options,
                             output=output, allow_nonfinite=allow_nonfinite, ray=_ray(ray, workers), start=start)
     _warn(result.warnings)

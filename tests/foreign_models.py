@@ -49,7 +49,7 @@ def export_text(model, path: Path) -> Path:
         def forward(self, input_ids, attention_mask):
             return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
 
-    ids = torch.randint(3, VOCAB, (2, LENGTH))
+    ids = torch.randint(3, model.config.vocab_size, (2, LENGTH))
     mask = torch.ones(2, LENGTH, dtype=torch.int64)
     axes = {name: {0: "N"} for name in ("input_ids", "attention_mask", "logits")}
     torch.onnx.export(Logits(model).eval(), (ids, mask), str(path), dynamo=False, input_names=["input_ids", "attention_mask"],
@@ -148,3 +148,25 @@ def export_single(model, path: Path, example, input_name: str) -> Path:
                       output_names=["logits"], dynamic_axes={input_name: {0: "N"}, "logits": {0: "N"}},
                       opset_version=17)
     return path
+
+
+WORDS = "the film was great good bad awful boring plot actors music loved hated fine slow fast story ending".split()
+
+
+def trained_tokenizer(path: Path, seed: int = 0):
+    """A WordPiece tokenizer (BERT's pipeline: [CLS] … [SEP], [PAD] 0) trained on seeded sentences of
+    :data:`WORDS`, saved at ``path``; returns it and the sentences with their labels (1 when "great" or "good")."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    rng = np.random.default_rng(seed)
+    sentences = [" ".join(rng.choice(WORDS, rng.integers(3, 12))) for _ in range(160)]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer()
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    tokenizer.train_from_iterator(sentences, trainers.WordPieceTrainer(
+        vocab_size=90, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"]))
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[(t, tokenizer.token_to_id(t)) for t in ("[CLS]", "[SEP]")])
+    tokenizer.save(str(path))
+    return tokenizer, sentences, [int("great" in s or "good" in s) for s in sentences]

@@ -256,3 +256,100 @@ def test_python_errors_name_parameters_not_flags(text_models):
     models, npz, _ = text_models
     with pytest.raises(OnnxFaultError, match="unknown token activity 'first'; use one of any, mean, cls"):
         onnxfault.localize(models["bert"][1], npz, token_activity="first")
+
+
+@pytest.fixture(scope="module")
+def raw_text(tmp_path_factory):
+    """A tokenizer file, a BERT model over its vocabulary, and the same labelled texts as .csv, .jsonl and
+    Parquet (column names 'review' and 'stars')."""
+    import csv
+
+    from foreign_models import trained_tokenizer
+
+    root = tmp_path_factory.mktemp("raw")
+    tokenizer, sentences, labels = trained_tokenizer(root / "tokenizer.json")
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=48, max_position_embeddings=40,
+                                     num_labels=2)
+    model = export_text(transformers.BertForSequenceClassification(config).eval(), root / "bert.onnx")
+    with open(root / "reviews.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["review", "stars"])
+        writer.writerows(zip(sentences, labels))
+    (root / "reviews.jsonl").write_text("".join(json.dumps({"review": s, "stars": y}) + "\n"
+                                                for s, y in zip(sentences, labels)))
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"review": sentences, "stars": labels}), root / "reviews.parquet")
+    return root, model, tokenizer, sentences, np.asarray(labels)
+
+
+def test_raw_text_counts_what_tokenized_arrays_count(raw_text):
+    """Texts in .csv, .jsonl and Parquet, tokenized by onnxfault, count exactly what token ids tokenized by hand
+    with the same tokenizer (truncated and padded to the model's length, [PAD] 0) count from an .npz."""
+    root, model, tokenizer, sentences, labels = raw_text
+    tokenizer.enable_truncation(max_length=LENGTH)
+    tokenizer.enable_padding(length=LENGTH, pad_id=0, pad_token="[PAD]")
+    encodings = tokenizer.encode_batch(sentences)
+    np.savez(root / "by_hand.npz", input_ids=np.asarray([e.ids for e in encodings]),
+             attention_mask=np.asarray([e.attention_mask for e in encodings]), y=labels)
+    want = onnxfault.localize(model, root / "by_hand.npz", k=3).spectrum.counts
+    options = onnxfault.DataOptions(tokenizer=str(root / "tokenizer.json"), text_column="review", label_column="stars")
+    for name in ("reviews.csv", "reviews.jsonl", "reviews.parquet"):
+        got = onnxfault.localize(model, root / name, k=3, data_options=options).spectrum
+        assert got.samples == len(sentences) and np.array_equal(got.counts, want), name
+
+
+def test_raw_text_synthesis_shows_decoded_texts_and_keeps_special_tokens(raw_text, tmp_path, cli):
+    root, model, tokenizer, _, _ = raw_text
+    run = tmp_path / "run"
+    result = cli("synthesize", model, "--data", root / "reviews.csv", "--tokenizer", root / "tokenizer.json",
+                 "--text-column", "review", "--label-column", "stars", "--method", "hotflip", "--goal", "loss",
+                 "--samples", "2", "--out", run, "--report", "-q")
+    assert result.exit_code == 0, result.output
+    report = json.loads((run / "report.json").read_text())
+    saved = np.load(run / "inputs.npz")
+    specials = [tokenizer.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]")]
+    before, after = saved["original_input_ids"], saved["input_ids"]
+    assert np.array_equal(np.isin(before, specials), np.isin(after, specials))  # none moved, added or removed
+    assert [t["before"] for t in report["texts"]] == tokenizer.decode_batch(before.tolist(), skip_special_tokens=True)
+    assert [t["after"] for t in report["texts"]] == tokenizer.decode_batch(after.tolist(), skip_special_tokens=True)
+    assert list(saved["text_after"]) == [t["after"] for t in report["texts"]]
+    assert "Texts of" in (run / "report.html").read_text()
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("not a tokenizer", r"--tokenizer .*bad\.json is not a tokenizers file"),
+    ("text column absent", r"reviews\.csv has no column 'text' \(its columns: review, stars\); name the right one "
+                           r"with --text-column"),
+    ("texts without a tokenizer", r"reviews\.csv holds texts: give --tokenizer"),
+    ("tokenizer for an npz", r"--tokenizer reads texts from a \.csv, \.jsonl or \.parquet file"),
+    ("label that is not a class number", r"labels in column 'stars' .* \(labels must be class numbers 0\.\.C-1\)"),
+])
+def test_bad_raw_text_input_is_one_error_line(raw_text, tmp_path, cli, case, expected):
+    import re
+
+    root, model, _, _, _ = raw_text
+    (tmp_path / "bad.json").write_text('{"not": "a tokenizer"}')
+    (tmp_path / "words.csv").write_text("review,stars\nthe film,good\n")
+    np.savez(tmp_path / "d.npz", **token_data(10))
+    tokenizer = ["--tokenizer", root / "tokenizer.json"]
+    args = {
+        "not a tokenizer": ["--data", root / "reviews.csv", "--tokenizer", tmp_path / "bad.json", "--text-column",
+                            "review", "--label-column", "stars"],
+        "text column absent": ["--data", root / "reviews.csv", *tokenizer],
+        "texts without a tokenizer": ["--data", root / "reviews.csv"],
+        "tokenizer for an npz": ["--data", tmp_path / "d.npz", *tokenizer],
+        "label that is not a class number": ["--data", tmp_path / "words.csv", *tokenizer, "--text-column", "review",
+                                             "--label-column", "stars"],
+    }[case]
+    result = cli("localize", model, *args, "--json", tmp_path / "out.json")
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert re.search(expected, " ".join(result.output.split())), result.output
+    assert not (tmp_path / "out.json").exists()

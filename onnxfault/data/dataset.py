@@ -14,6 +14,7 @@ from .memory import BatchStream, array_source, data_error
 from .options import DataOptions, check_limit, nothing_selected, select, selected_classes
 from .preprocessing import Preprocessing, normalizer
 from .source import Source
+from .text import TextSource
 
 
 class Dataset:
@@ -70,6 +71,10 @@ class Dataset:
         inputs = self.model_shape if self.model_shape and not isinstance(self.model_shape[0], (int, type(None))) \
             else None
         self.vocabulary: dict[str | None, tuple[str, int]] = {}  # field (None: the array) → (input, embedding rows)
+        if isinstance(source, TextSource) and model_shape is not None:  # texts become the model's token records
+            if inputs is None:
+                raise OnnxFaultError("texts need a model that takes token ids; this model takes one float input")
+            self.source = source = source.tokenized(inputs, getattr(source, "tokenizer", None))
         self._float = np.dtype(source.dtype).kind == "f"
         self._as_read = bool(source.dtype.names) or (inputs is not None and not inputs[0].is_float)
         if source.dtype.names and inputs is None and model_shape is not None:
@@ -249,7 +254,8 @@ class Dataset:
 def open_dataset(path: str | Path, model_shape: tuple[int | None, ...], options: DataOptions | None = None) -> Dataset:
     """Open ``path`` and fit it to a model input of per-sample shape ``model_shape``."""
     options = options or DataOptions()
-    return Dataset(open_source(path, options.labels, options.sample_rate), tuple(model_shape), options, str(path))
+    return Dataset(open_source(path, options.labels, options.sample_rate, options.text_options()), tuple(model_shape),
+                   options, str(path))
 
 
 class StreamedDataset(Dataset):

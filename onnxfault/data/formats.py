@@ -15,11 +15,23 @@ from .shards import is_shard_folder, open_shards
 from .source import READ_ERRORS, Source, check_input_path
 
 
-def open_source(path: str | Path, labels: str | Path | None = None, sample_rate: int | None = None) -> Source:
+def open_source(path: str | Path, labels: str | Path | None = None, sample_rate: int | None = None,
+                text=None) -> Source:
     """Pick the reader by content: IDX (raw or gzip), .npz, Parquet, CIFAR pickle batch, a folder of class folders
-    (images, or sound files at ``sample_rate``) or a folder of .npz shards."""
+    (images, or sound files at ``sample_rate``) or a folder of .npz shards; with ``text`` (a
+    :class:`~onnxfault.data.text.TextOptions`), texts in a .csv, .jsonl or Parquet file."""
     path = Path(path)
     info = check_input_path(path)
+    if text is not None:
+        from .text import TEXT_SUFFIXES, open_text
+
+        if stat.S_ISDIR(info.st_mode) or path.suffix.lower() not in TEXT_SUFFIXES:
+            raise OnnxFaultError(f"--tokenizer reads texts from a .csv, .jsonl or .parquet file, not {path}; leave it "
+                                 "out for other data")
+        return open_text(path, text)
+    if path.suffix.lower() in (".csv", ".jsonl"):
+        raise OnnxFaultError(f"{path} holds texts: give --tokenizer tokenizer.json (and --text-column, "
+                             "--label-column when they are not 'text' and 'label')")
     if stat.S_ISDIR(info.st_mode):
         if is_image_folder(path):
             return open_folder(path, sample_rate)

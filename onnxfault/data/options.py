@@ -24,6 +24,22 @@ class DataOptions:
     layout: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     sample_rate: int | None = None  # sound files: the model's rate (others are resampled)
+    tokenizer: str | None = None  # raw text: a tokenizer.json or its folder (see data.text)
+    text_column: str = "text"
+    label_column: str = "label"
+    max_length: int | None = None  # raw text: the sequence length, for a model whose length is dynamic
+
+    def text_options(self):
+        """How to read raw text (:class:`~onnxfault.data.text.TextOptions`), or None without a tokenizer."""
+        if self.tokenizer is None:
+            if (self.text_column, self.label_column, self.max_length) != ("text", "label", None):
+                raise OnnxFaultError("--text-column, --label-column and --max-length read raw text; add --tokenizer")
+            return None
+        if self.max_length is not None and self.max_length < 1:
+            raise OnnxFaultError(f"--max-length must be at least 1 (got {self.max_length})")
+        from .text import TextOptions
+
+        return TextOptions(str(self.tokenizer), self.text_column, self.label_column, self.max_length)
 
     def __post_init__(self):
         for flag in ("mean", "std"):  # finite numbers only, named by their flag

@@ -34,6 +34,9 @@ EXTRA_METRICS = (
     (("pixels_modified", "percent"), "pixels modified (%)", "min", False),
     (("pielou",), "Pielou evenness", "max", False),
     (("seconds_per_input",), "seconds per input", "min", False),
+    (("tokens_changed", "mean"), "tokens changed (mean)", "min", False),
+    (("flips", "mean"), "flips per input (mean)", "min", False),
+    (("embedding", "success_rate"), "success rate in embedding space", "max", True),
 )
 TRADE_PARAMETERS = ("k", "iterations", "epsilon", "distance", "step", "cut")
 _NOT_GROUPING = {*TRADE_PARAMETERS, "neurons_file", "time_limit"}

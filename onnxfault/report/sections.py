@@ -293,6 +293,8 @@ def _synthesis_run(run: Run) -> str:
         parts.append(_samples(run))
     else:
         parts.append(paragraph("inputs.npz is missing or incomplete: no sample grid.", "note"))
+    if d.get("texts"):
+        parts.append(_texts(run))
     metrics = _metric_columns([run], compare.METRICS + compare.EXTRA_METRICS)
     rows = [[name, number(compare.lookup(d, path), ".".join(path), percent)] for path, name, _, percent in metrics]
     metrics_table = table(f"Metrics of {run.tag}: rates over the seeds, distances from each seed to its input",
@@ -328,6 +330,23 @@ def _samples(run: Run) -> str:
                   first + "Top: original with label y and prediction p; middle: synthesized input and its "
                   "prediction (bold red when it changed); bottom: the change ×10 (white: none, red: up, blue: down).",
                   f"samples-{run.tag}")
+
+
+def _texts(run: Run) -> str:
+    """A text model's seeds as the tokenizer decodes them, before and after (the first :data:`MAX_SAMPLES`)."""
+    d = run.data
+    shown = d["texts"][:MAX_SAMPLES]
+    rows = []
+    for i, pair in enumerate(shown):
+        row = [number(d["seeds"]["indices"][i], "seed")]
+        if run.arrays is not None:
+            a = run.arrays
+            row += [f"y={a['labels'][i]} p={a['predictions_before'][i]} → {a['predictions_after'][i]}"]
+        rows.append([*row, pair["before"], pair["after"]])
+    columns = ["seed", *(["label, prediction"] if run.arrays is not None else []), "text before", "text after"]
+    more = f" (first {MAX_SAMPLES} of {len(d['texts'])})" if len(d["texts"]) > MAX_SAMPLES else ""
+    return table(f"Texts of {run.tag}{more}: the seeds and the synthesized inputs as the tokenizer decodes them "
+                 "(special tokens left out)", columns, rows, f"texts-{run.tag}")
 
 
 def samples_figure(run: Run):

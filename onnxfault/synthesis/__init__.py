@@ -265,8 +265,9 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
     if space is not None:  # the seeds' records become their embeddings; the mask rides along
         records_x, (x, side) = x, space.embed(x, device)
         data_range = space.value_range()
-        if space.specials is None:  # guessed once from every seed, so that every chunk agrees
-            space = replace(space, specials=space.special_ids(records_x))
+        tokenizer = getattr(dataset.source, "tokenizer", None)  # raw text: the tokenizer knows its special tokens
+        specials = dataset.source.special_ids() if tokenizer is not None else space.special_ids(records_x)
+        space = replace(space, specials=specials)  # fixed once from every seed, so that every chunk agrees
     clip = (data_range[0] if clip_min is None else clip_min, data_range[1] if clip_max is None else clip_max)
     if (clip_min is not None or clip_max is not None) and not clip[0] < clip[1]:
         raise OnnxFaultError(f"the valid range [{clip[0]:g}, {clip[1]:g}] is empty (--clip-min, --clip-max and the "
@@ -303,6 +304,11 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
         text_arrays = {**{f"original_{name}": records_x[name] for name in records_x.dtype.names},
                        **{name: projected[name] for name in projected.dtype.names},
                        "predictions_embedding": after}
+        if tokenizer is not None:  # the texts as the tokenizer decodes the ids, before and after
+            before_text = dataset.source.decode(records_x[space.token.name])
+            after_text = dataset.source.decode(projected[space.token.name])
+            metrics["texts"] = [{"before": b, "after": t} for b, t in zip(before_text, after_text)]
+            text_arrays.update(text_before=np.asarray(before_text, str), text_after=np.asarray(after_text, str))
         after = after_tokens
     cuda_peak = differentiable.cuda_peak_mb() if differentiable is not None else None
     peak = max(peak_before, peak_rss_mb())  # the whole process: loading, spectrum, seeds, method, metrics
