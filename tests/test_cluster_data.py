@@ -93,8 +93,11 @@ def test_folder_without_shards_or_classes(tmp_path):
 def test_parquet_needs_its_columns(sample, tmp_path):
     x, y = sample
     pq.write_table(pa.table({"pixels": _arrays(x[:5]), "y": y[:5]}), tmp_path / "cols.parquet")
-    with pytest.raises(OnnxFaultError, match="needs a sample column named x or image"):
+    with pytest.raises(OnnxFaultError, match="holds arrays pixels and labels but no 'x' \\(in Parquet: 'x' or 'image'\\)"):
         open_dataset(tmp_path / "cols.parquet", SHAPE)
+    pq.write_table(pa.table({"y": y[:5]}), tmp_path / "labels.parquet")
+    with pytest.raises(OnnxFaultError, match="needs a sample column named x or image"):
+        open_dataset(tmp_path / "labels.parquet", SHAPE)
     pq.write_table(pa.table({"x": pa.array(["a"] * 5), "y": y[:5]}), tmp_path / "text.parquet")
     with pytest.raises(OnnxFaultError, match="has type string; store image bytes"):
         open_dataset(tmp_path / "text.parquet", SHAPE)

@@ -353,3 +353,21 @@ def test_bad_raw_text_input_is_one_error_line(raw_text, tmp_path, cli, case, exp
     assert len(lines) == 1 and lines[0].startswith("error:"), result.output
     assert re.search(expected, " ".join(result.output.split())), result.output
     assert not (tmp_path / "out.json").exists()
+
+
+def test_parquet_columns_and_a_hugging_face_dataset_give_the_npz_counts(text_models, tmp_path):
+    """Parquet with one list column per input and the label, and a datasets.Dataset with a text column beside the
+    token ids (left out), count exactly what the .npz does."""
+    models, npz, data = text_models
+    path = models["albert"][1]
+    want = onnxfault.localize(path, npz, k=3).spectrum.counts
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"input_ids": data["input_ids"].tolist(), "attention_mask": data["attention_mask"].tolist(),
+                             "label": data["y"]}), tmp_path / "tokens.parquet", row_group_size=70)
+    assert np.array_equal(onnxfault.localize(path, tmp_path / "tokens.parquet", k=3).spectrum.counts, want)
+    datasets = pytest.importorskip("datasets")
+    table = datasets.Dataset.from_dict({"text": ["a review"] * len(data["y"]), "input_ids": data["input_ids"].tolist(),
+                                        "attention_mask": data["attention_mask"].tolist(), "label": data["y"].tolist()})
+    assert np.array_equal(onnxfault.localize(path, table, k=3).spectrum.counts, want)

@@ -227,3 +227,23 @@ def test_shards_are_whole_batches_and_streams_are_read_once_per_worker(mnist_ima
     expected = {mnist_images: [(0, 3360), (3360, 6720), (6720, 10000)], sample_npz: [(0, 672), (672, 1344), (1344, 2000)]}
     for stream, shards in expected.items():  # gzip IDX and a deflated npz are read from their start: one per worker
         assert plan_shards(open_dataset(stream, model.input_shape, DataOptions(batch_size=32)), 3) == shards
+
+
+def test_a_text_model_with_two_inputs_counts_and_synthesizes_on_ray_as_in_one_process(tmp_path):
+    """Token ids and attention masks (one npz member per input) are sharded like any data: the spectrum and the
+    fgsm inputs (chunks carry the seeds' masks) equal the single-process run's exactly."""
+    pytest.importorskip("transformers")
+    from foreign_models import export_text, text_classifier, token_data
+
+    model = export_text(text_classifier("bert"), tmp_path / "bert.onnx")
+    np.savez(tmp_path / "tokens.npz", **token_data())
+    data = str(tmp_path / "tokens.npz")
+    options = DataOptions(batch_size=40)
+    one = localize(model, data, k=5, data_options=options)
+    spread = localize(model, data, k=5, data_options=options, ray=RayOptions("auto", 2))
+    _same_localization(one, spread)
+    alone = synthesize(model, data, method="fgsm", samples=3, data_options=DataOptions(batch_size=4))
+    shared = synthesize(model, data, method="fgsm", samples=3, data_options=DataOptions(batch_size=4),
+                        ray=RayOptions("auto", 2))
+    for key in ("synthesized", "input_ids", "attention_mask", "predictions_after"):
+        assert np.array_equal(alone.arrays[key], shared.arrays[key]), key

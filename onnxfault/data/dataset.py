@@ -78,9 +78,9 @@ class Dataset:
         self._float = np.dtype(source.dtype).kind == "f"
         self._as_read = bool(source.dtype.names) or (inputs is not None and not inputs[0].is_float)
         if source.dtype.names and inputs is None and model_shape is not None:
-            raise OnnxFaultError(f"{self.path} holds arrays {', '.join(source.dtype.names)} and y but no 'x'; the "
-                                 "model takes one float input: store its samples as 'x' (one array per input is "
-                                 "for models with several inputs or token ids)")
+            raise OnnxFaultError(f"{self.path} holds arrays {', '.join(source.dtype.names)} and labels but no 'x' (in "
+                                 "Parquet: 'x' or 'image'); the model takes one float input: store its samples as "
+                                 "'x' (one array per input is for models with several inputs or token ids)")
         if source.dtype.names or inputs is not None:
             self._fit_inputs(inputs)
             return

@@ -8,7 +8,7 @@ from typing import Iterable, Union
 
 from ..errors import OnnxFaultError
 from .dataset import Dataset, open_dataset
-from .memory import data_error, is_batches, is_pair, is_path
+from .memory import HFBatches, data_error, is_batches, is_hf_dataset, is_pair, is_path
 from .options import DataOptions
 
 
@@ -16,12 +16,15 @@ DataLike = Union[str, Path, Dataset, tuple, Iterable]
 
 
 def as_data(data: DataLike, options: DataOptions | None = None) -> str | Path | Dataset:
-    """A path or a :class:`Dataset` as given; a pair ``(x, y)`` or an iterable of batches as a Dataset not yet
-    fitted to a model (an iterable's first batch is read now). Anything else is an error naming the forms."""
+    """A path or a :class:`Dataset` as given; a pair ``(x, y)``, an iterable of batches or a Hugging Face
+    ``datasets.Dataset`` (its numeric columns, see :class:`~onnxfault.data.memory.HFBatches`) as a Dataset not
+    yet fitted to a model (an iterable's first batch is read now). Anything else is an error naming the forms."""
     if is_path(data) or isinstance(data, Dataset):
         return data
     if is_pair(data):
         return Dataset.from_arrays(*data, options=options)
+    if is_hf_dataset(data):
+        return Dataset.from_batches(HFBatches(data, (options or DataOptions()).batch_size), options)
     if is_batches(data):
         return Dataset.from_batches(data, options)
     raise data_error(f"got an object of type {type(data).__name__}")

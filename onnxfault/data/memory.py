@@ -16,8 +16,8 @@ from ..errors import OnnxFaultError
 from .source import Source, as_labels, guess_layout
 
 FORMS = ("a path, a Dataset, a pair (x, y) of numpy arrays or torch tensors (x may be a dict of them, one per "
-         "model input), or an iterable of (x, y) batches or of dicts with their labels under 'labels', 'label' or "
-         "'y' (a list, a torch DataLoader, a tf.data.Dataset)")
+         "model input), an iterable of (x, y) batches or of dicts with their labels under 'labels', 'label' or "
+         "'y' (a list, a torch DataLoader, a tf.data.Dataset), or a Hugging Face datasets.Dataset")
 LABEL_KEYS = ("labels", "label", "y")  # where a dict batch (a Hugging Face DataLoader's) keeps its labels
 
 
@@ -53,6 +53,36 @@ def is_pair(data: Any) -> bool:
     """``(x, y)``: a tuple or list of two arrays or tensors (``x`` may be a dict of them, one per input)."""
     return (isinstance(data, (tuple, list)) and len(data) == 2 and is_tensor(data[1])
             and (is_tensor(data[0]) or is_inputs(data[0])))
+
+
+def is_hf_dataset(data: Any) -> bool:
+    """A Hugging Face ``datasets.Dataset`` (recognised without importing ``datasets``)."""
+    return _framework(data) == "datasets" and hasattr(data, "column_names") and hasattr(data, "with_format")
+
+
+class HFBatches:
+    """A Hugging Face ``datasets.Dataset`` as an iterable of dict batches (numpy), read again on every pass: its
+    numeric columns (the model's inputs and the labels, under ``labels``, ``label`` or ``y``); columns of text or
+    other objects (the raw text beside its token ids) are left out, as they can feed no input."""
+
+    def __init__(self, dataset: Any, batch_size: int):
+        features = getattr(dataset, "features", {}) or {}
+        self.columns = [c for c in dataset.column_names if _numeric(features.get(c))]
+        if not self.columns:
+            raise data_error(f"the datasets.Dataset has no numeric columns (columns: {dataset.column_names})")
+        self.dataset, self.batch_size = dataset, batch_size
+
+    def __iter__(self):
+        table = self.dataset.select_columns(self.columns).with_format("numpy")
+        return iter(table.iter(batch_size=self.batch_size))
+
+
+def _numeric(feature: Any) -> bool:
+    """A ``datasets`` feature of numbers or bools (a Value, ClassLabel or a nested Sequence/List of them)."""
+    while feature is not None and hasattr(feature, "feature"):  # Sequence / List
+        feature = feature.feature
+    dtype = str(getattr(feature, "dtype", ""))
+    return type(feature).__name__ == "ClassLabel" or dtype.startswith(("int", "uint", "float", "bool"))
 
 
 def is_batches(data: Any) -> bool:

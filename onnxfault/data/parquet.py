@@ -1,4 +1,6 @@
-"""Parquet files: a sample column (``x`` or ``image``) and a label column (``y`` or ``label``).
+"""Parquet files: a sample column (``x`` or ``image``) and a label column (``y`` or ``label``); or, for a model with
+several inputs (token ids and an attention mask, …), the label column and one list column per input, named after
+it, read as records with a field per column (:func:`~onnxfault.runtime.records`).
 
 Samples are image bytes (PNG, JPEG, …: a binary column, or a struct with a ``bytes`` field as Hugging Face
 datasets store images) or numeric arrays (a list column, nested once per axis, every row the same shape).
@@ -70,7 +72,7 @@ def _decoder(pa, kind, path: Path, column: str):
     depth, leaf = 0, kind
     while pa.types.is_list(leaf) or pa.types.is_large_list(leaf) or pa.types.is_fixed_size_list(leaf):
         depth, leaf = depth + 1, leaf.value_type
-    if not depth or not (pa.types.is_integer(leaf) or pa.types.is_floating(leaf)):
+    if not depth or not (pa.types.is_integer(leaf) or pa.types.is_floating(leaf) or pa.types.is_boolean(leaf)):
         raise OnnxFaultError(f"{where} has type {kind}; store image bytes (PNG/JPEG) or lists of numbers")
 
     def arrays(chunk) -> np.ndarray:
@@ -95,14 +97,18 @@ def open_parquet(path: Path) -> Source:
     try:
         file = pq.ParquetFile(path)
         names = file.schema_arrow.names
-        x_column = _column(names, SAMPLE_COLUMNS, "sample", path)
         y_column = _column(names, LABEL_COLUMNS, "label", path)
+        inputs = [n for n in names if n != y_column and n not in LABEL_COLUMNS]
+        columns = [next(n for n in SAMPLE_COLUMNS if n in names)] if any(n in names for n in SAMPLE_COLUMNS) else inputs
+        if not columns:
+            _column(names, SAMPLE_COLUMNS, "sample", path)  # the error naming what is missing
         if file.metadata.num_rows > MAX_SAMPLES:
             raise OnnxFaultError(f"{path} holds {file.metadata.num_rows:,} samples, over onnxfault's limit of "
                                  f"{MAX_SAMPLES:,}; split it into smaller files")
         labels = as_labels(file.read(columns=[y_column]).column(0).to_numpy(zero_copy_only=False), str(path))
-        decode = _decoder(pa, file.schema_arrow.field(x_column).type, path, x_column)
-        first = decode(next(file.iter_batches(batch_size=1, columns=[x_column])).column(0)) if len(labels) else None
+        decoders = [_decoder(pa, file.schema_arrow.field(c).type, path, c) for c in columns]
+        head = next(file.iter_batches(batch_size=1, columns=columns)) if len(labels) else None
+        first = _joined(columns, [d(head.column(i)) for i, d in enumerate(decoders)]) if head is not None else None
     except (OSError, pa.ArrowException) as err:
         raise OnnxFaultError(f"cannot read {path}: {str(err).splitlines()[0]}; the file is corrupt or not Parquet") from None
     if first is None:
@@ -122,18 +128,28 @@ def open_parquet(path: Path) -> Source:
         try:
             reader = pq.ParquetFile(path)
             for batch in reader.iter_batches(batch_size=rows, row_groups=range(group, len(group_rows)),
-                                             columns=[x_column]):
-                column = batch.column(0)
-                if skip >= len(column):
-                    skip -= len(column)
+                                             columns=columns):
+                if skip >= batch.num_rows:
+                    skip -= batch.num_rows
                     continue
-                block = decode(column.slice(skip))
+                block = _joined(columns, [d(batch.column(i).slice(skip)) for i, d in enumerate(decoders)])
                 skip = 0
-                if block.shape[1:] != sample_shape:
-                    raise OnnxFaultError(f"column '{x_column}' of {path} holds samples of shape {block.shape[1:]} "
-                                         f"besides {sample_shape}; every sample must have one shape")
+                if block.shape[1:] != sample_shape or block.dtype != first.dtype:
+                    raise OnnxFaultError(f"columns {', '.join(columns)} of {path} hold samples of shape "
+                                         f"{block.shape[1:]} ({block.dtype}) besides {sample_shape} ({first.dtype}); "
+                                         "every sample must have one shape")
                 yield block
         except (OSError, pa.ArrowException) as err:
             raise OnnxFaultError(f"cannot read {path}: {str(err).splitlines()[0]}; the file is corrupt") from None
 
-    return Source(f"parquet {path.name}", labels, sample_shape, guess_layout(sample_shape), first.dtype, chunks)
+    layout = None if first.dtype.names else guess_layout(sample_shape)
+    return Source(f"parquet {path.name}", labels, sample_shape, layout, first.dtype, chunks)
+
+
+def _joined(columns: list[str], blocks: list[np.ndarray]) -> np.ndarray:
+    """The sample column's block as it is, or one column per input as records (a field each)."""
+    if len(columns) == 1 and columns[0] in SAMPLE_COLUMNS:
+        return blocks[0]
+    from ..runtime import records
+
+    return records(dict(zip(columns, blocks)))
