@@ -18,7 +18,7 @@ _CPU = "CPUExecutionProvider"
 _NUMPY_TYPES = {"tensor(float16)": np.float16, "tensor(float)": np.float32, "tensor(double)": np.float64,
                 "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(uint16)": np.uint16,
                 "tensor(int16)": np.int16, "tensor(uint32)": np.uint32, "tensor(int32)": np.int32,
-                "tensor(uint64)": np.uint64, "tensor(int64)": np.int64}
+                "tensor(uint64)": np.uint64, "tensor(int64)": np.int64, "tensor(bool)": np.bool_}
 # Folding x / c into the next MatMul's alpha reorders the rounding: preprocessing in the graph must stay exact.
 _EXACT_INPUT = ["MatMulScaleFusion"]
 

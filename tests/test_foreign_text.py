@@ -211,6 +211,7 @@ def _bad_data(tmp_path, data, **changes) -> str:
     ("token activity on an image model", r"token_activity applies to text models"),
     ("deepsensor on text", r"deepsensor perturbs one float input; .* on text models use deepfault, hs, fgsm, pgd, hotflip"),
     ("from a tensor that is not a lookup", r"--from .* is not an embedding lookup of 'input_ids'"),
+    ("hotflip on an image model", r"hotflip substitutes tokens: it runs on text models"),
 ])
 def test_bad_text_input_is_one_error_line_and_writes_nothing(text_models, tmp_path, cli, case, expected):
     models, npz, data = text_models
@@ -232,6 +233,8 @@ def test_bad_text_input_is_one_error_line_and_writes_nothing(text_models, tmp_pa
         "deepsensor on text": ["synthesize", path, "--data", npz, "--method", "deepsensor"],
         "from a tensor that is not a lookup": ["synthesize", path, "--data", npz, "--method", "fgsm", "--from",
                                                onnxfault.load_model(path).layers[0].tensor],
+        "hotflip on an image model": ["synthesize", onnxfault_example("mnist_dense.onnx"), "--data",
+                                      onnxfault_example("mnist_sample.npz"), "--method", "hotflip"],
     }[case]
     out = tmp_path / "out"
     if args[0] == "synthesize":

@@ -347,6 +347,10 @@ def _embedding_space(chosen, model: Model, start: str | None):
     """The token-embedding space of a text model (or of any model given ``start``), where ``chosen`` must run;
     None for a model with one float input and no ``start``."""
     if model.takes_one_float_input and start is None:
+        if chosen.text_only:
+            raise OnnxFaultError(f"{chosen.name} substitutes tokens: it runs on text models (an integer input of token "
+                                 f"ids), and this model takes one float input ({model.input_name}); use fgsm, pgd, "
+                                 "deepfault or hs")
         return None
     if not chosen.embeddings:
         usable = ", ".join(name for name, m in METHODS.items() if m.embeddings)

@@ -73,11 +73,11 @@ def run(p: Problem) -> np.ndarray:
         else:
             grad, _ = module.neuron_ascent(embedded, groups, side)
         grad = grad.astype(np.float64)
-        gain = grad @ table.T - (embedded * grad).sum(axis=-1, keepdims=True)  # (n, T, V): Eq. 1
-        gain[~editable[rows]] = -np.inf
-        gain[:, :, ~allowed] = -np.inf
-        for i, row in enumerate(rows):
-            best = _best_flip(p, session, current, row, gain[i], goal, value[row])
+        for i, row in enumerate(rows):  # one input at a time: (T, V) gains, not (n, T, V)
+            gain = grad[i] @ table.T - (embedded[i] * grad[i]).sum(axis=-1, keepdims=True)  # Eq. 1
+            gain[~editable[row]] = -np.inf
+            gain[:, ~allowed] = -np.inf
+            best = _best_flip(p, session, current, row, gain, goal, value[row])
             if best is None:
                 active[row] = False
                 continue

@@ -22,7 +22,8 @@ class Method:
     their defaults (recorded in every report); ``uses_neurons``: it perturbs towards suspicious neurons, so
     ``synthesize`` ranks them first (fgsm, pgd and patch use none and skip the spectrum); ``uses_torch``: it
     differentiates through the ONNX→torch adapter (deepsensor runs forward passes only); ``embeddings``: it runs
-    on a text model too, perturbing the token embeddings (see :mod:`onnxfault.synthesis.embedding`)."""
+    on a text model too, perturbing the token embeddings (see :mod:`onnxfault.synthesis.embedding`); ``text_only``:
+    only there."""
 
     name: str  # also its module's, in onnxfault.synthesis
     summary: str
@@ -31,6 +32,7 @@ class Method:
     uses_neurons: bool = True
     uses_torch: bool = True
     embeddings: bool = False  # it also runs on text models, in their token-embedding space (synthesis.embedding)
+    text_only: bool = False  # it runs on text models only (it substitutes tokens)
 
     def _module(self):
         return import_module(f"{__package__}.{self.name}")
@@ -68,7 +70,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("hotflip", "HotFlip (text models): the token substitutions that most raise the suspicious neurons "
            "(or the loss, --goal loss) to first order, each checked on the model",
            dict(step=0.0, distance=None, iterations=1, epsilon=0.0),
-           {"goal": "neurons", "max_flips": 5, "candidates": 8}, embeddings=True),
+           {"goal": "neurons", "max_flips": 5, "candidates": 8}, embeddings=True, text_only=True),
 )}
 
 
