@@ -31,7 +31,7 @@ _debug = False  # set by --debug
 
 # ---- shared option groups ---------------------------------------------------------------------------
 ModelArg = Annotated[Path, typer.Argument(help="ONNX classifier (.onnx)", show_default=False)]
-DataOpt = Annotated[Path, typer.Option("--data", help=literal_help("IDX (*-ubyte[.gz]), .npz with x/y, Parquet (x/image, y/label), CIFAR batch, folder of class folders or of .npz shards"))]
+DataOpt = Annotated[Path, typer.Option("--data", help=literal_help("IDX (*-ubyte[.gz]), .npz with x/y (or y and one array per model input), Parquet (x/image or one column per input, y/label), CIFAR batch, folder of class folders (images or .wav files), folder of .npz shards, or texts (.csv/.jsonl/.parquet with --tokenizer)"))]
 LabelsOpt = Annotated[Optional[Path], typer.Option("--labels", help="IDX labels file (default: found beside --data by name)", rich_help_panel="Data")]
 LimitOpt = Annotated[Optional[int], typer.Option("--limit", help="use only the first N selected samples", rich_help_panel="Data")]
 ClassesOpt = Annotated[Optional[str], typer.Option("--classes", help="keep samples of these classes, e.g. 0,3", rich_help_panel="Data")]
