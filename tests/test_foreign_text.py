@@ -61,7 +61,10 @@ def test_text_classifier_end_to_end(text_models, name):
     module, path = models[name]
     info = onnxfault.inspect_model(path)
     assert [(i["name"], i["dtype"]) for i in info["inputs"]] == [("input_ids", "int64"), ("attention_mask", "int64")]
-    assert info["layers"], "no candidate layers"
+    ops = {layer["op"] for layer in info["layers"]}
+    assert "LayerNormalization" in ops, ops  # the blocks' LayerNorm outputs
+    assert "Tanh" in ops or name in ("distilbert", "electra"), ops  # the pooler (their heads have none)
+    assert ops & {"Gelu", "Relu", "Mul", "Erf"}, ops  # the blocks' MLP activations
     ranking = onnxfault.localize(path, npz, k=5)
     assert ranking.spectrum.samples == len(data["y"]) and ranking.spectrum.token_activity == "any"
     assert (ranking.spectrum.counts.sum(axis=0) == len(data["y"])).all()
@@ -253,6 +256,12 @@ def onnxfault_example(name: str) -> str:
     from conftest import EXAMPLES
 
     return str(EXAMPLES / name)
+
+
+def test_compare_takes_text_models(text_models):
+    models, npz, _ = text_models
+    result = onnxfault.compare(models["bert"][1], models["bert"][1], npz)
+    assert result.max_logit_diff == 0 and result.prediction_agreement == 1.0
 
 
 def test_python_errors_name_parameters_not_flags(text_models):
