@@ -26,13 +26,17 @@ def keras():
 
 
 def float64_twin(build, model):
-    """``build()`` under float64, holding ``model``'s weights: TensorFlow's reference in float64."""
+    """``build()`` under float64, holding ``model``'s weights: TensorFlow's reference in float64. Keras 3 layers
+    compute in their dtype policy's type, which ``set_floatx`` alone leaves at float32."""
     k = keras()
     k.config.set_floatx("float64")
+    k.config.set_dtype_policy("float64")
     try:
         twin = build()
     finally:
         k.config.set_floatx("float32")
+        k.config.set_dtype_policy("float32")
+    assert twin.compute_dtype == "float64", twin.compute_dtype
     twin.set_weights([w.astype(np.float64) for w in model.get_weights()])
     return twin
 
