@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 KERAS_FAMILIES = {  # the smallest model of each keras.applications family, and an input size it accepts
     "ConvNeXtTiny": 32, "DenseNet121": 32, "EfficientNetB0": 32, "EfficientNetV2B0": 32, "InceptionResNetV2": 75,
     "InceptionV3": 75, "MobileNet": 32, "MobileNetV2": 32, "MobileNetV3Small": 32, "NASNetMobile": 32,
-    "RegNetX002": 32, "ResNet50": 32, "ResNet50V2": 32, "VGG16": 32, "Xception": 71,
+    "ResNet50": 32, "ResNet50V2": 32, "VGG16": 32, "Xception": 71,
 }
 
 

@@ -74,7 +74,7 @@ def evaluation_view(result) -> Group:
 # ---- synthesize -------------------------------------------------------------------------------------
 def synthesis_lines(r: dict, wrote=None) -> list[str]:
     """The summary lines of a synthesis report: rates, distance and time (``; wrote FOLDER/`` when ``wrote``
-    is given), then DeepSensor's and AIGENT's own results when the report has them."""
+    is given), then DeepSensor's and AIGENT's own results, and a text model's tokens, when the report has them."""
     lines = [f"{r['method']}: {r['seeds']['count']} seeds, accuracy {100 * r['accuracy_before']:.1f} % → "
              f"{100 * r['accuracy_after']:.1f} %, success {100 * r['success_rate']:.1f} %"
              + ("" if r["target_rate"] is None else f", target rate {100 * r['target_rate']:.1f} %")
@@ -92,6 +92,11 @@ def synthesis_lines(r: dict, wrote=None) -> list[str]:
                      + ("" if pixels is None else f", pixels modified mean {pixels['mean']:.1f} "
                         f"({pixels['percent']:.2f} %)") + f", Pielou {r['pielou']:.3f}"
                      + "".join(f"; {n}× {stage}" for stage, n in r["failures"].items()))
+    if "tokens_changed" in r:  # a text model: the rates above are the projected token ids'
+        embedding = r["embedding"]
+        lines.append(f"tokens changed mean {r['tokens_changed']['mean']:.2f} (max {r['tokens_changed']['max']}); "
+                     f"in embedding space before projection: accuracy {100 * embedding['accuracy_after']:.1f} %, "
+                     f"success {100 * embedding['success_rate']:.1f} % (L∞ is in embedding space)")
     return lines
 
 

@@ -196,6 +196,8 @@ class BatchStream:
     DataLoader, a ``tf.data.Dataset``) can be read again; an iterator (a generator, ``iter(loader)``) only once,
     and a second :meth:`read` is an error saying so."""
 
+    sample_rate = None  # as a Source's: batches in memory carry no sound's rate
+
     def __init__(self, batches: Iterable):
         if not is_batches(batches):
             raise data_error(f"got an object of type {type(batches).__name__}")
