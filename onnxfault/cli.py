@@ -389,7 +389,8 @@ def synthesize(model: ModelArg, data: DataOpt,
                candidates: Annotated[int, typer.Option("--candidates", help="flips of highest first-order gain checked on the model per step", rich_help_panel="hotflip (text models)")] = 8,
                output: OutputOpt = None,
                report: Annotated[bool, typer.Option("--report", help="also write report.html (the HTML report) into --out")] = False,
-               allow_nonfinite: NonfiniteOpt = False, ray: RayOpt = None, workers: WorkersOpt = None) -> None:
+               allow_nonfinite: NonfiniteOpt = False, ray: RayOpt = None, workers: WorkersOpt = None,
+               token_activity: TokenActivityOpt = None) -> None:
     """Synthesize inputs: excite suspicious neurons (DeepFault, HS-FGSM, DeepSensor), patch (AIGENT) or attack (FGSM, PGD)."""
     from .provenance import command_line
     from .synthesis import synthesize as run_synthesize
@@ -421,7 +422,8 @@ def synthesize(model: ModelArg, data: DataOpt,
                             data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sample_rate, tokenizer,
                            text_column, label_column, max_length),
                             shapley=_shapley(permutations, noise, shapley_samples, lambda_), options=options,
-                            output=output, allow_nonfinite=allow_nonfinite, ray=_ray(ray, workers), start=start)
+                            output=output, allow_nonfinite=allow_nonfinite, ray=_ray(ray, workers), start=start,
+                            token_activity=token_activity)
     _warn(result.warnings)
     result.report["command"] = command_line()
     replaced = save_result(result, out_dir, report)

@@ -383,3 +383,15 @@ def test_parquet_columns_and_a_hugging_face_dataset_give_the_npz_counts(text_mod
     table = datasets.Dataset.from_dict({"text": ["a review"] * len(data["y"]), "input_ids": data["input_ids"].tolist(),
                                         "attention_mask": data["attention_mask"].tolist(), "label": data["y"].tolist()})
     assert np.array_equal(onnxfault.localize(path, table, k=3).spectrum.counts, want)
+
+
+def test_synthesize_ranks_neurons_by_the_token_rule_it_is_given(text_models):
+    models, npz, _ = text_models
+    path = models["roberta"][1]
+    for rule in ("cls", "mean"):
+        ranked = onnxfault.localize(path, npz, k=4, token_activity=rule).neurons
+        run = onnxfault.synthesize(path, npz, method="deepfault", k=4, samples=1, token_activity=rule)
+        assert [(n["tensor"], n["index"]) for n in run.report["neurons"]] == [(n.tensor, n.index) for n in ranked]
+        assert run.report["params"]["token_activity"] == rule
+    assert onnxfault.localize(path, npz, k=4, token_activity="cls").neurons != \
+        onnxfault.localize(path, npz, k=4, token_activity="mean").neurons  # the rule matters

@@ -190,7 +190,7 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
                clip_max: float | None = None, device: str = "auto", data_options: DataOptions | None = None,
                on_batch=None, shapley: ShapleyOptions | None = None, options: dict | None = None,
                output: str | None = None, allow_nonfinite: bool = False, ray=None,
-               example_input=None, start: str | None = None) -> SynthesisResult:
+               example_input=None, start: str | None = None, token_activity: str | None = None) -> SynthesisResult:
     """Select suspicious neurons (as ``localize``), draw seeds, run ``method``, and measure the result. Methods
     that use no neurons (fgsm, pgd, patch) skip the spectrum: their report lists no neurons (k 0, no measure,
     ``activation_increase`` None), and ``neurons_file`` and ``measure_name`` are ignored with a note.
@@ -207,7 +207,8 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
     ``model`` is any form :func:`~onnxfault.as_model` takes (a torch module with ``example_input``).
     A text model (token ids, :attr:`Model.token_input`) is perturbed in its token-embedding space, from the
     embedding lookup or from ``start`` (``--from``), and the result projected onto real token ids (see
-    :mod:`onnxfault.synthesis.embedding`): methods that declare ``embeddings`` run there.
+    :mod:`onnxfault.synthesis.embedding`): methods that declare ``embeddings`` run there; ``token_activity`` is
+    the token rule its neurons are ranked by (as in :func:`~onnxfault.localize`).
     ``data`` is a path, a pair ``(x, y)`` of numpy arrays or torch tensors, an iterable of ``(x, y)`` batches
     or a :class:`Dataset` (see :func:`~onnxfault.data.as_dataset`). An iterable is read once for the seeds
     (the inputs of the correctly classified samples of the wanted classes are kept, as read, until the seeds
@@ -224,7 +225,8 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
     if chosen.name == "deepsensor" and measure_name not in (None, "shapley") and neurons_file is None:
         raise OnnxFaultError(f"deepsensor chooses neurons by Shapley value, not {measure_name}; "
                              "drop --measure or use --measure shapley")
-    ignored = [flag for flag, given in (("--neurons", neurons_file), ("--measure", measure_name)) if given is not None]
+    ignored = [flag for flag, given in (("--neurons", neurons_file), ("--measure", measure_name),
+                                        ("--token-activity", token_activity)) if given is not None]
     measure_name = measure_name or ("shapley" if chosen.name == "deepsensor" else "ochiai")
     params = method_params(chosen, step=step, iterations=iterations, epsilon=epsilon, distance=distance)
     model = as_model(model, output, example_input)
@@ -245,7 +247,7 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
                             measure=measure_name, k=sum(l.neurons(granularity) for l in model.select_layers(spec))
                             if every else k, cls=cls, target=target, granularity=granularity,
                             seed=seed, device=device, on_batch=on_batch, shapley=shapley,
-                            allow_nonfinite=allow_nonfinite, ray=ray).neurons
+                            allow_nonfinite=allow_nonfinite, ray=ray, token_activity=token_activity).neurons
 
         if chosen.name == "hs":  # HS-FGSM ranks the neurons of the sub-model's output layer (its cut) only
             from .hs import sub_model_layers
@@ -318,6 +320,8 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
                    "measure": None if neurons_file else measure_name, "k": len(neurons), "layers": layers,
                    "granularity": granularity, "cut": problem.extra.get("cut", cut), "clip": list(clip),
                    "neurons_file": None if neurons_file is None else str(neurons_file), **options,
+                   **({"token_activity": token_activity or "any"} if space is not None and neurons and
+                      not neurons_file else {}),
                    **(shapley.params() if measure_name == "shapley" else {})},
         "neurons": [n.to_json() for n in neurons],
         "seeds": {"count": int(len(x)), "indices": positions.tolist()},
