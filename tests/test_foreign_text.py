@@ -215,6 +215,10 @@ def _bad_data(tmp_path, data, **changes) -> str:
     ("deepsensor on text", r"deepsensor perturbs one float input; .* on text models use deepfault, hs, fgsm, pgd, hotflip"),
     ("from a tensor that is not a lookup", r"--from .* is not an embedding lookup of 'input_ids'"),
     ("hotflip on an image model", r"hotflip substitutes tokens: it runs on text models"),
+    ("unknown token rule", r"unknown token activity 'first'; use one of any, mean, cls"),
+    ("unknown goal", r"--goal must be neurons or loss \(got logits\)"),
+    ("no flips", r"--max-flips must be a whole number ≥ 1 \(got 0\)"),
+    ("no candidates", r"--candidates must be a whole number ≥ 1 \(got 0\)"),
 ])
 def test_bad_text_input_is_one_error_line_and_writes_nothing(text_models, tmp_path, cli, case, expected):
     models, npz, data = text_models
@@ -238,6 +242,10 @@ def test_bad_text_input_is_one_error_line_and_writes_nothing(text_models, tmp_pa
                                                onnxfault.load_model(path).layers[0].tensor],
         "hotflip on an image model": ["synthesize", onnxfault_example("mnist_dense.onnx"), "--data",
                                       onnxfault_example("mnist_sample.npz"), "--method", "hotflip"],
+        "unknown token rule": ["localize", path, "--data", npz, "--token-activity", "first"],
+        "unknown goal": ["synthesize", path, "--data", npz, "--method", "hotflip", "--goal", "logits"],
+        "no flips": ["synthesize", path, "--data", npz, "--method", "hotflip", "--max-flips", "0"],
+        "no candidates": ["synthesize", path, "--data", npz, "--method", "hotflip", "--candidates", "0"],
     }[case]
     out = tmp_path / "out"
     if args[0] == "synthesize":
@@ -341,6 +349,9 @@ def test_raw_text_synthesis_shows_decoded_texts_and_keeps_special_tokens(raw_tex
     ("texts without a tokenizer", r"reviews\.csv holds texts: give --tokenizer"),
     ("tokenizer for an npz", r"--tokenizer reads texts from a \.csv, \.jsonl or \.parquet file"),
     ("label that is not a class number", r"labels in column 'stars' .* \(labels must be class numbers 0\.\.C-1\)"),
+    ("zero max length", r"--max-length must be at least 1 \(got 0\)"),
+    ("max length unlike the model's", r"--max-length 8 differs from the model's sequence length 16; leave it out"),
+    ("max length without a tokenizer", r"--text-column, --label-column and --max-length read raw text; add --tokenizer"),
 ])
 def test_bad_raw_text_input_is_one_error_line(raw_text, tmp_path, cli, case, expected):
     import re
@@ -358,6 +369,11 @@ def test_bad_raw_text_input_is_one_error_line(raw_text, tmp_path, cli, case, exp
         "tokenizer for an npz": ["--data", tmp_path / "d.npz", *tokenizer],
         "label that is not a class number": ["--data", tmp_path / "words.csv", *tokenizer, "--text-column", "review",
                                              "--label-column", "stars"],
+        "zero max length": ["--data", root / "reviews.csv", *tokenizer, "--text-column", "review", "--label-column",
+                            "stars", "--max-length", "0"],
+        "max length unlike the model's": ["--data", root / "reviews.csv", *tokenizer, "--text-column", "review",
+                                          "--label-column", "stars", "--max-length", "8"],
+        "max length without a tokenizer": ["--data", tmp_path / "d.npz", "--max-length", "8"],
     }[case]
     result = cli("localize", model, *args, "--json", tmp_path / "out.json")
     assert result.exit_code == 1, result.output
