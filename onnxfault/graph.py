@@ -14,6 +14,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from .errors import OnnxFaultError, close_matches_hint
+from .graph_view import GraphView
 
 
 def read_graph(model: onnx.ModelProto) -> gs.Graph:
@@ -126,34 +127,31 @@ def producing_op(model: onnx.ModelProto, tensor: str, through: frozenset[str] = 
 _INDEX_PASSING = frozenset({"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten"})
 
 
-def embedding_lookups(model: onnx.ModelProto, input_name: str) -> list[tuple[str, str, int]]:
-    """The embedding lookups of an integer input: ``(output, table, rows)`` of each Gather on axis 0 whose data
-    is a 2-D float initializer (``table``, ``rows`` × width) and whose indices are ``input_name``, maybe through
-    Cast, Reshape and the like. A text model's token ids have one (word embeddings)."""
-    tables = {i.name: i for i in model.graph.initializer
-              if len(i.dims) == 2 and i.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE,
-                                                       onnx.TensorProto.FLOAT16)}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    found, frontier, seen = [], [input_name], {input_name}
+_FLOAT_TABLES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16})
+
+
+def embedding_lookups(view: GraphView, input_name: str) -> list[tuple[str, str, int]]:
+    """The embedding lookups of an integer input, read off the model's :class:`~onnxfault.graph_view.GraphView`:
+    ``(output, table, rows)`` of each Gather on axis 0 whose data is a 2-D float initializer (``table``, ``rows`` ×
+    width) and whose indices are ``input_name``, maybe through Cast, Reshape and the like. A text model's token ids
+    have one (word embeddings)."""
+    found, frontier, seen = [], [view.tensors[input_name]], set()
     while frontier:
         tensor = frontier.pop()
-        for node in consumers.get(tensor, []):
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
-            if node.op_type == "Gather" and len(node.input) == 2 and node.input[1] == tensor \
-                    and node.input[0] in tables and axis == 0:
-                found.append((node.output[0], node.input[0], int(tables[node.input[0]].dims[0])))
-            elif node.op_type in _INDEX_PASSING and node.input[0] == tensor and node.output[0] not in seen:
-                seen.add(node.output[0])
-                frontier.append(node.output[0])
+        for node in dict.fromkeys(tensor.consumers):  # a node reading the tensor twice is seen once
+            table = node.inputs[0].initializer if node.inputs else None
+            if node.op == "Gather" and len(node.inputs) == 2 and node.inputs[1] is tensor and table is not None \
+                    and len(table.dims) == 2 and table.data_type in _FLOAT_TABLES and node.attrs.get("axis", 0) == 0:
+                found.append((node.outputs[0].name, table.name, int(table.dims[0])))
+            elif node.op in _INDEX_PASSING and node.inputs[0] is tensor and node.outputs[0].name not in seen:
+                seen.add(node.outputs[0].name)
+                frontier.append(node.outputs[0])
     return found
 
 
-def embedding_rows(model: onnx.ModelProto, input_name: str) -> int | None:
+def embedding_rows(view: GraphView, input_name: str) -> int | None:
     """The rows of the smallest embedding table an integer input looks up (its ids must lie below), or None."""
-    rows = [r for _, _, r in embedding_lookups(model, input_name)]
+    rows = [r for _, _, r in embedding_lookups(view, input_name)]
     return min(rows) if rows else None
 
 
@@ -298,21 +296,22 @@ def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, .
                         f"onnxfault__real3_{i}")
         return emit("Unsqueeze", [real], f"onnxfault__real3_{i}", axes=[2])
 
+    def padding_below_all(i: int, tensor: str, dtype: np.dtype, mask: str | None) -> str:
+        """``tensor`` with its padding positions at -inf, which no threshold is below (as is, without a mask)."""
+        if mask is None:
+            return tensor
+        return emit("Where", [real_tokens(i, mask, True), tensor, constant(f"onnxfault__pad{i}", np.asarray(-np.inf, dtype))],
+                    f"onnxfault__masked{i}")
+
     def token_value(i: int, tensor: str, dtype: np.dtype, axes: tuple[int, ...], rule: str, mask: str | None):
         """The neuron values of a (N, T, H) probe under a token rule, and their dtype."""
-        if not axes:  # element granularity: padding positions become -inf, never above the threshold
-            value = tensor if mask is None else emit(
-                "Where", [real_tokens(i, mask, True), tensor, constant(f"onnxfault__pad{i}", np.asarray(-np.inf, dtype))],
-                f"onnxfault__masked{i}")
-            return emit("Flatten", [value], f"onnxfault__rows{i}", axis=1), dtype
+        if not axes:  # element granularity: a padding position is never active
+            return emit("Flatten", [padding_below_all(i, tensor, dtype, mask)], f"onnxfault__rows{i}", axis=1), dtype
         if rule == "cls":
             return emit("Gather", [tensor, constant(f"onnxfault__first{i}", np.asarray(0, np.int64))],
                         f"onnxfault__value{i}", axis=1), dtype
         if rule == "any":
-            value = tensor if mask is None else emit(
-                "Where", [real_tokens(i, mask, True), tensor, constant(f"onnxfault__pad{i}", np.asarray(-np.inf, dtype))],
-                f"onnxfault__masked{i}")
-            return reduce("ReduceMax", value, axes, f"onnxfault__value{i}"), dtype
+            return reduce("ReduceMax", padding_below_all(i, tensor, dtype, mask), axes, f"onnxfault__value{i}"), dtype
         wide = emit("Cast", [tensor], f"onnxfault__f64_{i}", to=onnx.TensorProto.DOUBLE)
         if mask is None:
             return reduce("ReduceMean", wide, axes, f"onnxfault__value{i}"), np.dtype(np.float64)

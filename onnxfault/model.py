@@ -383,7 +383,7 @@ def _model_inputs(proto: onnx.ModelProto) -> list[ModelInput]:
     values = [i for i in proto.graph.input if i.name not in initializers]
     if not values:
         raise OnnxFaultError("the model has no inputs (every graph input is an initializer); give a classifier")
-    inputs = []
+    inputs, view = [], None
     for value in values:
         elem = value.type.tensor_type.elem_type
         if elem not in _INPUT_TYPES:
@@ -393,7 +393,10 @@ def _model_inputs(proto: onnx.ModelProto) -> list[ModelInput]:
         if not dims:
             raise OnnxFaultError(f"model input '{value.name}' has no known rank; re-export it with a shaped input")
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem))
-        vocabulary = g.embedding_rows(proto, value.name) if dtype.kind in "iu" else None
+        vocabulary = None
+        if dtype.kind in "iu":  # integer inputs only: image models never read the graph here
+            view = view or lay.sorted_graph(proto)
+            vocabulary = g.embedding_rows(view, value.name)
         inputs.append(ModelInput(value.name, dtype, tuple(dims[1:]), vocabulary))
     return inputs
 
