@@ -74,7 +74,7 @@ class Dataset:
         if isinstance(source, TextSource) and model_shape is not None:  # texts become the model's token records
             if inputs is None:
                 raise OnnxFaultError("texts need a model that takes token ids; this model takes one float input")
-            self.source = source = source.tokenized(inputs, getattr(source, "tokenizer", None))
+            self.source = source = source.tokenized(inputs)
         self._float = np.dtype(source.dtype).kind == "f"
         self._as_read = bool(source.dtype.names) or (inputs is not None and not inputs[0].is_float)
         if source.dtype.names and inputs is None and model_shape is not None:

@@ -36,10 +36,6 @@ class TextOptions:
     max_length: int | None = None
 
 
-def is_text_file(path: Path) -> bool:
-    return path.suffix.lower() in (".csv", ".jsonl")
-
-
 def load_tokenizer(path: str | Path):
     """A ``tokenizers.Tokenizer`` from a ``tokenizer.json`` file or a folder holding one (read, never fetched)."""
     try:
@@ -107,10 +103,11 @@ class TextSource(Source):
 
     texts: list[str] | None = None
     text_options: TextOptions | None = None
+    tokenizer: object = None  # the tokenizers.Tokenizer, loaded once when the file is opened
 
-    def tokenized(self, inputs, tokenizer=None) -> "TokenizedSource":
+    def tokenized(self, inputs) -> "TokenizedSource":
         """The texts as records for the model ``inputs`` (:class:`~onnxfault.model.ModelInput`)."""
-        tokenizer = tokenizer or load_tokenizer(self.text_options.tokenizer)
+        tokenizer = self.tokenizer
         ids_input = next((i for i in inputs if i.vocabulary and len(i.shape) == 1), None)
         if ids_input is None:
             listed = ", ".join(f"{i.name} ({i.dtype})" for i in inputs)
@@ -142,15 +139,12 @@ class TextSource(Source):
                 yield rows[start:start + size]
 
         return TokenizedSource(self.description, self.labels, (), None, rows.dtype, chunks, None, self.texts,
-                               self.text_options, tokenizer, ids_input.name)
+                               self.text_options, tokenizer)
 
 
 @dataclass
 class TokenizedSource(TextSource):
     """Texts tokenized for one model: records of its inputs, with the tokenizer (for special ids and decoding)."""
-
-    tokenizer: object = None
-    ids_name: str = ""
 
     def special_ids(self) -> np.ndarray:
         """The ids of the tokenizer's special tokens (padding among them)."""
@@ -179,11 +173,11 @@ def _encode(tokenizer, texts: list[str], length: int):
 
 def open_text(path: Path, options: TextOptions) -> TextSource:
     """Texts and labels from ``path``, tokenized when fitted to a model (:meth:`TextSource.tokenized`)."""
-    load_tokenizer(options.tokenizer)  # a wrong tokenizer fails before the file is read
+    tokenizer = load_tokenizer(options.tokenizer)  # a wrong tokenizer fails before the file is read
     texts, labels = read_texts(path, options)
 
     def chunks(rows: int, first: int = 0) -> Iterator[np.ndarray]:
         raise OnnxFaultError("texts are tokenized for a model first (fit the data set to one)")
 
     return TextSource(f"texts {path.name} ({len(texts)})", labels, (), None, np.dtype([("text", "O")]), chunks,
-                      None, texts, options)
+                      None, texts, options, tokenizer)

@@ -22,6 +22,7 @@ import onnx
 
 from .. import graph as g
 from ..errors import OnnxFaultError
+from ..layers import sorted_graph
 from ..model import Model, ModelInput, _with_shapes
 from ..runtime import records
 
@@ -93,9 +94,7 @@ class EmbeddingSpace:
             part = vectors[start:start + step]
             nearest[start:start + step] = np.argmin(norms[None, :] - 2 * part @ rows.T, axis=1)  # + |v|², constant
         out = x.copy()
-        ids = out[self.token.name]
-        ids[where[:, 0], where[:, 1]] = allowed[nearest]
-        out[self.token.name] = ids
+        out[self.token.name][where[:, 0], where[:, 1]] = allowed[nearest]  # a field is a view of the records
         return out
 
     def value_range(self) -> tuple[float, float]:
@@ -107,7 +106,7 @@ class EmbeddingSpace:
         return records({self.start: embedded, **{name: side[name] for name in self.side}})
 
 
-def embedding_space(model: Model, start: str | None = None, specials: np.ndarray | None = None) -> EmbeddingSpace:
+def embedding_space(model: Model, start: str | None = None) -> EmbeddingSpace:
     """The embedding space of a text model (see the module): from ``start`` when given, else from the lookup
     of its token ids (their only embedding lookup; several are an error asking for ``start``)."""
     token = model.token_input
@@ -115,7 +114,7 @@ def embedding_space(model: Model, start: str | None = None, specials: np.ndarray
         inputs = ", ".join(f"{i.name} ({i.dtype})" for i in model.inputs)
         raise OnnxFaultError(f"the model's inputs ({inputs}) hold no token ids that look up an embedding; the "
                              "embedding space (and --from) is for text models")
-    lookups = g.embedding_lookups(model.proto, token.name)
+    lookups = g.embedding_lookups(sorted_graph(model.proto), token.name)
     tables = {output: table for output, table, _ in lookups}
     if start is None:
         if len(lookups) != 1:
@@ -137,7 +136,7 @@ def embedding_space(model: Model, start: str | None = None, specials: np.ndarray
     inputs = (ModelInput(start, np.dtype(np.float32), start_shape), *[i for i in model.inputs if i.name in side])
     sub = replace(model, proto=sub_proto, input_name=start, input_shape=start_shape, inputs=inputs,
                   fixed_batch=None, _layers=None, _shapes=dict(model._shapes))
-    return EmbeddingSpace(model, start, sub, token, side, np.asarray(table), specials)
+    return EmbeddingSpace(model, start, sub, token, side, np.asarray(table))
 
 
 def token_metrics(space: EmbeddingSpace, x: np.ndarray, projected: np.ndarray, labels: np.ndarray,
