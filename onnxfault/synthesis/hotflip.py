@@ -58,9 +58,9 @@ def run(p: Problem) -> np.ndarray:
     editable = space.editable(seeds)
     allowed = np.ones(len(table), bool)
     allowed[space.special_ids(seeds)] = False
-    value = _objective(p, session, current, goal)
+    value, done = _evaluate(p, session, current, goal)
     flips = np.zeros(len(current), np.int64)
-    active = ~_done(p, session, current)
+    active = ~done
     for _ in range(p.options["max_flips"]):
         rows = np.flatnonzero(active)
         if not len(rows):
@@ -86,7 +86,7 @@ def run(p: Problem) -> np.ndarray:
             editable[row, position] = False  # flipped once
             value[row] = improved
             flips[row] += 1
-        active &= ~_done(p, session, current)
+        active &= ~_evaluate(p, session, current, goal)[1]
     p.cache.setdefault("hotflip_flips", []).extend(flips.tolist())
     p.extra["differentiable"] = module
     return table[current[token]].astype(np.float32)
@@ -103,27 +103,25 @@ def _best_flip(p: Problem, session, current: np.ndarray, row: int, gain: np.ndar
     positions, tokens = np.unravel_index(flat, gain.shape)
     tried = np.repeat(current[row:row + 1], count)
     tried[p.space.token.name][np.arange(count), positions] = tokens
-    values = _objective(p, session, tried, goal, np.full(count, p.y[row]))
+    values, _ = _evaluate(p, session, tried, goal, np.full(count, p.y[row]))
     best = int(np.argmax(values))
     return (int(positions[best]), int(tokens[best]), float(values[best])) if values[best] > value else None
 
 
-def _objective(p: Problem, session, x: np.ndarray, goal: str, labels: np.ndarray | None = None) -> np.ndarray:
-    """J per record of ``x`` on the ONNX model (higher is better for the attack)."""
+def _evaluate(p: Problem, session, x: np.ndarray, goal: str, labels: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """From one run of the ONNX model on the records ``x`` (labelled ``labels``, default the seeds'): J per record
+    (higher is better for the attack), and whether each is done: misclassified, or predicted as the target."""
     labels = p.y if labels is None else labels
     outputs = session.run_named(x)
-    if goal == "neurons":
-        return neuron_values(outputs, p.neurons, p.layers, p.granularity).mean(axis=1)
     scores = outputs[p.space.model.output_name]
+    predictions = scores.argmax(-1)
+    done = predictions != labels if p.target is None else predictions == p.target
+    if goal == "neurons":
+        return neuron_values(outputs, p.neurons, p.layers, p.granularity).mean(axis=1), done
     if p.target is None:
-        return cross_entropy(scores, labels, p.scores_are_probabilities)
-    return -cross_entropy(scores, np.full(len(x), p.target), p.scores_are_probabilities)
-
-
-def _done(p: Problem, session, x: np.ndarray) -> np.ndarray:
-    """Seeds already misclassified (untargeted) or predicted as the target."""
-    predictions = session.run_named(x)[p.space.model.output_name].argmax(-1)
-    return predictions != p.y if p.target is None else predictions == p.target
+        return cross_entropy(scores, labels, p.scores_are_probabilities), done
+    return -cross_entropy(scores, np.full(len(x), p.target), p.scores_are_probabilities), done
 
 
 def summarize(cache: dict, seeds: int) -> dict:
