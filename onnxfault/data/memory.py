@@ -161,19 +161,13 @@ def _on_device(value: Any) -> bool:
 def array_source(x: Any, y: Any) -> Source:
     """A :class:`Source` over ``x`` and ``y`` in memory, never copied whole: its chunks are views of a numpy
     array or a CPU tensor (shared, not copied); a tensor on a GPU is copied to the CPU one chunk at a time."""
-    if is_inputs(x):
-        x = input_records(x)
-        head = x
-
-        def rows(start: int, stop: int) -> np.ndarray:
-            return x[start:stop]
-    elif _on_device(x):
+    if _on_device(x):
         head = _samples(to_numpy(x[:1], "x"), "x")
 
         def rows(start: int, stop: int) -> np.ndarray:
             return to_numpy(x[start:stop], "x")
-    else:
-        head = x = _samples(to_numpy(x, "x"), "x")
+    else:  # a dict of arrays (one per model input) becomes records, once
+        head = x = input_records(x) if is_inputs(x) else _samples(to_numpy(x, "x"), "x")
 
         def rows(start: int, stop: int) -> np.ndarray:
             return x[start:stop]
