@@ -6,9 +6,12 @@ modules (onnx, onnxruntime, numpy, torch) are imported inside the commands, so `
 from __future__ import annotations
 
 import functools
+import inspect as pyinspect
 import math
 import os
+import re
 import traceback
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
@@ -56,6 +59,25 @@ NoiseOpt = Annotated[float, typer.Option("--noise", help="std of the Gaussian in
 ShapleySamplesOpt = Annotated[int, typer.Option("--shapley-samples", help="samples the loss change is averaged over", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
 TokenActivityOpt = Annotated[Optional[str], typer.Option("--token-activity", help="text models: a hidden unit is active on a sample when active on any real token, on their mean, or on the first (cls) token: any|mean|cls (default any; padding never counts)", show_default=False)]
 LambdaOpt = Annotated[float, typer.Option("--lambda", help="excitable: normalised Shapley value ψ / max ψ > λ", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
+
+
+_NEURONS_PANEL = "Suspicious neurons (methods that use them)"
+_SHAPLEY_PANEL = "Shapley (--measure shapley, deepsensor)"
+
+# The one table from the library's parameter names to the CLI's flags; any other name is --name-with-dashes.
+FLAGS = {"cls": "--class", "k": "-k", "lambda_": "--lambda", "start": "--from", "out_dir": "--out",
+         "measure_name": "--measure", "neurons_file": "--neurons", "model_a": "MODEL_A", "model_b": "MODEL_B",
+         "shapley": "--permutations/--noise/--shapley-samples/--lambda", "samples_shapley": "--shapley-samples"}
+
+
+def flag_of(name: str) -> str:
+    """The CLI flag of the library parameter ``name``."""
+    return FLAGS.get(name, "--" + name.rstrip("_").replace("_", "-"))
+
+
+def cli_text(message: str) -> str:
+    """A library message as the CLI says it: each parameter name in backticks (`` `k` ``) as its flag (``-k``)."""
+    return re.sub(r"`([A-Za-z_][A-Za-z0-9_]*)`", lambda m: flag_of(m.group(1)), str(message))
 
 
 def _ray(address: Optional[str], workers: Optional[int]):
@@ -112,7 +134,7 @@ def debugging() -> bool:
 
 def print_error(message: str) -> None:
     """The one ``error: …`` line on stderr (the message printed as text, control characters escaped)."""
-    err.print(Text("error:", style="bold red"), message, soft_wrap=True)
+    err.print(Text("error:", style="bold red"), cli_text(message), soft_wrap=True)
 
 
 def unexpected(error: BaseException) -> str:
@@ -131,9 +153,13 @@ def handles_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from .errors import OnnxFaultWarning
+
         try:
             check_finite(**kwargs)  # every float option, by its flag name (lambda_ → --lambda)
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():  # the CLI prints a result's warnings itself, as warning: lines
+                warnings.simplefilter("ignore", OnnxFaultWarning)
+                return command(*args, **kwargs)
         except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own exits and usage errors
             raise
         except KeyboardInterrupt:
@@ -155,7 +181,7 @@ def _fail(message: str, code: int):
 
 def _warn(messages) -> None:
     for message in messages:
-        err.print(Text("warning:", style="yellow"), str(message), soft_wrap=True)
+        err.print(Text("warning:", style="yellow"), cli_text(message), soft_wrap=True)
 
 
 @contextmanager
@@ -343,87 +369,64 @@ def _print_ranking(info: dict) -> None:
     out.print(ranking_table(info))
 
 
-@app.command()
-@handles_errors
-def synthesize(model: ModelArg, data: DataOpt,
-               method: Annotated[str, typer.Option("--method", help="deepfault|hs|fgsm|pgd|deepsensor|patch")],
-               out_dir: Annotated[Path, typer.Option("--out", help="folder for report.json, inputs.npz, samples.png")],
-               cls: Annotated[Optional[int], typer.Option("--class", help="seeds (and spectrum) of class C")] = None,
-               target: Annotated[Optional[int], typer.Option("--target", help="targeted: push seeds not of class T towards T")] = None,
-               samples: Annotated[int, typer.Option("--samples", help="seeds per class (correctly classified)")] = 10,
-               seed: Annotated[int, typer.Option("--seed", help="seed for drawing seeds and the random measure")] = 0,
-               measure: Annotated[Optional[str], typer.Option("--measure", help=literal_help("suspiciousness measure, or random [default: ochiai; shapley for deepsensor]"), show_default=False)] = None,
-               k: Annotated[int, typer.Option("-k", help="number of suspicious neurons")] = 10,
-               layers: Annotated[str, typer.Option("--layers", help="auto|all|T1,T2")] = "auto",
-               granularity: Annotated[str, typer.Option("--granularity", help="channel|element")] = "channel",
-               neurons: Annotated[Optional[Path], typer.Option("--neurons", help="take neurons from a localize --json file")] = None,
-               step: Annotated[Optional[float], typer.Option("--step", help="step size (deepfault, pgd)")] = None,
-               distance: Annotated[Optional[str], typer.Option("--distance", help="L∞ bound d, or none (hs's default)")] = None,
-               iterations: Annotated[Optional[int], typer.Option("--iterations", help="steps")] = None,
-               epsilon: Annotated[Optional[float], typer.Option("--epsilon", help="step factor ε (hs: x + ε·∇, or x + ε·sign ∇ with --step-rule sign)")] = None,
-               cut: Annotated[Optional[str], typer.Option("--cut", help="tensor to cut the sub-model at, whose neurons are ranked (hs; default: the middle candidate layer)")] = None,
-               start: Annotated[Optional[str], typer.Option("--from", help="text models: the embedding lookup to differentiate from (default: the token ids' lookup, named on stderr)", show_default=False)] = None,
-               clip_min: Annotated[Optional[float], typer.Option("--clip-min", help="valid range (default: the data's)")] = None,
-               clip_max: Annotated[Optional[float], typer.Option("--clip-max", help="valid range (default: the data's)")] = None,
-               labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
-               mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
-             sample_rate: SampleRateOpt = None, tokenizer: TokenizerOpt = None, text_column: TextColumnOpt = "text",
-             label_column: LabelColumnOpt = "label", max_length: MaxLengthOpt = None,
-               device: DeviceOpt = "auto", quiet: QuietOpt = False, permutations: PermutationsOpt = 20,
-               noise: NoiseOpt = 0.1, shapley_samples: ShapleySamplesOpt = 100, lambda_: LambdaOpt = 0.5,
-               population: Annotated[int, typer.Option("--population", help="particles per seed", rich_help_panel="deepsensor")] = 100,
-               stop_fitness: Annotated[float, typer.Option("--stop-fitness", help="stop a seed at this fitness (Eq. 6: active excitable neurons / all neurons of the layers; the paper's ε)", rich_help_panel="deepsensor")] = 1.0,
-               inertia: Annotated[str, typer.Option("--inertia", help="ω start,end of Eq. 7 (0.4,0.9 as the paper; 0.9,0.4 the usual decreasing schedule)", rich_help_panel="deepsensor")] = "0.4,0.9",
-               objective: Annotated[str, typer.Option("--objective", help="pixels (fewest changed elements, MILP) | l1 (LP)", rich_help_panel="patch")] = "pixels",
-               max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="at most this many changed input elements", rich_help_panel="patch")] = None,
-               time_limit: Annotated[float, typer.Option("--time-limit", help="seconds per MILP", rich_help_panel="patch")] = 10.0,
-               hold_inactive: Annotated[bool, typer.Option("--hold-inactive", help="keep inactive neurons of the unpatched layers between a patch and its property inactive too", rich_help_panel="patch")] = False,
-               relaxation: Annotated[str, typer.Option("--relaxation", help="region (the property pulled back through the patched layer's on/off pattern) | paper (the marking's inequalities, unmarked neurons equal)", rich_help_panel="patch")] = "region",
-               phases: Annotated[str, typer.Option("--phases", help="free (a patch may switch the patched layer's neurons on or off) | seed (the seed's phases, as the paper)", rich_help_panel="patch")] = "free",
-               weight_change: Annotated[str, typer.Option("--weight-change", help="what a patch minimises: total (Σ|ΔW|, the paper) | max (the largest |ΔW|)", rich_help_panel="patch")] = "total",
-               alpha: Annotated[Optional[float], typer.Option("--alpha", help="bound α on every weight change |ΔW| (the paper's; default none)", rich_help_panel="patch")] = None,
-               gradient: Annotated[str, typer.Option("--gradient", help="normalized (each neuron's gradient divided by its RMS, as DeepFault's code) | raw", rich_help_panel="deepfault")] = "normalized",
-               step_rule: Annotated[str, typer.Option("--step-rule", help="gradient (x + ε·∇, the paper) | sign (x + ε·sign ∇)", rich_help_panel="hs")] = "gradient",
-               goal: Annotated[str, typer.Option("--goal", help="what a flip raises: neurons (the k suspicious neurons' mean, DeepFault's objective) | loss (the cross-entropy: untargeted, or towards --target)", rich_help_panel="hotflip (text models)")] = "neurons",
-               max_flips: Annotated[int, typer.Option("--max-flips", help="at most this many token substitutions per input", rich_help_panel="hotflip (text models)")] = 5,
-               candidates: Annotated[int, typer.Option("--candidates", help="flips of highest first-order gain checked on the model per step", rich_help_panel="hotflip (text models)")] = 8,
-               output: OutputOpt = None,
-               report: Annotated[bool, typer.Option("--report", help="also write report.html (the HTML report) into --out")] = False,
-               allow_nonfinite: NonfiniteOpt = False, ray: RayOpt = None, workers: WorkersOpt = None,
-               token_activity: TokenActivityOpt = None) -> None:
-    """Synthesize inputs: excite suspicious neurons (DeepFault, HS-FGSM, DeepSensor), patch (AIGENT) or attack (FGSM, PGD)."""
+def _synthesize(model: ModelArg, data: DataOpt,
+                method: Annotated[str, typer.Option("--method", help="the method (see the method panels below)")],
+                out_dir: Annotated[Path, typer.Option("--out", help="folder for report.json, inputs.npz, samples.png")],
+                cls: Annotated[Optional[int], typer.Option("--class", help="seeds (and spectrum) of class C")] = None,
+                target: Annotated[Optional[int], typer.Option("--target", help="targeted: push seeds not of class T towards T")] = None,
+                samples: Annotated[int, typer.Option("--samples", help="seeds per class (correctly classified)")] = 10,
+                seed: Annotated[int, typer.Option("--seed", help="seed for drawing seeds and the random measure")] = 0,
+                measure: Annotated[Optional[str], typer.Option("--measure", help=literal_help("suspiciousness measure, or random [default: ochiai; shapley for deepsensor]"), rich_help_panel=_NEURONS_PANEL, show_default=False)] = None,
+                k: Annotated[Optional[int], typer.Option("-k", help=literal_help("number of suspicious neurons [default: 10; with --neurons, all of the file's]"), rich_help_panel=_NEURONS_PANEL, show_default=False)] = None,
+                layers: Annotated[Optional[str], typer.Option("--layers", help=literal_help("auto|all|T1,T2 [default: auto]"), rich_help_panel=_NEURONS_PANEL, show_default=False)] = None,
+                granularity: Annotated[Optional[str], typer.Option("--granularity", help=literal_help("channel|element [default: channel]"), rich_help_panel=_NEURONS_PANEL, show_default=False)] = None,
+                neurons: Annotated[Optional[Path], typer.Option("--neurons", help="take neurons from a localize --json file", rich_help_panel=_NEURONS_PANEL)] = None,
+                token_activity: Annotated[Optional[str], typer.Option("--token-activity", help="text models: a hidden unit is active on a sample when active on any real token, on their mean, or on the first (cls) token: any|mean|cls (default any; padding never counts)", rich_help_panel=_NEURONS_PANEL, show_default=False)] = None,
+                start: Annotated[Optional[str], typer.Option("--from", help="text models: the embedding lookup to differentiate from (default: the token ids' lookup, named on stderr)", show_default=False)] = None,
+                clip_min: Annotated[Optional[float], typer.Option("--clip-min", help="valid range (default: the data's)")] = None,
+                clip_max: Annotated[Optional[float], typer.Option("--clip-max", help="valid range (default: the data's)")] = None,
+                labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
+                mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
+                sample_rate: SampleRateOpt = None, tokenizer: TokenizerOpt = None, text_column: TextColumnOpt = "text",
+                label_column: LabelColumnOpt = "label", max_length: MaxLengthOpt = None,
+                device: DeviceOpt = "auto", quiet: QuietOpt = False,
+                permutations: Annotated[Optional[int], typer.Option("--permutations", help=literal_help("Monte-Carlo permutations [default: 20]"), rich_help_panel=_SHAPLEY_PANEL, show_default=False)] = None,
+                noise: Annotated[Optional[float], typer.Option("--noise", help=literal_help("std of the Gaussian input noise Δx [default: 0.1]"), rich_help_panel=_SHAPLEY_PANEL, show_default=False)] = None,
+                shapley_samples: Annotated[Optional[int], typer.Option("--shapley-samples", help=literal_help("samples the loss change is averaged over [default: 100]"), rich_help_panel=_SHAPLEY_PANEL, show_default=False)] = None,
+                lambda_: Annotated[Optional[float], typer.Option("--lambda", help=literal_help("excitable: normalised Shapley value ψ / max ψ > λ [default: 0.5]"), rich_help_panel=_SHAPLEY_PANEL, show_default=False)] = None,
+                output: OutputOpt = None,
+                report: Annotated[bool, typer.Option("--report", help="also write report.html (the HTML report) into --out")] = False,
+                allow_nonfinite: NonfiniteOpt = False, ray: RayOpt = None, workers: WorkersOpt = None,
+                **method_options) -> None:
     from .provenance import command_line
     from .synthesis import synthesize as run_synthesize
     from .display import synthesis_lines
+    from .synthesis.methods import get_method
     from .synthesis.output import check_out_dir, save_result
 
     check_out_dir(out_dir)
-    options = {
-        "deepfault": {"gradient": gradient},
-        "hs": {"step_rule": step_rule},
-        "hotflip": {"goal": goal, "max_flips": max_flips, "candidates": candidates},
-        "deepsensor": {"population": population, "stop_fitness": stop_fitness, "inertia": inertia},
-        "patch": {"objective": objective, "max_pixels": max_pixels, "time_limit": time_limit,
-                  "hold_inactive": hold_inactive, "relaxation": relaxation, "phases": phases,
-                  "weight_change": weight_change, "alpha": alpha},
-    }.get(method, {})
-    bound: object = "default"
-    if distance is not None and distance.strip().lower() == "none":
-        bound = None
-    elif distance is not None:
-        numbers = _numbers(distance, "--distance")
-        if len(numbers) != 1:
-            raise OnnxFaultError(f"--distance '{distance}' is not one number; e.g. --distance 0.1, or none")
-        bound = numbers[0]
+    chosen = get_method(method)
+    given = {}
+    for name, value in method_options.items():
+        if value is None or value is False:  # not given (a flag is given as True)
+            continue
+        name = name.removeprefix(_DEPRECATED)
+        given[name] = _method_value(chosen, name, value)
+    shapley = None
+    if any(v is not None for v in (permutations, noise, shapley_samples, lambda_)):
+        from .shapley import ShapleyOptions
+
+        defaults = ShapleyOptions()
+        shapley = ShapleyOptions(*(d if v is None else v for v, d in (
+            (permutations, defaults.permutations), (noise, defaults.noise), (shapley_samples, defaults.samples),
+            (lambda_, defaults.lambda_)))).check()
     result = run_synthesize(model, data, method=method, cls=cls, target=target, samples=samples, seed=seed,
-                            measure_name=measure, k=k, layers=layers, granularity=granularity, neurons_file=neurons,
-                            step=step, distance=bound, iterations=iterations, epsilon=epsilon, cut=cut,
+                            measure=measure, k=k, layers=layers, granularity=granularity, neurons=neurons,
                             clip_min=clip_min, clip_max=clip_max, device=device,
-                            data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sample_rate, tokenizer,
-                           text_column, label_column, max_length),
-                            shapley=_shapley(permutations, noise, shapley_samples, lambda_), options=options,
-                            output=output, allow_nonfinite=allow_nonfinite, ray=_ray(ray, workers), start=start,
-                            token_activity=token_activity)
+                            data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size,
+                                                       sample_rate, tokenizer, text_column, label_column, max_length),
+                            shapley=shapley, output=output, allow_nonfinite=allow_nonfinite, ray=_ray(ray, workers),
+                            start=start, token_activity=token_activity, **given)
     _warn(result.warnings)
     result.report["command"] = command_line()
     replaced = save_result(result, out_dir, report)
@@ -432,6 +435,114 @@ def synthesize(model: ModelArg, data: DataOpt,
     if not quiet:
         for line in synthesis_lines(result.report, out_dir):
             out.print(line, soft_wrap=True)
+
+
+_DEPRECATED = "deprecated__"  # the parameter of a deprecated flag: deprecated__alpha for --alpha
+
+
+def _method_value(chosen, name: str, value):
+    """A method option as the CLI read it, in the type the method's Options take: a number or ``none`` for an
+    option that may be None (``--distance none``); other values as typer parsed them."""
+    specs = {s.name: s for s in chosen.option_specs()}
+    aliases = {a: s for s in specs.values() for a in (*s.aliases, *s.deprecated)}
+    spec = specs.get(name) or aliases.get(name)
+    if spec is None or not isinstance(value, str) or not spec.kind.endswith("?"):
+        return value
+    if value.strip().lower() == "none":
+        return None
+    kind = spec.kind.rstrip("?")
+    if kind == "str":
+        return value
+    try:
+        number = int(value) if kind == "int" else float(value)
+    except ValueError:
+        raise OnnxFaultError(f"`{spec.name}` '{value}' is not {'a whole number' if kind == 'int' else 'a number'} "
+                             "or none", parameter=spec.name) from None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise OnnxFaultError(f"`{spec.name}` must be a finite number (got {value})", parameter=spec.name)
+    return number
+
+
+_CLI_TYPES = {"int": Optional[int], "float": Optional[float], "str": Optional[str], "bool": Optional[bool],
+              "pair": Optional[str]}
+
+
+def _shown_default(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def method_parameters() -> list[pyinspect.Parameter]:
+    """The synthesize command's method options, from every registered method's ``Options``: one flag per
+    option name (with its aliases), in a help panel of its method, or of its own when several methods take it
+    (with each one's default); a deprecated name is a hidden flag of its own."""
+    from .synthesis.methods import METHODS
+
+    by_name: dict[str, list] = {}
+    for method in METHODS.values():
+        for spec in method.option_specs():
+            by_name.setdefault(spec.name, []).append((method.name, spec))
+    parameters = []
+    for name, takers in by_name.items():
+        kinds = {spec.kind for _, spec in takers}
+        if len(kinds) > 1:
+            raise TypeError(f"methods give option {name} different kinds: {sorted(kinds)}")
+        spec = takers[0][1]
+        kind = spec.kind
+        cli_type = Optional[str] if kind.endswith("?") else _CLI_TYPES[kind]
+        if len(takers) == 1:
+            panel = f"{takers[0][0]} options"
+            default = f"[default: {_shown_default(spec.default)}]"
+        else:
+            panel = "Method options (several methods)"
+            default = "[default: " + ", ".join(f"{m} {_shown_default(s.default)}" for m, s in takers) + "]"
+        aliases = sorted({a for _, s in takers for a in s.aliases})
+        choices = f" ({'|'.join(spec.choices)})" if spec.choices and "|" not in spec.help else ""
+        text = literal_help(cli_text(f"{spec.help}{choices} {default}"))
+        option = typer.Option(flag_of(name), *(flag_of(a) for a in aliases), help=text, rich_help_panel=panel,
+                              show_default=False)
+        parameters.append(pyinspect.Parameter(name, pyinspect.Parameter.KEYWORD_ONLY, default=None,
+                                            annotation=Annotated[cli_type, option]))
+        for old, why in {o: w for _, s in takers for o, w in s.deprecated.items()}.items():
+            hidden = typer.Option(flag_of(old), hidden=True, help=f"deprecated: use {flag_of(name)} ({why})")
+            parameters.append(pyinspect.Parameter(_DEPRECATED + old, pyinspect.Parameter.KEYWORD_ONLY, default=None,
+                                                annotation=Annotated[cli_type, hidden]))
+    return parameters
+
+
+class _SynthesizeCommand:
+    """Synthesize inputs: excite suspicious neurons (DeepFault, HS-FGSM, DeepSensor), patch (AIGENT) or attack (FGSM, PGD)."""
+
+    __name__ = "synthesize"
+    __qualname__ = "synthesize"
+    __annotations__: dict = {}
+
+    @property
+    def __signature__(self) -> pyinspect.Signature:
+        """The command's options: the common ones, then every registered method's (read when typer builds the
+        command, so a method registered later has its flags too)."""
+        from .synthesis.methods import METHODS
+
+        base = pyinspect.signature(_synthesize, eval_str=True)
+        params = [p for p in base.parameters.values() if p.kind is not pyinspect.Parameter.VAR_KEYWORD]
+        names = " | ".join(METHODS)
+        params = [p.replace(annotation=Annotated[str, typer.Option("--method", help=f"{names} (see the method panels)")])
+                  if p.name == "method" else p for p in params]
+        common = {p.name for p in params}
+        extra = method_parameters()
+        clash = [p.name for p in extra if p.name in common]
+        if clash:
+            raise TypeError(f"a method option is named like a common option of synthesize: {clash}")
+        return base.replace(parameters=[*params, *extra])
+
+    def __call__(self, **kwargs):
+        return handles_errors(_synthesize)(**kwargs)
+
+
+synthesize = app.command(name="synthesize")(_SynthesizeCommand())
 
 
 @app.command()

@@ -74,7 +74,8 @@ def evaluation_view(result) -> Group:
 # ---- synthesize -------------------------------------------------------------------------------------
 def synthesis_lines(r: dict, wrote=None) -> list[str]:
     """The summary lines of a synthesis report: rates, distance and time (``; wrote FOLDER/`` when ``wrote``
-    is given), then DeepSensor's and AIGENT's own results, and a text model's tokens, when the report has them."""
+    is given), then the method's own lines (its ``summary_lines``), and a text model's tokens, when the report
+    has them."""
     lines = [f"{r['method']}: {r['seeds']['count']} seeds, accuracy {100 * r['accuracy_before']:.1f} % → "
              f"{100 * r['accuracy_after']:.1f} %, success {100 * r['success_rate']:.1f} %"
              + ("" if r["target_rate"] is None else f", target rate {100 * r['target_rate']:.1f} %")
@@ -82,16 +83,7 @@ def synthesis_lines(r: dict, wrote=None) -> list[str]:
              + ("" if r["activation_increase"] is None
                 else f", activation increase {100 * r['activation_increase']:.1f} %")
              + f", {r['seconds']:.2f} s" + ("" if wrote is None else f"; wrote {wrote}/")]
-    if "test_errors" in r:
-        lines.append(f"deepsensor: {len(r['neurons'])} of {r['neurons_total']} neurons excitable, {r['test_errors']} "
-                     f"test errors in {r['examples_evaluated']} examples, {r['error_categories']} error categories "
-                     f"({r['categories_per_seed']:.2f} per seed)")
-    if "defect_detection_rate" in r:
-        pixels = r["pixels_modified"]
-        lines.append(f"patch: defect detection {100 * r['defect_detection_rate']:.1f} %"
-                     + ("" if pixels is None else f", pixels modified mean {pixels['mean']:.1f} "
-                        f"({pixels['percent']:.2f} %)") + f", Pielou {r['pielou']:.3f}"
-                     + "".join(f"; {n}× {stage}" for stage, n in r["failures"].items()))
+    lines += _method_lines(r)
     if "tokens_changed" in r:  # a text model: the rates above are the projected token ids'
         embedding = r["embedding"]
         lines.append(f"tokens changed mean {r['tokens_changed']['mean']:.2f} (max {r['tokens_changed']['max']}); "
@@ -100,14 +92,22 @@ def synthesis_lines(r: dict, wrote=None) -> list[str]:
     return lines
 
 
+def _method_lines(r: dict) -> list[str]:
+    """The registered method's own summary lines for report ``r`` (none for a method not registered here)."""
+    from .synthesis.methods import METHODS
+
+    method = r.get("method")
+    return METHODS[method].summary_lines(r) if isinstance(method, str) and method in METHODS else []
+
+
 def metrics_table(r: dict) -> Table:
     """The metrics of a synthesis report that it holds, as the report's metrics table lists them."""
-    from .report.compare import EXTRA_METRICS, METRICS, lookup
+    from .report.compare import METRICS, lookup, method_metrics
 
     table = Table(title=f"{r['method']} metrics")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for path, name, _, percent in METRICS + EXTRA_METRICS:
+    for path, name, _, percent in METRICS + method_metrics():
         value = lookup(r, path)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             table.add_row(name, f"{100 * value:.2f} %" if percent else str(value) if isinstance(value, int)

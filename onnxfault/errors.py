@@ -2,10 +2,60 @@
 
 
 class OnnxFaultError(Exception):
-    """A problem with the user's input (model, data, flags or paths).
+    """A problem with the user's input (model, data, arguments or paths).
 
-    The CLI prints ``str(err)`` as one line and exits non-zero, without a traceback.
+    ``parameter`` names the argument it is about, when it is about one (the Python name: ``k``, ``cls``). A message
+    writes argument names in backticks (`` `k` ``); the CLI prints it as one line with each such name spelled as
+    its flag (``-k``), and exits non-zero, without a traceback.
     """
+
+    def __init__(self, message: str = "", parameter: str | None = None):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+class OnnxFaultWarning(UserWarning):
+    """Something the user should know about a result (it also lands in the result's ``warnings``)."""
+
+
+def warn(messages) -> None:
+    """Each message through :func:`warnings.warn` as an :class:`OnnxFaultWarning` (attributed to the caller of the
+    public function, two frames up)."""
+    import warnings
+
+    for message in messages:
+        warnings.warn(str(message), OnnxFaultWarning, stacklevel=3)
+
+
+_KINDS = {int: "a whole number", float: "a number", str: "a string", bool: "True or False"}
+
+
+def check_arguments(**arguments) -> None:
+    """Types and ranges of a public function's arguments, one :class:`OnnxFaultError` naming the first wrong one.
+    Each value is ``(value, kind)`` or ``(value, kind, minimum)``: ``kind`` int (a bool is not one), float (an
+    int is one; it must be finite), str or bool, or a tuple of those; None passes when the kind tuple holds None."""
+    import math
+
+    for name, (value, kind, *rest) in arguments.items():
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if value is None and None in kinds:
+            continue
+        ok = False
+        for k in (k for k in kinds if k is not None):
+            if k is int:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif k is float:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            else:
+                ok = isinstance(value, k)
+            if ok:
+                break
+        wanted = " or ".join([_KINDS.get(k, getattr(k, "__name__", str(k))) for k in kinds if k is not None]
+                             + (["None"] if None in kinds else []))
+        if not ok:
+            raise OnnxFaultError(f"`{name}` must be {wanted} (got {value!r})", parameter=name)
+        if rest and rest[0] is not None and value < rest[0]:
+            raise OnnxFaultError(f"`{name}` must be at least {rest[0]} (got {value!r})", parameter=name)
 
 
 def close_matches_hint(name: str, choices: list[str], what: str) -> str:

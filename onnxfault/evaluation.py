@@ -9,6 +9,7 @@ import numpy as np
 
 from .data import DataLike, DataOptions, Dataset, as_dataset
 from .distributed.sums import counted
+from .errors import check_arguments, warn
 from .model import Model, as_model
 from .model_forms import ModelLike
 from .provenance import stamp
@@ -121,12 +122,15 @@ def evaluate(model: ModelLike, data: DataLike, *, device: str = "auto",
     takes (a torch module with ``example_input``). ``data`` is a path, a pair ``(x, y)`` of numpy arrays or
     torch tensors, an iterable of ``(x, y)`` batches (read once, batch by batch) or a :class:`Dataset`
     (see :func:`~onnxfault.data.as_dataset`)."""
+    check_arguments(device=(device, str), output=(output, (str, None)), allow_nonfinite=(allow_nonfinite, bool))
     model = as_model(model, output, example_input)
     dataset = as_dataset(data, model.data_shape, data_options, num_classes=model.num_classes)
     check_labels(dataset, model.num_classes)
     counter = ConfusionCounter(model.num_classes, device, allow_nonfinite)
     (confusion,), used = counted(counter, model, dataset, ray, on_batch)
-    return EvaluateResult(model.path, dataset.path, confusion, used, list(model.notes), stamp(model))
+    result = EvaluateResult(model.path, dataset.path, confusion, used, list(model.notes), stamp(model))
+    warn(result.warnings)
+    return result
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .data import DataLike, DataOptions, Dataset, as_dataset
-from .errors import OnnxFaultError, check_finite
+from .errors import OnnxFaultError, check_arguments, check_finite, warn
 from .files import Writer
 from .measures import get_measure, rank, score
 from .model import Layer, Model, as_model
@@ -249,11 +249,13 @@ def localize(model: ModelLike, data: DataLike, *, layers: str | Sequence[str] = 
     """
     from .shapley import ShapleyOptions
 
+    check_arguments(measure=(measure, str), k=(k, int, 1), cls=(cls, (int, None)), target=(target, (int, None)),
+                    layers=(layers, (str, list, tuple)), granularity=(granularity, str), threshold=(threshold, float),
+                    star=(star, float), seed=(seed, int, 0), device=(device, str), output=(output, (str, None)),
+                    allow_nonfinite=(allow_nonfinite, bool), token_activity=(token_activity, (str, None)))
     chosen_measure = get_measure(measure)  # fail fast on an unknown name
     shapley = (shapley or ShapleyOptions()).check()
-    check_finite(threshold=threshold, star=star, noise=shapley.noise, lambda_=shapley.lambda_)
-    if k < 1:
-        raise OnnxFaultError(f"-k must be at least 1 (got {k})")
+    check_finite(noise=shapley.noise, lambda_=shapley.lambda_)
     outcome = outcome_for(cls, target)
     model = as_model(model, output, example_input)
     chosen = model.select_layers(layers)
@@ -273,10 +275,12 @@ def localize(model: ModelLike, data: DataLike, *, layers: str | Sequence[str] = 
                         "use more or other samples")
     total = len(scores)
     if k > total:
-        warnings.append(f"-k {k} is more than the {total} neurons in the chosen layers; showing all {total}")
+        warnings.append(f"`k` {k} is more than the {total} neurons in the chosen layers; showing all {total}")
         k = total
     params = {"k": k, "star": star, "seed": seed, "layers": layers if isinstance(layers, str) else list(layers)}
     if chosen_measure.needs_model:
         params.update(shapley.params(), excitable=int(np.count_nonzero(scores > shapley.lambda_)))
-    return LocalizeResult(model.path, dataset.path, chosen_measure.name, spectrum, scores,
-                          top_k(spectrum, scores, k, details), params, warnings, details, stamp(model))
+    result = LocalizeResult(model.path, dataset.path, chosen_measure.name, spectrum, scores,
+                            top_k(spectrum, scores, k, details), params, warnings, details, stamp(model))
+    warn(result.warnings)
+    return result

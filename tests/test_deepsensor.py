@@ -16,8 +16,8 @@ from onnxfault.errors import OnnxFaultError
 from onnxfault.localization import SuspiciousNeuron
 from onnxfault.shapley import (ShapleyOptions, exact_shapley, loss_change_utility, marginal_gains, masked_model,
                                monte_carlo_shapley, neuron_shapley, normalize, prefix_masks)
-from onnxfault.synthesis import excitable, synthesize
-from onnxfault.synthesis.deepsensor import fitness, inertia, parse_inertia, swarm_step
+from onnxfault.synthesis import METHODS, synthesize
+from onnxfault.synthesis.deepsensor import excitable, fitness, inertia, swarm_step
 
 RNG = np.random.default_rng(7)
 W1 = RNG.normal(size=(3, 4)).astype(np.float32)
@@ -119,7 +119,7 @@ def test_a_zero_shapley_value_is_never_excitable():
         kept = [n.index for n in excitable(as_neurons(scores), lam)] if (scores > lam).any() else []
         assert kept == [i for i, v in enumerate(values) if v / 0.6 > lam]  # Definition 3 on ψ / max ψ, by hand
         assert not set(kept) & {1, 3, 6, 0, 5}  # zero and negative values: never
-    with pytest.raises(OnnxFaultError, match="no neuron has a normalised Shapley value above --lambda 0.0"):
+    with pytest.raises(OnnxFaultError, match="no neuron has a normalised Shapley value above `lambda_` 0.0"):
         excitable(as_neurons(normalize(np.array([0.0, -1.0, 0.0]))), 0.0)
 
 
@@ -195,9 +195,9 @@ def test_deepsensor_run(cli, dense_onnx, sample_npz, tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--population", "1"], "--population must be at least 2"),
-    (["--measure", "ochiai"], "deepsensor chooses neurons by Shapley value"),
-    (["--inertia", "0.9"], "--inertia must be two finite numbers ≥ 0, start,end (got '0.9')"),
+    (["--population", "1"], "deepsensor: --population must be ≥ 2 (got 1)"),
+    (["--measure", "ochiai"], "deepsensor chooses neurons by shapley value, not ochiai; drop --measure"),
+    (["--inertia", "0.9"], "deepsensor: --inertia must be two finite numbers ≥ 0, start,end (got '0.9')"),
     (["--inertia", "nan,0.4"], "--inertia must be two finite numbers ≥ 0"),
     (["--inertia", "0.4,inf"], "--inertia must be two finite numbers ≥ 0"),
     (["--inertia", "-0.1,0.9"], "--inertia must be two finite numbers ≥ 0"),
@@ -218,7 +218,8 @@ def test_inertia_follows_eq_7():
     assert inertia(19, 20) == pytest.approx(0.875)  # (0.4 - 0.9) * 1/20 + 0.9
     assert [inertia(g, 20, 0.9, 0.4) for g in (0, 10, 19)] == pytest.approx([0.9, 0.65, 0.425])
     assert inertia(0, 1) == pytest.approx(0.4)
-    assert parse_inertia("0.9, 0.4") == (0.9, 0.4) and parse_inertia((0.4, 0.9)) == (0.4, 0.9)
+    options = METHODS["deepsensor"].make_options
+    assert options({"inertia": "0.9, 0.4"}).inertia == (0.9, 0.4) and options({"inertia": [0.4, 0.9]}).inertia == (0.4, 0.9)
 
 
 def test_fitness_divides_by_all_neurons_of_the_layers():
@@ -245,7 +246,7 @@ def test_deepsensor_fitness_and_inertia_on_a_model(dense_onnx, sample_npz):
                   shapley=ShapleyOptions(permutations=5, samples=20, lambda_=0.0), seed=0)
     r = synthesize(dense_onnx, sample_npz, options={"population": 8, "inertia": "0.4,0.9"}, **kwargs)
     report, x = r.report, r.arrays["synthesized"]
-    assert report["neurons_total"] == 64 and report["params"]["inertia"] == (0.4, 0.9)
+    assert report["neurons_total"] == 64 and report["params"]["inertia"] == [0.4, 0.9]
     assert all(n["shapley"] > 0 for n in report["neurons"])
     activity = hidden_activity(dense_onnx, x)
     active = np.stack([activity[n["tensor"]][:, n["index"]] > 0 for n in report["neurons"]], axis=1)
@@ -254,5 +255,5 @@ def test_deepsensor_fitness_and_inertia_on_a_model(dense_onnx, sample_npz):
     assert report["best_examples"] == len(x) * 4 and 0 <= report["best_errors"] <= report["best_examples"]
     assert report["examples_evaluated"] == len(x) * 8 * 5
     other = synthesize(dense_onnx, sample_npz, options={"population": 8, "inertia": (0.9, 0.4)}, **kwargs)
-    assert other.report["params"]["inertia"] == (0.9, 0.4)
+    assert other.report["params"]["inertia"] == [0.9, 0.4]
     assert not np.array_equal(other.arrays["synthesized"], x)

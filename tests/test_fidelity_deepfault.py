@@ -53,9 +53,10 @@ def closed_form_gradients() -> tuple[np.ndarray, np.ndarray]:
 def run(model, gradient: str | None, step: float = 0.1) -> np.ndarray:
     layers = {layer.tensor: layer for layer in model.select_layers("all")}
     neurons = [SuspiciousNeuron(1, "h1", 0, 1.0, 0, 0, 0, 0), SuspiciousNeuron(2, "h2", 1, 1.0, 0, 0, 0, 0)]
-    options = {} if gradient is None else {"gradient": gradient}
+    options = get_method("deepfault").make_options({"step": step, "distance": None,
+                                                    **({} if gradient is None else {"gradient": gradient})})
     p = Problem(model, X.astype(np.float32), np.zeros(len(X), np.int64), neurons, layers, "element", None,
-                (-10.0, 10.0), step, None, 1, 0.0, None, "cpu", options)
+                (-10.0, 10.0), options, "cpu")
     return get_method("deepfault").run(p)
 
 
@@ -84,7 +85,7 @@ def test_raw_gradient_is_the_plain_mean_and_differs(deep):
 def test_gradient_option_is_validated_and_reported(dense_onnx, sample_npz):
     from onnxfault.errors import OnnxFaultError
 
-    with pytest.raises(OnnxFaultError, match="--gradient must be normalized or raw"):
+    with pytest.raises(OnnxFaultError, match="deepfault: `gradient` must be normalized or raw"):
         synthesize(dense_onnx, sample_npz, method="deepfault", samples=1, options={"gradient": "unit"})
     result = synthesize(dense_onnx, sample_npz, method="deepfault", samples=1, options={"gradient": "raw"})
     assert result.report["params"]["gradient"] == "raw"

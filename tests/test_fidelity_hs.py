@@ -38,8 +38,10 @@ def tanh_relu(tmp_path):
 def hs_problem(model, x, *, epsilon, iterations, rule, distance=None, clip=(-10.0, 10.0)):
     neurons = [SuspiciousNeuron(1, "h", 0, 1.0, 0, 0, 0, 0), SuspiciousNeuron(2, "h", 2, 0.9, 0, 0, 0, 0)]
     layers = {layer.tensor: layer for layer in model.select_layers("all")}
+    options = get_method("hs").make_options(dict(epsilon=epsilon, iterations=iterations, step_rule=rule,
+                                                 distance=distance, cut="h"))
     return Problem(model, np.asarray(x, np.float32), np.zeros(len(x), np.int64), neurons, layers, "element", None,
-                   clip, 0.0, distance, iterations, epsilon, "h", "cpu", {"step_rule": rule})
+                   clip, options, "cpu")
 
 
 def autograd_sum_gradient(x: np.ndarray) -> np.ndarray:
@@ -76,8 +78,8 @@ def test_sign_rule_and_bounds(tanh_relu):
 
 
 def test_defaults_are_the_papers_rq1_settings(dense_onnx, sample_npz):
-    defaults = get_method("hs").defaults
-    assert (defaults["epsilon"], defaults["iterations"], defaults["distance"]) == (1.0, 5, None)
+    defaults = get_method("hs").defaults()
+    assert (defaults.epsilon, defaults.iterations, defaults.distance) == (1.0, 5, None)
     result = synthesize(dense_onnx, sample_npz, method="hs", samples=2, k=5, target=0)
     params = result.report["params"]
     assert (params["epsilon"], params["iterations"], params["distance"], params["k"]) == (1.0, 5, None, 5)
@@ -127,7 +129,7 @@ def test_bad_step_rule_is_one_line(cli, dense_onnx, sample_npz, tmp_path):
     result = cli("synthesize", dense_onnx, "--data", sample_npz, "--method", "hs", "--step-rule", "adam",
                  "--out", tmp_path / "run")
     assert result.exit_code == 1 and not (tmp_path / "run").exists()
-    assert result.stderr.strip() == "error: --step-rule must be gradient or sign (got adam)"
+    assert result.stderr.strip() == "error: hs: --step-rule must be gradient or sign (got 'adam')"
 
 
 def rss_mb() -> float:

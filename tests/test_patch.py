@@ -203,7 +203,7 @@ def test_detection_floor_on_a_small_mnist_net(sample_npz, tmp_path):
                              options={"time_limit": 2.0, **extra})
             for name, extra in (("defaults", {}), ("paper", {"relaxation": "paper", "phases": "seed"}))}
     r, a = runs["defaults"].report, runs["defaults"].arrays
-    settings = [r["params"][k] for k in ("relaxation", "phases", "weight_change", "alpha")]
+    settings = [r["params"][k] for k in ("relaxation", "phases", "weight_change", "weight_bound")]
     assert settings == ["region", "free", "total", None]  # the defaults, recorded
     session = ort.InferenceSession(str(model))
     after = session.run(None, {session.get_inputs()[0].name: a["synthesized"]})[0].argmax(1)
@@ -242,8 +242,9 @@ def test_cli_passes_the_paper_settings(cli, tmp_path):
             "--clip-max", "1", "--relaxation", "paper", "--phases", "seed", "--weight-change", "max", "--alpha", "10",
             "--out", out, "-q")
     assert r.exit_code == 0, r.output
+    assert "warning: patch: --alpha is deprecated, use --weight-bound" in r.stderr  # the old spelling still runs
     report = json.loads((out / "report.json").read_text())
-    settings = [report["params"][k] for k in ("relaxation", "phases", "weight_change", "alpha")]
+    settings = [report["params"][k] for k in ("relaxation", "phases", "weight_change", "weight_bound")]
     assert settings == ["paper", "seed", "max", 10.0]
     a = np.load(out / "inputs.npz")
     after = ort.InferenceSession(str(path)).run(None, {"x": a["synthesized"]})[0].argmax(1)
@@ -300,12 +301,13 @@ def test_patch_on_the_shipped_cnn_goes_through_the_conv_prefix(cli, lenet_onnx, 
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--objective", "l2"], "--objective must be pixels or l1"),
-    (["--max-pixels", "0"], "--max-pixels must be at least 1"),
-    (["--relaxation", "equal"], "--relaxation must be region or paper (got equal)"),
-    (["--phases", "fixed"], "--phases must be free or seed (got fixed)"),
-    (["--weight-change", "l2"], "--weight-change must be total or max (got l2)"),
-    (["--alpha", "0"], "--alpha must be a positive number (got 0.0)"),
+    (["--objective", "l2"], "patch: --objective must be pixels or l1"),
+    (["--max-pixels", "0"], "patch: --max-pixels must be ≥ 1"),
+    (["--relaxation", "equal"], "patch: --relaxation must be region or paper (got 'equal')"),
+    (["--phases", "fixed"], "patch: --phases must be free or seed (got 'fixed')"),
+    (["--weight-change", "l2"], "patch: --weight-change must be total or max (got 'l2')"),
+    (["--weight-bound", "0"], "patch: --weight-bound must be > 0 (got 0.0)"),
+    (["--alpha", "0"], "patch: --weight-bound must be > 0 (got 0.0)"),
 ])
 def test_patch_bad_input(cli, dense_onnx, sample_npz, tmp_path, flags, message):
     out = tmp_path / "run"

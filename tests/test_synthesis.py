@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
@@ -34,11 +36,11 @@ def neuron(tensor, index, rank=1):
     return SuspiciousNeuron(rank, tensor, index, 1.0, 0, 0, 0, 0)
 
 
-def problem(model, x, neurons, *, step=1.0, distance=None, clip=(-10.0, 10.0), iterations=1, epsilon=0.0, cut=None,
-            target=None):
+def problem(model, x, neurons, *, method="deepfault", distance=None, clip=(-10.0, 10.0), target=None, **options):
     layers = {layer.tensor: layer for layer in model.select_layers("all")}
+    chosen = get_method(method).make_options({"distance": distance, **options})
     return Problem(model, np.asarray(x, np.float32), np.zeros(len(x), np.int64), neurons, layers, "element", target,
-                   clip, step, distance, iterations, epsilon, cut, "cpu")
+                   clip, chosen, "cpu")
 
 
 def test_one_deepfault_step_by_hand(two_layer):
@@ -47,8 +49,7 @@ def test_one_deepfault_step_by_hand(two_layer):
     # Their mean (-0.5, 1.75) times step 0.2 gives the change (-0.1, 0.35). (--gradient raw; the
     # normalised default is pinned in test_fidelity_deepfault.py.)
     def raw(p):
-        p.options["gradient"] = "raw"
-        return get_method("deepfault").run(p)
+        return get_method("deepfault").run(replace(p, options=replace(p.options, gradient="raw")))
 
     p = problem(two_layer, [[1.0, 1.0]], [neuron("h", 0), neuron("h", 1, 2)], step=0.2)
     assert np.allclose(raw(p), [[0.9, 1.35]], atol=1e-6)
@@ -65,8 +66,10 @@ def test_one_deepfault_step_by_hand(two_layer):
 @pytest.mark.parametrize("method", sorted(["deepfault", "hs", "fgsm", "pgd"]))
 @pytest.mark.parametrize("distance, clip", [(0.05, (0.0, 1.0)), (0.3, (0.1, 0.9))])
 def test_linf_bound_and_valid_range_always_hold(dense_onnx, sample_npz, method, distance, clip):
-    result = synthesize(dense_onnx, sample_npz, method=method, samples=3, distance=distance, iterations=5, step=0.5,
-                        epsilon=0.2, clip_min=clip[0], clip_max=clip[1])
+    taken = {s.name for s in METHODS[method].option_specs()}
+    options = {k: v for k, v in dict(distance=distance, iterations=5, step=0.5, epsilon=0.2).items() if k in taken}
+    result = synthesize(dense_onnx, sample_npz, method=method, samples=3, clip_min=clip[0], clip_max=clip[1],
+                        **options)
     x, new = result.arrays["original"], result.arrays["synthesized"]
     assert new.dtype == np.float32 and new.shape == x.shape
     assert np.abs(new - x).max() <= distance + 1e-6

@@ -86,7 +86,7 @@ def test_metrics_in_chunks_equal_one_pass_over_all_seeds(lenet_onnx, sample_npz,
 def test_methods_without_neurons_skip_the_spectrum(dense_onnx, sample_npz, method):
     # localize reports each batch it reads through on_batch: without neurons nothing is read for a spectrum
     batches = []
-    result = synthesize(dense_onnx, sample_npz, method=method, samples=1, iterations=2 if method == "pgd" else None,
+    result = synthesize(dense_onnx, sample_npz, method=method, samples=1, **({"iterations": 2} if method == "pgd" else {}),
                         on_batch=batches.append)
     r = result.report
     assert batches == [] and r["neurons"] == [] and r["activation_increase"] is None
@@ -118,15 +118,14 @@ def test_fgsm_runs_on_a_model_without_neuron_layers(tmp_path):
     assert r["accuracy_before"] == 1.0
 
 
-def test_neuron_options_are_ignored_with_a_note(cli, dense_onnx, sample_npz, tmp_path):
+def test_neuron_options_of_a_method_without_neurons_are_an_error(cli, dense_onnx, sample_npz, tmp_path):
     ranking = tmp_path / "rank.json"
     assert cli("localize", dense_onnx, "--data", sample_npz, "-k", "3", "--json", ranking, "-q").exit_code == 0
     result = cli("synthesize", dense_onnx, "--data", sample_npz, "--method", "fgsm", "--samples", "1", "--neurons",
                  ranking, "--measure", "tarantula", "--out", tmp_path / "run", "-q")
-    assert result.exit_code == 0, result.output
-    assert "fgsm uses no suspicious neurons; --neurons and --measure ignored" in result.stderr
-    report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["neurons"] == [] and report["params"]["neurons_file"] is None
+    assert result.exit_code == 1 and not (tmp_path / "run").exists()
+    assert result.stderr.strip() == ("error: fgsm uses no suspicious neurons, so it does not take --measure or "
+                                     "--neurons; drop them")
 
 
 def run_python(code: str) -> str:
@@ -144,24 +143,23 @@ print("scipy" in sys.modules, "torch" in sys.modules, methods)"""
     assert run_python(code) == "False True ['fgsm']"
 
 
-def test_registry_lists_every_method_without_importing_one():
+def test_registry_lists_every_method_without_importing_a_framework():
     code = """
 import sys
 from onnxfault.synthesis.methods import METHODS
-listed = [(m.name, m.summary, m.defaults, m.options, m.uses_neurons) for m in METHODS.values()]
-print(len(listed), [m for m in sys.modules if m.startswith("onnxfault.synthesis.")
-                    and m.rsplit(".", 1)[1] in METHODS], "scipy" in sys.modules, "torch" in sys.modules)"""
-    assert run_python(code) == "7 [] False False"
+listed = [(m.name, m.summary, m.defaults(), m.option_specs(), m.uses_neurons) for m in METHODS.values()]
+print(len(listed), [m for m in ("scipy", "torch") if m in sys.modules])"""
+    assert run_python(code) == "7 []"
 
 
 def test_registry_options_equal_the_modules_own_defaults():
     from onnxfault.synthesis import deepsensor, patch
     from onnxfault.synthesis.aigent import Settings
 
-    assert METHODS["deepsensor"].options["inertia"] == deepsensor.INERTIA
-    settings = {k: getattr(Settings(), k) for k in patch.SETTINGS}
-    assert {k: METHODS["patch"].options[k] for k in patch.SETTINGS} == settings
-    assert METHODS["deepsensor"].summarize is deepsensor.summarize and METHODS["fgsm"].summarize is None
+    assert METHODS["deepsensor"].defaults().inertia == deepsensor.INERTIA
+    settings = patch.settings_from(METHODS["patch"].defaults(), None)
+    assert settings == Settings()
+    assert type(METHODS["fgsm"]).merge is type(METHODS["pgd"]).merge  # neither keeps statistics
     assert [name for name, m in METHODS.items() if not m.uses_neurons] == ["fgsm", "pgd", "patch"]
 
 

@@ -22,22 +22,22 @@ METRICS = (
     (("peak_memory_mb",), "peak MB", "min", False),
     (("method_peak_memory_mb",), "method peak MB", "min", False),
 )
-# Method-specific results (DeepSensor, AIGENT) shown in a run's own table.
-EXTRA_METRICS = (
-    (("test_errors",), "test errors", "max", False),
-    (("examples_evaluated",), "examples evaluated", None, False),
-    (("error_categories",), "error categories", "max", False),
-    (("categories_per_seed",), "categories per seed", "max", False),
-    (("seeds_with_errors",), "seeds with errors", "max", False),
-    (("defect_detection_rate",), "defect detection rate", "max", True),
-    (("pixels_modified", "mean"), "pixels modified (mean)", "min", False),
-    (("pixels_modified", "percent"), "pixels modified (%)", "min", False),
-    (("pielou",), "Pielou evenness", "max", False),
-    (("seconds_per_input",), "seconds per input", "min", False),
+# A text model's results (the projected token ids), shown in a run's own table.
+TEXT_METRICS = (
     (("tokens_changed", "mean"), "tokens changed (mean)", "min", False),
-    (("flips", "mean"), "flips per input (mean)", "min", False),
     (("embedding", "success_rate"), "success rate in embedding space", "max", True),
 )
+
+
+def method_metrics() -> tuple:
+    """The metrics each registered synthesis method declares (its ``metrics``), then a text model's: what a
+    run's own table shows when its report holds them."""
+    from ..synthesis.methods import METHODS
+
+    declared = [metric for method in METHODS.values() for metric in method.metrics]
+    return tuple(dict.fromkeys(declared)) + TEXT_METRICS
+
+
 TRADE_PARAMETERS = ("k", "iterations", "epsilon", "distance", "step", "cut")
 _NOT_GROUPING = {*TRADE_PARAMETERS, "neurons_file", "time_limit"}
 

@@ -295,7 +295,7 @@ def _synthesis_run(run: Run) -> str:
         parts.append(paragraph("inputs.npz is missing or incomplete: no sample grid.", "note"))
     if d.get("texts"):
         parts.append(_texts(run))
-    metrics = _metric_columns([run], compare.METRICS + compare.EXTRA_METRICS)
+    metrics = _metric_columns([run], compare.METRICS + compare.method_metrics())
     rows = [[name, number(compare.lookup(d, path), ".".join(path), percent)] for path, name, _, percent in metrics]
     metrics_table = table(f"Metrics of {run.tag}: rates over the seeds, distances from each seed to its input",
                           ["metric", "value"], rows, f"metrics-{run.tag}")
@@ -352,7 +352,7 @@ def _texts(run: Run) -> str:
 def samples_figure(run: Run):
     """The sample grid of a synthesis run with its arrays, with the seeds it shows and the run's seeds; None
     when the run has no seeds."""
-    from ..synthesis.output import as_images
+    from .images import as_images
 
     d, a = run.data, run.arrays
     layout = d.get("input_layout") or {}

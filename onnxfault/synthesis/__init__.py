@@ -8,6 +8,7 @@ gives a uniform random neuron ranking (DeepFault's Table 3 baseline is in exampl
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,8 +16,9 @@ import numpy as np
 
 from ..data import DataLike, DataOptions, Dataset, as_data
 from ..distributed.options import holds_ray
-from ..errors import OnnxFaultError, check_finite, read_json
-from ..localization import SuspiciousNeuron, localize, samples_for
+from ..errors import OnnxFaultError, OnnxFaultWarning, check_arguments, check_finite, read_json, warn
+from ..localization import LocalizeResult, SuspiciousNeuron, localize, samples_for
+from ..measures import get_measure
 from ..model import Model, as_model
 from ..model_forms import ModelLike
 from ..peak_memory import peak_rss_mb, peak_rss_reset
@@ -24,12 +26,13 @@ from ..provenance import stamp
 from ..shapley import ShapleyOptions
 from ..spectrum import Outcome, validate_outcome
 from .base import Problem
-from .methods import METHODS, get_method
-from .metrics import measure
+from .contract import Method, NeuronRequest, Selection, with_options
+from .methods import METHODS, get_method, register
+from .metrics import measure as measure_inputs
 from .running import run_in_chunks, run_on_ray
 from .seeds import choose_seeds
 
-__all__ = ["METHODS", "SynthesisResult", "synthesize", "read_neurons"]
+__all__ = ["METHODS", "Method", "SynthesisResult", "synthesize", "read_neurons", "register"]
 
 
 @dataclass
@@ -116,91 +119,35 @@ def check_neurons(neurons: list[SuspiciousNeuron], model: Model, granularity: st
     try:
         layers = {layer.tensor: layer for layer in model.select_layers(list(dict.fromkeys(n.tensor for n in neurons)))}
     except OnnxFaultError as err:
-        raise OnnxFaultError(f"--neurons {path} does not fit the model: {err}") from err
+        raise OnnxFaultError(f"`neurons` {path} does not fit the model: {err}", parameter="neurons") from err
     for n in neurons:
         size = layers[n.tensor].neurons(granularity)
         if n.index >= size:
-            raise OnnxFaultError(f"--neurons {path}: neuron index {n.index} of {n.tensor} is out of range (the layer "
+            raise OnnxFaultError(f"`neurons` {path}: neuron index {n.index} of {n.tensor} is out of range (the layer "
                                  f"has {size} neurons at {granularity} granularity); was the file written for "
                                  "another model?")
 
 
-def excitable(neurons: list[SuspiciousNeuron], lambda_: float) -> list[SuspiciousNeuron]:
-    """The excitable neurons (the paper's Definition 3): normalised Shapley value ψ / max ψ above λ ≥ 0, so
-    a neuron whose value is 0 or negative never is; re-ranked from 1."""
-    kept = [n for n in neurons if n.score > lambda_]
-    if not kept:
-        raise OnnxFaultError(f"no neuron has a normalised Shapley value above --lambda {lambda_}; lower it")
-    return [replace(n, rank=r + 1) for r, n in enumerate(kept)]
-
-
-def check_options(options: dict) -> dict:
-    """Validate method settings (one clear error each)."""
-    if options.get("population", 2) < 2:
-        raise OnnxFaultError(f"--population must be at least 2 (got {options['population']})")
-    if options.get("objective", "pixels") not in ("pixels", "l1"):
-        raise OnnxFaultError(f"--objective must be pixels or l1 (got {options['objective']})")
-    if options.get("max_pixels") is not None and options["max_pixels"] < 1:
-        raise OnnxFaultError(f"--max-pixels must be at least 1 (got {options['max_pixels']})")
-    for key, allowed in (("relaxation", ("region", "paper")), ("phases", ("free", "seed")),
-                         ("weight_change", ("total", "max"))):
-        if options.get(key, allowed[0]) not in allowed:
-            raise OnnxFaultError(f"--{key.replace('_', '-')} must be {' or '.join(allowed)} (got {options[key]})")
-    if options.get("alpha") is not None and not options["alpha"] > 0:
-        raise OnnxFaultError(f"--alpha must be a positive number (got {options['alpha']})")
-    if options.get("gradient", "normalized") not in ("normalized", "raw"):
-        raise OnnxFaultError(f"--gradient must be normalized or raw (got {options['gradient']})")
-    if options.get("step_rule", "gradient") not in ("gradient", "sign"):
-        raise OnnxFaultError(f"--step-rule must be gradient or sign (got {options['step_rule']})")
-    check_finite(time_limit=options.get("time_limit"), alpha=options.get("alpha"))
-    if options.get("time_limit", 1) <= 0:
-        raise OnnxFaultError(f"--time-limit must be > 0 seconds (got {options['time_limit']})")
-    if not 0 < options.get("stop_fitness", 1.0) <= 1:
-        raise OnnxFaultError(f"--stop-fitness must be in (0, 1] (got {options['stop_fitness']})")
-    if "max_flips" in options:  # hotflip
-        from .hotflip import check
-
-        check(options)
-    if "inertia" in options:  # deepsensor: "start,end" or a pair → (start, end)
-        from .deepsensor import parse_inertia
-
-        options = {**options, "inertia": parse_inertia(options["inertia"])}
-    return options
-
-
-def method_params(chosen, *, step, iterations, epsilon, distance) -> dict:
-    """``step``, ``distance``, ``iterations`` and ``epsilon``: the method's defaults, overridden by those given
-    (``distance`` "default" keeps the method's; None is no L∞ bound)."""
-    params = {**chosen.defaults, **{k_: v for k_, v in (("step", step), ("iterations", iterations),
-                                                          ("epsilon", epsilon)) if v is not None}}
-    params["distance"] = chosen.defaults["distance"] if distance == "default" else distance
-    if params["distance"] is not None and params["distance"] <= 0:
-        raise OnnxFaultError(f"--distance must be > 0 (got {params['distance']}); use none for no bound")
-    if params["iterations"] < 1:
-        raise OnnxFaultError(f"--iterations must be at least 1 (got {params['iterations']})")
-    return params
-
-
 @holds_ray
 def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None = None,
-               target: int | None = None, samples: int = 10, seed: int = 0, measure_name: str | None = None,
-               k: int = 10, layers: str = "auto", granularity: str = "channel", neurons_file: str | Path | None = None,
-               step: float | None = None, distance: float | None | str = "default", iterations: int | None = None,
-               epsilon: float | None = None, cut: str | None = None, clip_min: float | None = None,
-               clip_max: float | None = None, device: str = "auto", data_options: DataOptions | None = None,
-               on_batch=None, shapley: ShapleyOptions | None = None, options: dict | None = None,
-               output: str | None = None, allow_nonfinite: bool = False, ray=None,
-               example_input=None, start: str | None = None, token_activity: str | None = None) -> SynthesisResult:
-    """Select suspicious neurons (as ``localize``), draw seeds, run ``method``, and measure the result. Methods
-    that use no neurons (fgsm, pgd, patch) skip the spectrum: their report lists no neurons (k 0, no measure,
-    ``activation_increase`` None), and ``neurons_file`` and ``measure_name`` are ignored with a note.
+               target: int | None = None, samples: int = 10, seed: int = 0, measure: str | None = None,
+               k: int | None = None, layers: str | None = None, granularity: str | None = None,
+               neurons=None, clip_min: float | None = None, clip_max: float | None = None, device: str = "auto",
+               data_options: DataOptions | None = None, on_batch=None, shapley: ShapleyOptions | None = None,
+               output: str | None = None, allow_nonfinite: bool = False, ray=None, example_input=None,
+               start: str | None = None, token_activity: str | None = None, options=None,
+               **method_options) -> SynthesisResult:
+    """Select suspicious neurons (as ``localize``), draw seeds, run ``method``, and measure the result.
 
-    ``distance`` "default" takes the method's default; None means no L∞ bound. ``measure_name`` None is
-    ochiai, or shapley for deepsensor, whose neurons are all the excitable ones (normalised Shapley value
-    > ``shapley.lambda_``; -k is ignored). ``options`` holds method settings: deepsensor's ``population``,
-    ``stop_fitness`` and ``inertia`` (start, end); patch's ``objective`` (pixels|l1), ``max_pixels``,
-    ``time_limit``, ``hold_inactive``, ``relaxation`` (region|paper), ``phases`` (free|seed),
-    ``weight_change`` (total|max) and ``alpha``.
+    ``method_options`` are the method's own settings (``distance``, ``step``, ``iterations``, ``epsilon``,
+    ``cut``, ``population``, …: see ``onnxfault synthesize --help`` or ``METHODS[name].Options``), also given as
+    ``options`` (a dict or the method's ``Options``); an option the method does not take is an error naming
+    the options it takes. ``distance=None`` is no L∞ bound. Methods that use no neurons (fgsm, pgd, patch)
+    skip the spectrum and take none of ``measure``, ``k``, ``layers``, ``granularity``, ``neurons``,
+    ``token_activity`` and ``shapley``. ``neurons``: a ``localize --json`` file, a :class:`LocalizeResult` or a
+    list of :class:`SuspiciousNeuron` (its first ``k``, all when ``k`` is not given); otherwise the top ``k``
+    (default 10) by ``measure`` (default the method's: ochiai, or shapley for deepsensor, whose neurons are all
+    the excitable ones, normalised Shapley value > ``shapley.lambda_``).
     ``output`` names the class-score output of a model with several. NaN or infinite class scores are an
     error unless ``allow_nonfinite``. ``ray`` (a :class:`~onnxfault.distributed.RayOptions`) runs the
     spectrum and the method's chunks of seeds on Ray workers (the same inputs to the bit).
@@ -213,53 +160,93 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
     or a :class:`Dataset` (see :func:`~onnxfault.data.as_dataset`). An iterable is read once for the seeds
     (the inputs of the correctly classified samples of the wanted classes are kept, as read, until the seeds
     are drawn) and once more before that for the spectrum of a method that uses neurons without
-    ``neurons_file``: a list, a DataLoader or a ``tf.data.Dataset`` can be read twice, an iterator cannot.
-    Returns a :class:`SynthesisResult`; ``write_run`` in ``synthesis.output`` writes it."""
+    ``neurons``: a list, a DataLoader or a ``tf.data.Dataset`` can be read twice, an iterator cannot.
+    Returns a :class:`SynthesisResult`; its ``save`` writes the ``--out`` folder."""
+    notes: list[str] = []
+    for old, new in (("measure_name", "measure"), ("neurons_file", "neurons")):  # this API's names before 0.2
+        if old in method_options:
+            if locals()[new] is not None:
+                raise OnnxFaultError(f"`{old}` is the old name of `{new}`; give `{new}` only", parameter=old)
+            warnings.warn(f"synthesize: {old}= is deprecated, use {new}=", DeprecationWarning, stacklevel=2)
+            if new == "measure":
+                measure = method_options.pop(old)
+            else:
+                neurons = method_options.pop(old)
     chosen = get_method(method)
+    check_arguments(cls=(cls, (int, None)), target=(target, (int, None)), samples=(samples, int, 1),
+                    seed=(seed, int, 0), measure=(measure, (str, None)), k=(k, (int, None), 1),
+                    layers=(layers, (str, list, tuple, None)), granularity=(granularity, (str, None)),
+                    clip_min=(clip_min, (float, None)), clip_max=(clip_max, (float, None)), device=(device, str),
+                    output=(output, (str, None)), allow_nonfinite=(allow_nonfinite, bool), start=(start, (str, None)),
+                    token_activity=(token_activity, (str, None)))
+    if options is not None and not isinstance(options, (dict, chosen.Options)):
+        raise OnnxFaultError(f"`options` must be a dict or {chosen.name}'s Options (got {type(options).__name__})",
+                             parameter="options")
+    given = {**(chosen.params(options) if isinstance(options, chosen.Options) else options or {}), **method_options}
+    opts = chosen.make_options(given, warn=notes.append)
+    neuron_arguments = {"measure": measure, "k": k, "layers": layers, "granularity": granularity, "neurons": neurons,
+                        "token_activity": token_activity, "shapley": shapley}
+    unused = [name for name, value in neuron_arguments.items() if value is not None]
+    if not chosen.uses_neurons and unused:
+        raise OnnxFaultError(f"{chosen.name} uses no suspicious neurons, so it does not take "
+                             f"{' or '.join(f'`{n}`' for n in unused)}; drop {'it' if len(unused) == 1 else 'them'}",
+                             parameter=unused[0])
+    if neurons is not None:
+        fixed = [name for name in ("measure", "layers", "granularity", "token_activity") if neuron_arguments[name]
+                 is not None]
+        if fixed:
+            raise OnnxFaultError(f"`neurons` gives the neurons, so {' and '.join(f'`{n}`' for n in fixed)} would "
+                                 "not be used; drop one or the other", parameter=fixed[0])
+    if chosen.measures and measure is not None and measure not in chosen.measures:
+        raise OnnxFaultError(f"{chosen.name} chooses neurons by {' or '.join(chosen.measures)} value, not {measure}; "
+                             f"drop `measure`", parameter="measure")
+    if chosen.uses_neurons and neurons is None:
+        measure = measure or (chosen.measures[0] if chosen.measures else "ochiai")
+        get_measure(measure)
+    if shapley is not None and measure != "shapley" and not (chosen.measures and "shapley" in chosen.measures):
+        raise OnnxFaultError("`shapley` sets how Shapley values are estimated, and this run ranks neurons by "
+                             f"{measure or 'no measure'}; drop it or rank with `measure` shapley", parameter="shapley")
     shapley = (shapley or ShapleyOptions()).check()
-    check_finite(step=step, epsilon=epsilon, clip_min=clip_min, clip_max=clip_max, distance=distance,
-                 noise=shapley.noise, lambda_=shapley.lambda_)
+    check_finite(noise=shapley.noise, lambda_=shapley.lambda_)
     if clip_min is not None and clip_max is not None and not clip_min < clip_max:
-        raise OnnxFaultError(f"--clip-min {clip_min} must be below --clip-max {clip_max}")
-    options = check_options({**chosen.options, **(options or {})})
-    if chosen.name == "deepsensor" and measure_name not in (None, "shapley") and neurons_file is None:
-        raise OnnxFaultError(f"deepsensor chooses neurons by Shapley value, not {measure_name}; "
-                             "drop --measure or use --measure shapley")
-    ignored = [flag for flag, given in (("--neurons", neurons_file), ("--measure", measure_name),
-                                        ("--token-activity", token_activity)) if given is not None]
-    measure_name = measure_name or ("shapley" if chosen.name == "deepsensor" else "ochiai")
-    params = method_params(chosen, step=step, iterations=iterations, epsilon=epsilon, distance=distance)
+        raise OnnxFaultError(f"`clip_min` {clip_min} must be below `clip_max` {clip_max}", parameter="clip_min")
     model = as_model(model, output, example_input)
-    validate_outcome(Outcome(cls=cls, target=target), model.num_classes)  # both in range, as --neurons skips localize
+    validate_outcome(Outcome(cls=cls, target=target), model.num_classes)  # both in range, as neurons skip localize
     space = _embedding_space(chosen, model, start)
     data = as_data(data, data_options)  # once: the passes below share an iterable's reading
     dataset: Dataset = samples_for(model, data, data_options, None, target)
-    notes: list[str] = []
+    neurons_file = str(neurons) if isinstance(neurons, (str, Path)) else None
     if not chosen.uses_neurons:  # no spectrum: the report says so (no neurons, k 0, no measure, layers or file)
-        notes = [f"{chosen.name} uses no suspicious neurons; {' and '.join(ignored)} ignored"] if ignored else []
-        neurons, granularity, layers, measure_name, neurons_file = [], None, None, None, None
-    elif neurons_file is not None:
-        neurons, granularity, layers = read_neurons(neurons_file, model)
+        selection = Selection([], None)
     else:
-        def rank(spec: str) -> list[SuspiciousNeuron]:
-            every = chosen.name == "deepsensor"  # all neurons, filtered by λ below
-            return localize(model, samples_for(model, data, data_options, cls, target), layers=spec,
-                            measure=measure_name, k=sum(l.neurons(granularity) for l in model.select_layers(spec))
-                            if every else k, cls=cls, target=target, granularity=granularity,
-                            seed=seed, device=device, on_batch=on_batch, shapley=shapley,
-                            allow_nonfinite=allow_nonfinite, ray=ray, token_activity=token_activity).neurons
+        given_neurons, file_granularity, file_layers = (None, None, None) if neurons is None else \
+            _given_neurons(neurons, model)
+        if given_neurons is not None and k is not None and k > len(given_neurons):
+            raise OnnxFaultError(f"`k` {k} is more than the {len(given_neurons)} neurons `neurons` gives; "
+                                 "lower it or leave it out (all of them)", parameter="k")
+        granularity = file_granularity or granularity or "channel"
 
-        if chosen.name == "hs":  # HS-FGSM ranks the neurons of the sub-model's output layer (its cut) only
-            from .hs import sub_model_layers
+        def rank(spec: str, count: int | None) -> list[SuspiciousNeuron]:
+            every = sum(layer.neurons(granularity) for layer in model.select_layers(spec))
+            with warnings.catch_warnings():  # the model's notes come once, with this run's
+                warnings.simplefilter("ignore", OnnxFaultWarning)
+                return localize(model, samples_for(model, data, data_options, cls, target), layers=spec,
+                                measure=measure, k=every if count is None else count, cls=cls, target=target,
+                                granularity=granularity, seed=seed, device=device, on_batch=on_batch,
+                                shapley=shapley, allow_nonfinite=allow_nonfinite, ray=ray,
+                                token_activity=token_activity).neurons
 
-            cut, layers, notes = sub_model_layers(model, cut, layers)
-        neurons = rank(layers)
-    if chosen.name == "deepsensor":
-        neurons = excitable(neurons, shapley.lambda_)
-    by_tensor = {layer.tensor: layer for layer in model.select_layers(list(dict.fromkeys(n.tensor for n in neurons)))} \
-        if neurons else {}
-    if chosen.name == "deepsensor":  # every layer of the Shapley game: Eq. 6 divides by all their neurons
-        by_tensor = {**{layer.tensor: layer for layer in model.select_layers(layers)}, **by_tensor}
+        request = NeuronRequest(model, file_layers or layers or "auto", k, granularity, given_neurons, rank, shapley)
+        selection = chosen.choose_neurons(request, opts)
+        opts = with_options(selection, opts)
+        notes += selection.notes
+    chosen_neurons, layers = selection.neurons, selection.layers
+    if not chosen.uses_neurons:
+        granularity = measure = None
+    by_tensor = {layer.tensor: layer for layer in model.select_layers(
+        list(dict.fromkeys(n.tensor for n in chosen_neurons)))} if chosen_neurons else {}
+    if selection.game_layers:  # every layer of the method's game, besides the chosen neurons' own
+        by_tensor = {**{layer.tensor: layer for layer in model.select_layers(selection.game_layers)}, **by_tensor}
     seeds = choose_seeds(model, dataset, samples=samples, seed=seed, cls=cls, target=target, device=device,
                          allow_nonfinite=allow_nonfinite)
     x, y, positions, data_range = seeds.x, seeds.y, seeds.positions, seeds.data_range
@@ -272,19 +259,19 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
         space = replace(space, specials=specials)  # fixed once from every seed, so that every chunk agrees
     clip = (data_range[0] if clip_min is None else clip_min, data_range[1] if clip_max is None else clip_max)
     if (clip_min is not None or clip_max is not None) and not clip[0] < clip[1]:
-        raise OnnxFaultError(f"the valid range [{clip[0]:g}, {clip[1]:g}] is empty (--clip-min, --clip-max and the "
-                             "data's range); give --clip-min below --clip-max")
-    problem = Problem(model if space is None else space.sub, x, y, neurons, by_tensor, granularity, target, clip,
-                      params["step"], params["distance"], params["iterations"], params["epsilon"], cut, device, options,
-                      seed, side=side, space=space, records=records_x if space is not None else None)
-    run = chosen.run  # imports the method's module (and its dependencies) before the clock starts
+        raise OnnxFaultError(f"the valid range [{clip[0]:g}, {clip[1]:g}] is empty (`clip_min`, `clip_max` and the "
+                             "data's range); give `clip_min` below `clip_max`", parameter="clip_min")
+    problem = Problem(model if space is None else space.sub, x, y, chosen_neurons, by_tensor, granularity, target,
+                      clip, opts, device, seed, side=side, space=space,
+                      records=records_x if space is not None else None)
     if chosen.uses_torch:
         from ..adapters import gradients  # noqa: F401 - import torch before the clock starts
 
     size = dataset.options.batch_size
     peak_before = peak_rss_reset()
     began = time.perf_counter()
-    synthesized = run_in_chunks(run, problem, size) if ray is None else run_on_ray(run, problem, size, ray)
+    synthesized, parts = (run_in_chunks(chosen.run, problem, size) if ray is None
+                          else run_on_ray(chosen.run, problem, size, ray))
     seconds = time.perf_counter() - began
     method_peak = peak_rss_mb()
     differentiable = problem.extra.get("differentiable")
@@ -292,8 +279,9 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
     fed = None if space is None else (lambda e, part: space.sub_records(e[part], {k: v[part] for k, v in side.items()}))
     if space is not None:
         synthesized = space.keep_fixed(records_x, x, synthesized)
-    metrics, after = measure(problem.model, x, synthesized, y, before, neurons, by_tensor, granularity, target,
-                             problem.scores_are_probabilities, device, size, fed)
+    metrics, after = measure_inputs(problem.model, x, synthesized, y, before, chosen_neurons, by_tensor, granularity,
+                                    target,
+                                    problem.scores_are_probabilities, device, size, fed)
     text_arrays = {}
     if space is not None:  # the projected token ids are the result: their predictions are the ones reported
         from .embedding import token_metrics
@@ -316,17 +304,16 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
     peak = max(peak_before, peak_rss_mb())  # the whole process: loading, spectrum, seeds, method, metrics
     report = {
         "method": chosen.name, "model": model.path, "data": dataset.path,
-        "params": {**params, "class": cls, "target": target, "samples": samples, "seed": seed,
-                   "measure": None if neurons_file else measure_name, "k": len(neurons), "layers": layers,
-                   "granularity": granularity, "cut": problem.extra.get("cut", cut), "clip": list(clip),
-                   "neurons_file": None if neurons_file is None else str(neurons_file), **options,
-                   **({"token_activity": token_activity or "any"} if space is not None and neurons and
-                      not neurons_file else {}),
-                   **(shapley.params() if measure_name == "shapley" else {})},
-        "neurons": [n.to_json() for n in neurons],
+        "params": {**chosen.params(opts), "class": cls, "target": target, "samples": samples, "seed": seed,
+                   "measure": measure, "k": len(chosen_neurons), "layers": layers, "granularity": granularity,
+                   "clip": list(clip), "neurons_file": neurons_file,
+                   **({"token_activity": token_activity or "any"} if space is not None and chosen_neurons and
+                      neurons is None else {}),
+                   **(shapley.params() if measure == "shapley" else {})},
+        "neurons": [n.to_json() for n in chosen_neurons],
         "seeds": {"count": int(len(x)), "indices": positions.tolist()},
         **metrics,
-        **(chosen.summarize(problem.cache, len(x)) if chosen.summarize else {}),
+        **chosen.summarize(chosen.merge(parts), problem),
         "seconds": seconds,
         "peak_memory_mb": peak,
         "method_peak_memory_mb": method_peak,
@@ -343,8 +330,29 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
                             else ("same", tuple(x.shape[1:])))
     if space is not None and start is None:
         notes.append(f"{chosen.name}: differentiating from the embedding lookup {space.start} of "
-                     f"'{space.token.name}' (choose another with --from)")
-    return SynthesisResult(report, arrays, clip, layout, sample_shape, [*model.notes, *notes, *seeds.warnings()])
+                     f"'{space.token.name}' (choose another with `start`)")
+    result = SynthesisResult(report, arrays, clip, layout, sample_shape, [*model.notes, *notes, *seeds.warnings()])
+    warn(result.warnings)
+    return result
+
+
+def _given_neurons(neurons, model: Model) -> tuple[list[SuspiciousNeuron], str, str]:
+    """Neurons, granularity and layers spec from ``neurons``: a ``localize --json`` file, a
+    :class:`LocalizeResult` or a list of :class:`SuspiciousNeuron`; each must fit ``model``."""
+    if isinstance(neurons, (str, Path)):
+        return read_neurons(neurons, model)
+    if isinstance(neurons, LocalizeResult):
+        found, granularity = list(neurons.neurons), neurons.spectrum.granularity
+    elif isinstance(neurons, (list, tuple)) and all(isinstance(n, SuspiciousNeuron) for n in neurons):
+        found, granularity = list(neurons), "channel"
+    else:
+        raise OnnxFaultError(f"`neurons` must be a localize --json file, a LocalizeResult or a list of "
+                             f"SuspiciousNeuron (got {type(neurons).__name__})", parameter="neurons")
+    problem = _neurons_problem(found, granularity)
+    if problem:
+        raise OnnxFaultError(f"`neurons`: {problem}", parameter="neurons")
+    check_neurons(found, model, granularity, "given")
+    return found, granularity, ",".join(dict.fromkeys(n.tensor for n in found))
 
 
 def _embedding_space(chosen, model: Model, start: str | None):
@@ -352,9 +360,9 @@ def _embedding_space(chosen, model: Model, start: str | None):
     None for a model with one float input and no ``start``."""
     if model.takes_one_float_input and start is None:
         if chosen.text_only:
-            raise OnnxFaultError(f"{chosen.name} substitutes tokens: it runs on text models (an integer input of token "
-                                 f"ids), and this model takes one float input ({model.input_name}); use fgsm, pgd, "
-                                 "deepfault or hs")
+            usable = ", ".join(name for name, m in METHODS.items() if not m.text_only)
+            raise OnnxFaultError(f"{chosen.name} runs on text models only (an integer input of token ids), and this "
+                                 f"model takes one float input ({model.input_name}); use {usable}", parameter="method")
         return None
     if not chosen.embeddings:
         usable = ", ".join(name for name, m in METHODS.items() if m.embeddings)
@@ -362,8 +370,8 @@ def _embedding_space(chosen, model: Model, start: str | None):
                              f"{', '.join(f'{i.name} ({i.dtype})' for i in model.inputs)}: on text models use "
                              f"{usable}")
     if model.takes_one_float_input:
-        raise OnnxFaultError("--from starts the differentiated model at a token embedding; this model takes one "
-                             "float input, which is differentiated directly: leave --from out")
+        raise OnnxFaultError("`start` starts the differentiated model at a token embedding; this model takes one "
+                             "float input, which is differentiated directly: leave `start` out", parameter="start")
     from .embedding import embedding_space
 
     return embedding_space(model, start)

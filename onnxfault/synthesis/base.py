@@ -1,4 +1,5 @@
-"""What every synthesis method gets and shares: the problem and L∞ projection (the registry is ``methods``)."""
+"""What every synthesis method gets and shares: the problem and L∞ projection (the contract is ``contract``, the
+registry ``methods``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -13,26 +14,23 @@ from ..spectrum import probe_axes
 
 @dataclass
 class Problem:
-    """Seeds to perturb and everything a method may use. ``distance`` None means no L∞ bound."""
+    """Seeds to perturb and everything a method may use: ``options`` is the method's ``Options`` (checked);
+    a run leaves the statistics its report needs in ``stats`` (one chunk's, merged by the method's ``merge``)."""
 
     model: Model
     x: np.ndarray  # seeds, as model inputs (float32)
     y: np.ndarray  # their labels
     neurons: list[SuspiciousNeuron]
     layers: dict[str, Layer]
-    granularity: str
+    granularity: str | None
     target: int | None
     clip: tuple[float, float]
-    step: float
-    distance: float | None
-    iterations: int
-    epsilon: float
-    cut: str | None
+    options: object  # the method's Options
     device: str = "auto"
-    options: dict = field(default_factory=dict)  # method-specific settings (population, objective, …)
     seed: int = 0
-    extra: dict = field(default_factory=dict)  # what a run reports back (differentiable, cut)
-    cache: dict = field(default_factory=dict)  # shared by the chunks of one problem
+    extra: dict = field(default_factory=dict)  # what a run reports back (its differentiable module)
+    cache: dict = field(default_factory=dict)  # built once (sessions, modules), shared by the chunks of one problem
+    stats: object = None  # the chunk's statistics for the report
     side: dict = field(default_factory=dict)  # the model's other inputs, one row per seed (a text model's mask)
     space: object = None  # a text model's EmbeddingSpace (synthesis.embedding); None for one float input
     records: np.ndarray | None = None  # a text model's seeds as read (token ids, mask), one record per seed
@@ -40,10 +38,15 @@ class Problem:
     def rows(self, start: int, stop: int, cache: dict | None = None) -> "Problem":
         """The seeds ``start`` … ``stop`` - 1 as a problem of their own (a chunk): seeds, labels and side inputs
         sliced, nothing reported back yet; ``cache``: what the chunk starts with (default: this problem's)."""
-        return replace(self, x=self.x[start:stop], y=self.y[start:stop], extra={},
+        return replace(self, x=self.x[start:stop], y=self.y[start:stop], extra={}, stats=None,
                        side={k: v[start:stop] for k, v in self.side.items()},
                        records=None if self.records is None else self.records[start:stop],
                        cache=self.cache if cache is None else cache)
+
+    @property
+    def distance(self) -> float | None:
+        """The L∞ bound of the method's options (None: no bound, or the method has none)."""
+        return getattr(self.options, "distance", None)
 
     def once(self, key: str, build):
         """``build()`` the first time ``key`` is asked for, for every chunk of this problem."""

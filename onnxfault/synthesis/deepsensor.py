@@ -23,14 +23,11 @@ and iteration (the swarm's best after the move), the scale of the paper's Table 
 """
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from .. import graph
-from ..errors import OnnxFaultError
-from ..spectrum import layer_order_columns, probe_axes
-from .base import Problem
+from .contract import Method, NeuronRequest, Selection, distance_option, iterations_option, option
 
 ROWS = 8192  # particles evaluated per onnxruntime call (about)
 C1 = C2 = 2.0
@@ -44,17 +41,68 @@ def inertia(g: int, iterations: int, start: float = INERTIA[0], end: float = INE
     return (start - end) * (iterations - g) / iterations + end
 
 
-def parse_inertia(value) -> tuple[float, float]:
-    """``--inertia`` as (start, end): a "start,end" string or a pair of finite numbers ≥ 0 (the paper's
-    non-negative inertia weight)."""
-    try:
-        parts = [float(v) for v in (value.split(",") if isinstance(value, str) else value)]
-    except (TypeError, ValueError):
-        parts = []
-    if len(parts) != 2 or not all(math.isfinite(v) and v >= 0 for v in parts):
-        raise OnnxFaultError(f"--inertia must be two finite numbers ≥ 0, start,end (got {value!r}); "
-                             "e.g. --inertia 0.4,0.9 (the paper) or 0.9,0.4 (decreasing)")
-    return parts[0], parts[1]
+class DeepSensor(Method):
+    name = "deepsensor"
+    summary = "DeepSensor: particle swarms activating the excitable (high-Shapley) neurons"
+    paper = "Jin et al.: Excitement Surfeited Turns to Errors: Deep Learning Testing Framework Based on Excitable " \
+            "Neurons (2022)"
+    uses_torch = False
+    measures = ("shapley",)
+    metrics = ((("test_errors",), "test errors", "max", False),
+               (("examples_evaluated",), "examples evaluated", None, False),
+               (("error_categories",), "error categories", "max", False),
+               (("categories_per_seed",), "categories per seed", "max", False),
+               (("seeds_with_errors",), "seeds with errors", "max", False))
+
+    @dataclass(frozen=True)
+    class Options:
+        distance: float | None = distance_option(0.1)
+        iterations: int = iterations_option(20)
+        population: int = option(100, "particles per seed", minimum=2)
+        stop_fitness: float = option(1.0, "stop a seed at this fitness (Eq. 6: active excitable neurons / all "
+                                     "neurons of the layers; the paper's ε)", above=0, maximum=1)
+        inertia: tuple[float, float] = option(INERTIA, "ω start,end of Eq. 7 (0.4,0.9 as the paper; 0.9,0.4 the "
+                                              "usual decreasing schedule)", minimum=0)
+
+    def choose_neurons(self, request: NeuronRequest, options) -> Selection:
+        """The excitable neurons (Definition 3) among all those of the layers (or of a given file), and every
+        layer of the Shapley game, which the fitness of Eq. 6 divides by."""
+        neurons = request.given if request.given is not None else request.rank(request.layers, None)
+        return Selection(excitable(neurons, request.shapley.lambda_), request.layers,
+                         game_layers=request.layers)
+
+    def run(self, p):
+        return run(p)
+
+    def merge(self, parts: list) -> dict:
+        """Counts added in chunk order (``total``, the game's neuron count, is the same in every chunk)."""
+        merged: dict = {}
+        for part in parts:
+            for k, v in part.items():
+                merged[k] = v if k == "total" else merged.get(k, 0) + v
+        return merged
+
+    def summarize(self, stats, problem) -> dict:
+        return summarize(stats or {}, len(problem.x))
+
+    def summary_lines(self, r: dict) -> list[str]:
+        return [f"deepsensor: {len(r['neurons'])} of {r['neurons_total']} neurons excitable, {r['test_errors']} "
+                f"test errors in {r['examples_evaluated']} examples, {r['error_categories']} error categories "
+                f"({r['categories_per_seed']:.2f} per seed)"]
+
+
+def excitable(neurons: list, lambda_: float) -> list:
+    """The excitable neurons (the paper's Definition 3): normalised Shapley value ψ / max ψ above λ ≥ 0, so
+    a neuron whose value is 0 or negative never is; re-ranked from 1."""
+    from dataclasses import replace
+
+    from ..errors import OnnxFaultError
+
+    kept = [n for n in neurons if n.score > lambda_]
+    if not kept:
+        raise OnnxFaultError(f"no neuron has a normalised Shapley value above `lambda_` {lambda_}; lower it",
+                             parameter="lambda_")
+    return [replace(n, rank=r + 1) for r, n in enumerate(kept)]
 
 
 def swarm_step(pos: np.ndarray, vel: np.ndarray, pbest: np.ndarray, gbest: np.ndarray, w: float, v_max: float,
@@ -66,9 +114,12 @@ def swarm_step(pos: np.ndarray, vel: np.ndarray, pbest: np.ndarray, gbest: np.nd
     return np.clip(pos + vel, low, high), vel
 
 
-def _fitness_session(p: Problem):
+def _fitness_session(p):
     """A session returning the class scores and the activity of the excitable neurons' layers, the
     activity column of each excitable neuron, and num(N): the neurons of all the game's layers."""
+    from .. import graph
+    from ..spectrum import layer_order_columns, probe_axes
+
     tensors = list(dict.fromkeys(n.tensor for n in p.neurons))
     probes = [(t, probe_axes(p.layers[t], p.granularity)) for t in tensors]
     proto, order = graph.expose_activity(p.model.scores_only(), probes, 0.0)
@@ -84,9 +135,9 @@ def fitness(active: np.ndarray, columns: np.ndarray, total: int) -> np.ndarray:
     return np.count_nonzero(active[:, columns], axis=1) / total
 
 
-def summarize(cache: dict, seeds: int) -> dict:
-    """DeepSensor's own numbers: test errors among all intermediate examples, error categories."""
-    s = cache.get("deepsensor_stats", {})
+def summarize(s: dict, seeds: int) -> dict:
+    """DeepSensor's own numbers (from the merged counts ``s``): test errors among all intermediate examples,
+    error categories."""
     return {"test_errors": s.get("errors", 0), "error_categories": s.get("categories", 0),
             "categories_per_seed": s.get("categories", 0) / max(seeds, 1),
             "seeds_with_errors": s.get("seeds_with_errors", 0), "examples_evaluated": s.get("evaluated", 0),
@@ -95,12 +146,11 @@ def summarize(cache: dict, seeds: int) -> dict:
             "seeds_reaching_stop_fitness": s.get("reached", 0), "neurons_total": s.get("total", 0)}
 
 
-def run(p: Problem) -> np.ndarray:
+def run(p) -> np.ndarray:
     session, columns, total = p.once("deepsensor", lambda: _fitness_session(p))
-    stats = p.cache.setdefault("deepsensor_stats", {"errors": 0, "categories": 0, "seeds_with_errors": 0,
-                                                     "evaluated": 0, "best_errors": 0, "best_examples": 0,
-                                                     "fitness": 0.0, "reached": 0, "total": total})
-    population = p.options.get("population", 100)
+    stats = p.stats = {"errors": 0, "categories": 0, "seeds_with_errors": 0, "evaluated": 0, "best_errors": 0,
+                       "best_examples": 0, "fitness": 0.0, "reached": 0, "total": total}
+    population = p.options.population
     out = np.empty_like(p.x)
     group = max(1, ROWS // population)
     for start in range(0, len(p.x), group):
@@ -109,10 +159,10 @@ def run(p: Problem) -> np.ndarray:
     return out
 
 
-def _fuzz(p: Problem, session, columns: np.ndarray, total: int, x: np.ndarray, y: np.ndarray, population: int,
+def _fuzz(p, session, columns: np.ndarray, total: int, x: np.ndarray, y: np.ndarray, population: int,
           stats: dict, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    start_w, end_w = p.options.get("inertia", INERTIA)
+    start_w, end_w = p.options.inertia
     flat = x.reshape(len(x), 1, -1)
     low, high, width = p.delta_bounds(flat)
     low, high = low.astype(np.float32), high.astype(np.float32)
@@ -142,13 +192,14 @@ def _fuzz(p: Problem, session, columns: np.ndarray, total: int, x: np.ndarray, y
     pbest, pbest_fit, pbest_missed = pos.copy(), fit, missed
     best = fit.argmax(axis=1)
     gbest, gbest_fit, gbest_missed = pbest[everyone, best].copy(), fit[everyone, best], missed[everyone, best]
-    stop = p.options.get("stop_fitness", 1.0)
-    for g in range(p.iterations):
+    stop = p.options.stop_fitness
+    iterations = p.options.iterations
+    for g in range(iterations):
         live = np.flatnonzero(gbest_fit < stop)
         if not len(live):
             break
         pos[live], vel[live] = swarm_step(pos[live], vel[live], pbest[live], gbest[live, None],
-                                          inertia(g, p.iterations, start_w, end_w), v_max, low[live], high[live],
+                                          inertia(g, iterations, start_w, end_w), v_max, low[live], high[live],
                                           rng)
         fit, missed = evaluate(live, pos[live])
         rows, cols = np.nonzero(fit > pbest_fit[live])

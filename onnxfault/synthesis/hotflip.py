@@ -15,34 +15,53 @@ paper's attack. Defaults: max_flips 5, candidates 8.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from .. import graph
-from ..errors import OnnxFaultError
-from ..loss import cross_entropy
-from .base import Problem
-from .metrics import neuron_values
+from .contract import Method, option
 
 GOALS = ("neurons", "loss")
 
 
-def check(options: dict) -> None:
-    """``max_flips`` and ``candidates`` at least 1, ``goal`` one of :data:`GOALS`."""
-    for key in ("max_flips", "candidates"):
-        value = options.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise OnnxFaultError(f"--{key.replace('_', '-')} must be a whole number ≥ 1 (got {value})")
-    if options.get("goal") not in GOALS:
-        raise OnnxFaultError(f"--goal must be {' or '.join(GOALS)} (got {options.get('goal')})")
+class HotFlip(Method):
+    name = "hotflip"
+    summary = ("HotFlip (text models): the token substitutions that most raise the suspicious neurons (or the loss, "
+               "--goal loss) to first order, each checked on the model")
+    paper = "Ebrahimi, Rao, Lowd, Dou: HotFlip: White-Box Adversarial Examples for Text Classification (ACL 2018)"
+    embeddings = True
+    text_only = True
+    metrics = ((("flips", "mean"), "flips per input (mean)", "min", False),)
+
+    @dataclass(frozen=True)
+    class Options:
+        goal: str = option("neurons", "what a flip raises: neurons (the k suspicious neurons' mean, DeepFault's "
+                           "objective) | loss (the cross-entropy: untargeted, or towards the target)", choices=GOALS)
+        max_flips: int = option(5, "at most this many token substitutions per input", minimum=1)
+        candidates: int = option(8, "flips of highest first-order gain checked on the model per step", minimum=1)
+
+    def run(self, p):
+        return run(p)
+
+    def merge(self, parts: list) -> list:
+        """Flips per seed, in chunk order."""
+        return [flips for part in parts for flips in (part or [])]
+
+    def summarize(self, stats, problem) -> dict:
+        return summarize(stats or [])
 
 
-def run(p: Problem) -> np.ndarray:
+def run(p) -> np.ndarray:
+    from .. import graph
+    from ..errors import OnnxFaultError
+
     space, seeds = p.space, p.records
     if space is None or seeds is None:
         raise OnnxFaultError("hotflip substitutes tokens: it runs on text models (an input of token ids)")
-    goal = p.options["goal"]
+    goal = p.options.goal
     if goal == "neurons" and not p.neurons:
-        raise OnnxFaultError("hotflip --goal neurons needs suspicious neurons; give -k ≥ 1 or use --goal loss")
+        raise OnnxFaultError("hotflip `goal` neurons needs suspicious neurons; give `k` ≥ 1 or use `goal` loss",
+                             parameter="goal")
 
     def build():
         tensors = list(dict.fromkeys(p.ascent_tensors().values()))
@@ -61,7 +80,7 @@ def run(p: Problem) -> np.ndarray:
     value, done = _evaluate(p, session, current, goal)
     flips = np.zeros(len(current), np.int64)
     active = ~done
-    for _ in range(p.options["max_flips"]):
+    for _ in range(p.options.max_flips):
         rows = np.flatnonzero(active)
         if not len(rows):
             break
@@ -87,16 +106,16 @@ def run(p: Problem) -> np.ndarray:
             value[row] = improved
             flips[row] += 1
         active &= ~_evaluate(p, session, current, goal)[1]
-    p.cache.setdefault("hotflip_flips", []).extend(flips.tolist())
+    p.stats = flips.tolist()
     p.extra["differentiable"] = module
     return table[current[token]].astype(np.float32)
 
 
-def _best_flip(p: Problem, session, current: np.ndarray, row: int, gain: np.ndarray, goal: str,
+def _best_flip(p, session, current: np.ndarray, row: int, gain: np.ndarray, goal: str,
                value: float) -> tuple[int, int, float] | None:
     """The flip among the ``candidates`` of highest estimated gain that raises the objective most on the ONNX
     model, as (position, token, new objective); None when none raises it."""
-    count = min(p.options["candidates"], int(np.isfinite(gain).sum()))
+    count = min(p.options.candidates, int(np.isfinite(gain).sum()))
     if not count:
         return None
     flat = np.argpartition(-gain.ravel(), count - 1)[:count]
@@ -108,10 +127,13 @@ def _best_flip(p: Problem, session, current: np.ndarray, row: int, gain: np.ndar
     return (int(positions[best]), int(tokens[best]), float(values[best])) if values[best] > value else None
 
 
-def _evaluate(p: Problem, session, x: np.ndarray, goal: str, labels: np.ndarray | None = None
+def _evaluate(p, session, x: np.ndarray, goal: str, labels: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray]:
     """From one run of the ONNX model on the records ``x`` (labelled ``labels``, default the seeds'): J per record
     (higher is better for the attack), and whether each is done: misclassified, or predicted as the target."""
+    from ..loss import cross_entropy
+    from .metrics import neuron_values
+
     labels = p.y if labels is None else labels
     outputs = session.run_named(x)
     scores = outputs[p.space.model.output_name]
@@ -124,8 +146,7 @@ def _evaluate(p: Problem, session, x: np.ndarray, goal: str, labels: np.ndarray 
     return -cross_entropy(scores, np.full(len(x), p.target), p.scores_are_probabilities), done
 
 
-def summarize(cache: dict, seeds: int) -> dict:
+def summarize(flips: list) -> dict:
     """``flips``: per input, how many tokens hotflip substituted (mean, max, and the list)."""
-    flips = cache.get("hotflip_flips", [])
     return {"flips": {"mean": float(np.mean(flips)) if flips else 0.0, "max": int(max(flips, default=0)),
                       "per_input": flips}}

@@ -16,15 +16,64 @@ epsilon 1, iterations 5, no L∞ bound.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 
-from .. import graph
-from ..errors import OnnxFaultError
-from ..model import Model
-from .base import Problem
+from .contract import Method, NeuronRequest, Selection, distance_option, iterations_option, option
 
 
-def sub_model_layers(model: Model, cut: str | None, layers: str) -> tuple[str, str, list[str]]:
+class HS(Method):
+    name = "hs"
+    summary = "HS-FGSM: gradient (or sign) steps on the suspicious neurons through a sub-model cut at their layer"
+    paper = "Rashedi, Schupp: HS-FGSM (ICSOFT 2025)"
+    embeddings = True
+
+    @dataclass(frozen=True)
+    class Options:
+        epsilon: float = option(1.0, "step factor ε (x + ε·∇, or x + ε·sign ∇ with `step_rule` sign)", above=0)
+        distance: float | None = distance_option(None)
+        iterations: int = iterations_option(5)
+        step_rule: str = option("gradient", "gradient (x + ε·∇, the paper) | sign (x + ε·sign ∇)",
+                                choices=("gradient", "sign"))
+        cut: str | None = option(None, "tensor to cut the sub-model at, whose neurons are ranked (none: the "
+                                 "middle candidate layer)")
+
+    def choose_neurons(self, request: NeuronRequest, options) -> Selection:
+        """HS-FGSM ranks the neurons of the sub-model's output layer (its cut) only (section 4.1)."""
+        if request.given is not None:
+            return super().choose_neurons(request, options)
+        cut, layers, notes = sub_model_layers(request.model, options.cut, request.layers)
+        chosen = super().choose_neurons(replace(request, layers=layers), options)
+        return Selection(chosen.neurons, layers, notes, replace(options, cut=cut))
+
+    def run(self, p):
+        cut = p.options.cut or p.neurons[0].tensor
+        rule = p.options.step_rule
+
+        def build():
+            from .. import graph
+            from ..errors import OnnxFaultError
+
+            neuron_tensors = list(dict.fromkeys(n.tensor for n in p.neurons))
+            tensors = list(dict.fromkeys(p.ascent_tensors().values()))
+            upstream = graph.ancestors(p.model.proto, cut)
+            outside = [t for t in neuron_tensors if t not in upstream]
+            if outside:
+                raise OnnxFaultError(f"`cut` {cut} is not downstream of the suspicious neurons in {outside[0]}; "
+                                     f"cut at {outside[0]} or a later tensor", parameter="cut")
+            outputs = [cut, *[t for t in tensors if t != cut]]
+            return p.differentiable(graph.cut_at(p.model.proto, outputs)), p.neuron_groups(outputs)
+
+        sub, groups = p.once("hs", build)
+        x = p.x.copy()
+        for _ in range(p.options.iterations):
+            x = p.project(x + p.options.epsilon * step_direction(sub, x, groups, len(p.neurons), rule, p.side))
+        p.extra["differentiable"] = sub
+        return x
+
+
+def sub_model_layers(model, cut: str | None, layers: str) -> tuple[str, str, list[str]]:
     """(cut, layers to rank, notes) for hs: the paper ranks only the sub-model's output layer (section 4.1).
 
     No ``cut``: the middle of the candidate layers ``layers`` in graph order, index (n − 1) // 2 (of two
@@ -36,32 +85,8 @@ def sub_model_layers(model: Model, cut: str | None, layers: str) -> tuple[str, s
     candidates = model.select_layers(layers)
     middle = (len(candidates) - 1) // 2
     tensor = candidates[middle].tensor
-    return tensor, tensor, [f"hs: no --cut given; cut at {tensor}, the middle candidate layer ({middle + 1} of "
-                            f"{len(candidates)}); its top neurons are the suspicious ones (choose with --cut)"]
-
-
-def run(p: Problem) -> np.ndarray:
-    cut = p.cut or p.neurons[0].tensor
-    rule = p.options.get("step_rule", "gradient")
-
-    def build():
-        neuron_tensors = list(dict.fromkeys(n.tensor for n in p.neurons))
-        tensors = list(dict.fromkeys(p.ascent_tensors().values()))
-        upstream = graph.ancestors(p.model.proto, cut)
-        outside = [t for t in neuron_tensors if t not in upstream]
-        if outside:
-            raise OnnxFaultError(f"--cut {cut} is not downstream of the suspicious neurons in {outside[0]}; "
-                                 f"cut at {outside[0]} or a later tensor")
-        outputs = [cut, *[t for t in tensors if t != cut]]
-        return p.differentiable(graph.cut_at(p.model.proto, outputs)), p.neuron_groups(outputs)
-
-    sub, groups = p.once("hs", build)
-    x = p.x.copy()
-    for _ in range(p.iterations):
-        x = p.project(x + p.epsilon * step_direction(sub, x, groups, len(p.neurons), rule, p.side))
-    p.extra["differentiable"] = sub
-    p.extra["cut"] = cut
-    return x
+    return tensor, tensor, [f"hs: no `cut` given; cut at {tensor}, the middle candidate layer ({middle + 1} of "
+                            f"{len(candidates)}); its top neurons are the suspicious ones (choose with `cut`)"]
 
 
 def step_direction(sub, x: np.ndarray, groups: list, k: int, rule: str, side: dict | None = None) -> np.ndarray:

@@ -9,9 +9,11 @@ import numpy as np
 from .base import Problem
 
 
-def run_in_chunks(run, problem: Problem, size: int) -> np.ndarray:
-    """``run`` on ``size`` seeds at a time (memory stays bounded); methods treat samples independently."""
+def run_in_chunks(run, problem: Problem, size: int) -> tuple[np.ndarray, list]:
+    """``run`` on ``size`` seeds at a time (memory stays bounded); methods treat samples independently.
+    Returns the inputs and each chunk's statistics (its ``stats``), in seed order."""
     out = None  # filled in place: no list of chunks and concatenated copy side by side
+    stats = []
     for start, stop in chunk_ranges(len(problem.x), size):
         part = problem.rows(start, stop)
         result = run(part)
@@ -19,12 +21,8 @@ def run_in_chunks(run, problem: Problem, size: int) -> np.ndarray:
             out = np.empty((len(problem.x), *result.shape[1:]), result.dtype)
         out[start:stop] = result
         problem.extra.update(part.extra)
-    return out
-
-
-# What methods leave in the problem's cache for their report (``summarize``), per chunk; everything else
-# there is built once (sessions, torch modules) and kept by a worker for its next chunks.
-REPORT_KEYS = ("deepsensor_stats", "patch_records", "patch_input_size", "patch_classes", "hotflip_flips")
+        stats.append(part.stats)
+    return out, stats
 
 
 def chunk_ranges(seeds: int, size: int) -> list[tuple[int, int]]:
@@ -47,7 +45,7 @@ class WorkerModule:
 @dataclass(frozen=True)
 class ChunkJob:
     """``run`` on chunks of a problem, for :mod:`onnxfault.distributed.workers`: a worker keeps the problem
-    and what its chunks built (``Problem.once``), and returns each chunk's inputs, report stats and extras.
+    and what its chunks built (``Problem.once``), and returns each chunk's inputs, statistics and extras.
     ``threads``: torch's thread count in the driver, which workers take so that reductions add up alike."""
 
     method: Callable
@@ -62,41 +60,19 @@ class ChunkJob:
 
     def run(self, problem: Problem, item: tuple[int, int], on_batch=None):
         start, stop = item
-        built = {k: v for k, v in problem.cache.items() if k not in REPORT_KEYS}
-        part = problem.rows(start, stop, cache=built)
+        part = problem.rows(start, stop)  # shares the worker's cache: what earlier chunks built
         result = self.method(part)
-        problem.cache.update({k: v for k, v in part.cache.items() if k not in REPORT_KEYS})
         module = part.extra.get("differentiable")
         extra = {k: v for k, v in part.extra.items() if k != "differentiable"}
         if module is not None:
             extra["differentiable"] = WorkerModule(module.device_name, module.cuda_peak_mb())
-        return result, {k: v for k, v in part.cache.items() if k in REPORT_KEYS}, extra
+        return result, part.stats, extra
 
 
-def merge_report_stats(parts: list[dict]) -> dict:
-    """The chunks' report stats as one run over all seeds leaves them: deepsensor's counts added in chunk
-    order, patch's per-seed records concatenated (renumbered by seed), hotflip's flips per seed concatenated."""
-    merged: dict = {}
-    for part in parts:
-        for key, value in part.items():
-            if key == "deepsensor_stats":
-                into = merged.setdefault(key, {k: 0 for k in value})
-                for k, v in value.items():
-                    into[k] = v if k == "total" else into[k] + v
-            elif key == "patch_records":
-                records = merged.setdefault(key, [])
-                records.extend({**r, "seed": len(records) + i} for i, r in enumerate(value))
-            elif key == "hotflip_flips":  # per seed, in chunk order
-                merged.setdefault(key, []).extend(value)
-            else:
-                merged.setdefault(key, value)
-    return merged
-
-
-def run_on_ray(run, problem: Problem, size: int, ray) -> np.ndarray:
+def run_on_ray(run, problem: Problem, size: int, ray) -> tuple[np.ndarray, list]:
     """``run_in_chunks`` with its chunks spread over Ray workers (``ray``: a
-    :class:`~onnxfault.distributed.RayOptions`): the same chunks, so the same inputs to the bit; the report
-    stats and extras of the chunks are merged into ``problem`` in chunk order."""
+    :class:`~onnxfault.distributed.RayOptions`): the same chunks, so the same inputs to the bit, and each
+    chunk's statistics in seed order; the extras of the chunks are merged into ``problem`` in chunk order."""
     import sys
 
     from ..distributed.workers import map_items
@@ -109,8 +85,7 @@ def run_on_ray(run, problem: Problem, size: int, ray) -> np.ndarray:
     for (start, stop), (result, _, extra) in zip(chunks, results):
         out[start:stop] = result
         problem.extra.update(extra)
-    problem.cache.update(merge_report_stats([stats for _, stats, _ in results]))
     peaks = [e["differentiable"].cuda_peak for _, _, e in results if e.get("differentiable")]
     if any(peak is not None for peak in peaks):
         problem.extra["differentiable"].cuda_peak = max(peak for peak in peaks if peak is not None)
-    return out
+    return out, [stats for _, stats, _ in results]
