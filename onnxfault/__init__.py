@@ -4,8 +4,10 @@ The public API mirrors the CLI: :func:`inspect_model`, :func:`evaluate`, :func:`
 :func:`synthesize` and :func:`write_report`, plus :func:`compare` and the building blocks :func:`load_model`,
 :func:`as_model`, :func:`open_dataset`, :class:`Dataset`, :func:`hit_spectrum` and the measure registry. Models and
 data may be files or objects in memory (a ModelProto, a torch module, a Keras model; arrays, a DataLoader).
-Results show themselves in a notebook and a REPL, ``plot()`` and ``save()``; ``onnxfault.report([...])`` makes
-the report page from results and saved files. ``ray=`` (:class:`onnxfault.distributed.RayOptions`) runs the
+Results are typed (their headline numbers are attributes) and show themselves in a notebook and a REPL,
+``plot()`` and ``save()``; every saved file records its ``kind`` and ``format_version``, and :func:`load` reads
+any of them back. ``onnxfault.report([...])`` makes the report page from results and saved files. Errors are
+:class:`OnnxFaultError` (naming the parameter), notes are :class:`OnnxFaultWarning` warnings. ``ray=`` (:class:`onnxfault.distributed.RayOptions`) runs the
 passes over the data on Ray. Names are imported lazily so that ``onnxfault --help`` stays instant.
 """
 from __future__ import annotations
@@ -15,7 +17,8 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "OnnxFaultError": "errors",
+    "OnnxFaultError": "errors", "OnnxFaultWarning": "errors",
+    "load": "results",
     "load_model": "model", "as_model": "model", "Model": "model", "Layer": "model",
     "DataOptions": "data", "Dataset": "data", "open_dataset": "data",
     "Outcome": "spectrum", "Spectrum": "spectrum", "hit_spectrum": "spectrum",
@@ -24,7 +27,8 @@ _EXPORTS = {
     "evaluate": "evaluation", "EvaluateResult": "evaluation",
     "inspect_model": "inspection",
     "expose_outputs": "graph", "cut_at": "graph",
-    "synthesize": "synthesis", "SynthesisResult": "synthesis",
+    "synthesize": "synthesis", "SynthesisResult": "synthesis", "METHODS": "synthesis", "Method": "synthesis",
+    "register_method": "synthesis",
     "compare": "comparison", "CompareResult": "comparison",
     "build_report": "report", "write_report": "report", "report": "report", "Report": "report",
 }
@@ -36,3 +40,8 @@ def __getattr__(name: str):
         module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
         return module if name == _EXPORTS[name] else getattr(module, name)  # onnxfault.report: a callable module
     raise AttributeError(f"module 'onnxfault' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    """The public names (imported when first used), for tab completion."""
+    return sorted({*__all__, "__version__"})

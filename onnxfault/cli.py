@@ -121,8 +121,17 @@ def _data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sa
                        label_column=label_column, max_length=max_length)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        out.print(f"onnxfault {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _global_options(debug: Annotated[bool, typer.Option("--debug", help=f"show the traceback of an error (as {DEBUG_ENV}=1 does)")] = False) -> None:
+def _global_options(debug: Annotated[bool, typer.Option("--debug", help=f"show the traceback of an error (as {DEBUG_ENV}=1 does)")] = False,
+                    version: Annotated[bool, typer.Option("--version", help="print the version and exit", callback=_print_version, is_eager=True)] = False) -> None:
     global _debug
     _debug = debug
 
@@ -547,7 +556,49 @@ synthesize = app.command(name="synthesize")(_SynthesizeCommand())
 
 @app.command()
 @handles_errors
-def report(runs: Annotated[list[Path], typer.Argument(help="localize and evaluate --json files, synthesize --out folders", show_default=False)],
+def compare(model_a: Annotated[Path, typer.Argument(help="the first ONNX classifier", show_default=False)],
+            model_b: Annotated[Path, typer.Argument(help="the second, of the same classes", show_default=False)],
+            data: DataOpt,
+            layers: Annotated[str, typer.Option("--layers", help="auto|all|T1,T2 (names in both models), paired by position")] = "auto",
+            pairs: Annotated[Optional[str], typer.Option("--pairs", help="pair layers by name instead: A1=B1,A2=B2", show_default=False)] = None,
+            measures: Annotated[str, typer.Option("--measures", help="spectrum measures whose rankings are compared, e.g. tarantula,ochiai,dstar")] = "tarantula,ochiai,dstar",
+            k: Annotated[int, typer.Option("-k", help="top neurons compared per measure")] = 10,
+            granularity: Annotated[str, typer.Option("--granularity", help="channel|element")] = "channel",
+            threshold: Annotated[float, typer.Option("--threshold", help="active when value > threshold")] = 0.0,
+            json: Annotated[Optional[Path], typer.Option("--json", help="write the comparison as JSON to FILE")] = None,
+            labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
+            mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
+            sample_rate: SampleRateOpt = None, tokenizer: TokenizerOpt = None, text_column: TextColumnOpt = "text",
+            label_column: LabelColumnOpt = "label", max_length: MaxLengthOpt = None,
+            device: DeviceOpt = "auto", quiet: QuietOpt = False) -> None:
+    """Compare two classifiers on the same samples: class scores, hit spectra of paired layers, rankings."""
+    from .comparison import compare as run_compare, rich_tables, summary_line
+    from .files import check_writable
+    from .provenance import command_line
+
+    if json:
+        check_writable(json, "--json")
+    paired = None
+    if pairs is not None:
+        items = [item.split("=", 1) for item in pairs.split(",") if item.strip()]
+        if not items or any(len(item) != 2 or not all(part.strip() for part in item) for item in items):
+            raise OnnxFaultError(f"--pairs '{pairs}' is not A=B pairs of tensor names; e.g. --pairs fc1=dense,fc2=dense_1")
+        paired = [(a.strip(), b.strip()) for a, b in items]
+    result = run_compare(model_a, model_b, data, layers=layers, pairs=paired,
+                         measures=[m.strip() for m in measures.split(",") if m.strip()], k=k, granularity=granularity,
+                         threshold=threshold, device=device,
+                         data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size,
+                                                    sample_rate, tokenizer, text_column, label_column, max_length))
+    if json:
+        result.save(json)
+    out.print(summary_line(result), soft_wrap=True)
+    if not quiet:
+        out.print(rich_tables(result))
+
+
+@app.command()
+@handles_errors
+def report(runs: Annotated[list[Path], typer.Argument(help="localize, evaluate and compare --json files, synthesize --out folders", show_default=False)],
            output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")],
            title: Annotated[Optional[str], typer.Option("--title", help="page title (default: the runs' names)")] = None) -> None:
     """One self-contained HTML page (figures inlined, no network) for one or more runs; several runs are compared."""

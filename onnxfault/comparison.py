@@ -18,6 +18,7 @@ import numpy as np
 from .data import DataLike, DataOptions, Dataset, as_dataset
 from .errors import OnnxFaultError
 from .localization import SuspiciousNeuron
+from .results import header
 from .measures import get_measure, rank, score
 from .model import Layer, Model, as_model
 from .model_forms import ModelLike
@@ -75,7 +76,10 @@ class CompareResult:
 
     Class scores: ``max_logit_diff`` and ``mean_logit_diff`` are the largest and the mean absolute difference
     over every sample and class (in float64, of the scores as the models give them: logits or probabilities);
-    ``prediction_agreement`` is the share of samples both models predict the same class for."""
+    ``prediction_agreement`` is the share of samples both models predict the same class for. ``from_json`` (or
+    :func:`onnxfault.load`) reads a saved one back."""
+
+    kind = "compare"
 
     model_a: str
     model_b: str
@@ -106,18 +110,41 @@ class CompareResult:
         return {m: a.top_k_equal for m, a in self.measures.items()}
 
     def to_json(self) -> dict:
-        return {"model_a": self.model_a, "model_b": self.model_b, "data": self.data, "samples": self.samples,
+        return {**header("compare"), "model_a": self.model_a, "model_b": self.model_b, "data": self.data, "samples": self.samples,
                 "max_logit_diff": self.max_logit_diff, "mean_logit_diff": self.mean_logit_diff,
                 "prediction_agreement": self.prediction_agreement,
                 "failing": {"a": self.failing[0], "b": self.failing[1]},
                 "layers": [p.to_json() for p in self.layers],
                 "measures": {m: a.to_json() for m, a in self.measures.items()}, "params": self.params}
 
+    @classmethod
+    def from_json(cls, data: dict) -> "CompareResult":
+        """The result :meth:`to_json` wrote."""
+        measures = {name: MeasureAgreement(m["measure"], m["k"], m["scores_equal"], m["top_k_equal"],
+                                           m["top_k_shared"], m["rank_correlation"],
+                                           [SuspiciousNeuron.from_json(n) for n in m["top_a"]],
+                                           [SuspiciousNeuron.from_json(n) for n in m["top_b"]])
+                    for name, m in data["measures"].items()}
+        return cls(data["model_a"], data["model_b"], data["data"], data["samples"], data["max_logit_diff"],
+                   data["mean_logit_diff"], data["prediction_agreement"], (data["failing"]["a"], data["failing"]["b"]),
+                   [LayerPair(**p) for p in data["layers"]], measures, data["params"])
+
     def save(self, path: str | Path) -> Path:
         """Write :meth:`to_json` to ``path`` as JSON (atomically)."""
         from .files import check_writable, write_json
 
         return write_json(check_writable(path, "compare output"), self.to_json())
+
+    def plot(self):
+        """The report's figure of this result: the agreement per paired layer and per measure."""
+        from .report import result_figure
+
+        return result_figure(self)
+
+    def _report_run(self):
+        from .report.results import memory_run
+
+        return memory_run("compare", self.to_json())
 
     def __repr__(self) -> str:
         return f"CompareResult({summary_line(self)})"

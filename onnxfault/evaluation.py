@@ -10,6 +10,7 @@ import numpy as np
 from .data import DataLike, DataOptions, Dataset, as_dataset
 from .distributed.sums import counted
 from .errors import check_arguments, warn
+from .results import header, provenance_of
 from .model import Model, as_model
 from .model_forms import ModelLike
 from .provenance import stamp
@@ -25,8 +26,34 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
         num_classes, num_classes)
 
 
+def confusion_of(data: dict) -> np.ndarray:
+    """The dense confusion matrix ``[true, predicted]`` of an ``evaluate --json`` dict, stored as nested lists
+    or (``confusion_format`` sparse) as ``[true, predicted, count]`` triples; ValueError when it is neither."""
+    n, sparse = data["classes"], data.get("confusion_format", "dense") == "sparse"
+    cells = np.array(data["confusion"])
+    if cells.size == 0:
+        cells = cells.astype(np.int64).reshape(0, 3 if sparse else n)
+    if cells.dtype.kind not in "iu" or (cells < 0).any():
+        raise ValueError("'confusion' does not hold whole counts ≥ 0")
+    if not sparse:
+        if cells.shape != (n, n):
+            raise ValueError(f"'confusion' is not {n} × {n}")
+        return cells.astype(np.int64)
+    if cells.ndim != 2 or cells.shape[1] != 3 or (cells[:, :2] >= n).any():
+        raise ValueError(f"'confusion' does not hold [true, predicted, count] triples of {n} classes")
+    dense = np.zeros((n, n), np.int64)
+    np.add.at(dense, (cells[:, 0], cells[:, 1]), cells[:, 2])
+    return dense
+
+
 @dataclass
 class EvaluateResult:
+    """What ``evaluate`` found: the ``confusion`` matrix ``[true, predicted]``, and from it ``accuracy``,
+    ``samples``, ``correct`` and :meth:`per_class`. ``to_json()`` is the ``--json`` file, ``from_json`` (or
+    :func:`onnxfault.load`) reads it back."""
+
+    kind = "evaluate"
+
     model: str
     data: str
     confusion: np.ndarray  # [true, predicted]
@@ -73,11 +100,18 @@ class EvaluateResult:
         return np.stack([true, predicted, self.confusion[true, predicted]], axis=1)
 
     def to_json(self) -> dict:
-        return {"model": self.model, "data": self.data, "samples": self.samples, "correct": self.correct,
+        return {**header("evaluate"), "model": self.model, "data": self.data, "samples": self.samples,
+                "correct": self.correct,
                 "accuracy": self.accuracy, "classes": len(self.confusion), "per_class": self.per_class(),
                 "confusion": self.confusion_json(),
                 "confusion_format": "sparse" if self.sparse else "dense",
                 "device": self.device, **self.provenance}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "EvaluateResult":
+        """The result :meth:`to_json` wrote."""
+        return cls(data["model"], data["data"], confusion_of(data), data.get("device", "cpu"), [],
+                   provenance_of(data))
 
     def save(self, json: str | Path) -> Path:
         """Write the ``--json`` file (:meth:`to_json`), atomically."""

@@ -9,6 +9,7 @@ import numpy as np
 
 from .data import DataLike, DataOptions, Dataset, as_dataset
 from .errors import OnnxFaultError, check_arguments, check_finite, warn
+from .results import header, provenance_of
 from .files import Writer
 from .measures import get_measure, rank, score
 from .model import Layer, Model, as_model
@@ -17,6 +18,7 @@ from .provenance import stamp
 from .spectrum import Outcome, Spectrum, hit_spectrum, validate_outcome
 
 SUMMARY_ABOVE = 10_000  # neurons: above this many, the --json file summarises each layer's scores
+COUNTS = ("as", "af", "ns", "nf")  # the hit spectrum's four counts, rows of Spectrum.counts
 HISTOGRAM_BINS = 32  # bins of a layer summary's histogram
 
 
@@ -38,10 +40,24 @@ class SuspiciousNeuron:
         return {"rank": self.rank, "tensor": self.tensor, "index": self.index, "score": self.score,
                 "as": self.as_, "af": self.af, "ns": self.ns, "nf": self.nf, **(self.extra or {})}
 
+    @classmethod
+    def from_json(cls, data: dict) -> "SuspiciousNeuron":
+        """The neuron :meth:`to_json` wrote (keys besides the eight are its ``extra``)."""
+        extra = {k: v for k, v in data.items() if k not in _NEURON_KEYS}
+        return cls(data["rank"], data["tensor"], data["index"], float(data["score"]), data["as"], data["af"],
+                   data["ns"], data["nf"], extra or None)
+
+
+_NEURON_KEYS = ("rank", "tensor", "index", "score", "as", "af", "ns", "nf")
+
 
 @dataclass
 class LocalizeResult:
-    """What ``localize`` found; ``to_json()`` is the ``--json`` file."""
+    """What ``localize`` found: the hit ``spectrum`` of every neuron of the chosen layers, their ``scores`` by
+    ``measure`` and the top ``neurons``; ``accuracy``, ``samples`` and ``failing`` are the spectrum's.
+    ``to_json()`` is the ``--json`` file, ``from_json`` (or :func:`onnxfault.load`) reads it back."""
+
+    kind = "localize"
 
     model: str
     data: str
@@ -59,6 +75,18 @@ class LocalizeResult:
         return self.spectrum.layers
 
     @property
+    def samples(self) -> int:
+        return self.spectrum.samples
+
+    @property
+    def failing(self) -> int:
+        return self.spectrum.failing
+
+    @property
+    def accuracy(self) -> float:
+        return self.spectrum.correct / self.spectrum.samples
+
+    @property
     def summarized(self) -> bool:
         """Whether :meth:`to_json` summarises each layer's scores: more than :data:`SUMMARY_ABOVE` neurons."""
         return len(self.scores) > SUMMARY_ABOVE
@@ -70,9 +98,13 @@ class LocalizeResult:
         sp = self.spectrum
         layers = [{**layer.to_json(sp.granularity), "channel_axis": layer.channel_axis,
                    **({"summary": score_summary(self.scores[start:end])} if self.summarized
-                      else {"scores": self.scores[start:end]})}
+                      else {"scores": self.scores[start:end],
+                            "counts": {name: sp.counts[row, start:end] for row, name in enumerate(COUNTS)},
+                            **({"details": {k: v[start:end] for k, v in self.details.items()}}
+                               if self.details else {})})}
                   for layer, start, end in zip(sp.layers, sp.offsets[:-1], sp.offsets[1:])]
         return {
+            **header("localize"),
             "model": self.model,
             "data": self.data,
             "measure": self.measure,
@@ -92,6 +124,33 @@ class LocalizeResult:
             "neurons": [n.to_json() for n in self.neurons],
             **self.provenance,
         }
+
+    @classmethod
+    def from_json(cls, data: dict, spectra: dict[str, np.ndarray] | None = None) -> "LocalizeResult":
+        """The result :meth:`to_json` wrote; ``spectra``: the arrays of the npz it names (every count and score,
+        when it summarises its layers)."""
+        layers = [Layer(l["tensor"], l["op"], tuple(l["shape"]), l.get("channel_axis")) for l in data["layers"]]
+        if spectra is not None:
+            counts = np.stack([spectra[name] for name in COUNTS]).astype(np.int64)
+            scores = np.asarray(spectra["scores"], np.float64)
+            details = {k: v for k, v in spectra.items() if k not in (*COUNTS, "scores", "tensors", "layer", "index",
+                                                                     "offsets")}
+        elif all("counts" in l for l in data["layers"]):
+            counts = np.stack([np.concatenate([np.asarray(l["counts"][name], np.int64).reshape(-1)
+                                               for l in data["layers"]]) for name in COUNTS])
+            scores = np.concatenate([np.asarray(l["scores"], np.float64).reshape(-1) for l in data["layers"]])
+            names = data["layers"][0].get("details", {}) if data["layers"] else {}
+            details = {k: np.concatenate([np.asarray(l["details"][k], np.float64) for l in data["layers"]])
+                       for k in names}
+        else:
+            raise ValueError("it holds no counts (written by an onnxfault before 0.2): run localize again to load it")
+        samples = data["samples"]
+        spectrum = Spectrum(layers, data["granularity"], data["threshold"], Outcome(data["mode"], data["class"], data["target"]),
+                            counts, samples, data["failing"], int(round(data["accuracy"] * samples)),
+                            data.get("device", "cpu"), data.get("token_activity"))
+        return cls(data["model"], data["data"], data["measure"], spectrum, scores,
+                   [SuspiciousNeuron.from_json(n) for n in data["neurons"]], data["params"], [], details,
+                   provenance_of(data))
 
     def spectra_arrays(self) -> dict[str, np.ndarray]:
         """All counts and scores, one entry per neuron (``--spectra`` file)."""

@@ -30,10 +30,11 @@ def _parts(runs: list[Run], title: str | None) -> tuple[str, str, list[tuple[str
     kinds = [r.kind for r in runs]
     title = title or ("onnxfault report: " + ", ".join(r.name for r in runs[:4]) + (" …" if len(runs) > 4 else ""))
     lede = (f"{len(runs)} run{'s' if len(runs) > 1 else ''}: {kinds.count('localize')} localize, "
-            f"{kinds.count('synthesize')} synthesize" + (f", {kinds.count('evaluate')} evaluate"
-                                                          if "evaluate" in kinds else "") + ".")
+            f"{kinds.count('synthesize')} synthesize" + "".join(f", {kinds.count(k)} {k}" for k in ("evaluate", "compare")
+                                                               if k in kinds) + ".")
     parts = [("model-card", "Model card", sections.model_card(runs)),
              ("evaluation", "Evaluation", sections.evaluation(runs)),
+             ("model-comparison", "Model comparison", sections.comparison(runs)),
              ("suspiciousness", "Suspiciousness", sections.suspiciousness(runs)),
              ("synthesis", "Synthesis", sections.synthesis(runs)),
              ("trade-offs", "Trade-offs", sections.trade_offs(runs))]
@@ -92,8 +93,8 @@ class Report:
 
 def report(runs, path: str | Path | None = None, title: str | None = None) -> Report:
     """The report page for ``runs``: results in memory (``LocalizeResult``, ``EvaluateResult``,
-    ``SynthesisResult``) and paths of saved ones (localize/evaluate ``--json`` files, synthesize ``--out``
-    folders), mixed, tagged R1, R2, … in the order given; one result or path alone is fine. Writes the page to
+    ``SynthesisResult``, ``CompareResult``) and paths of saved ones (localize/evaluate/compare ``--json`` files,
+    synthesize ``--out`` folders), mixed, tagged R1, R2, … in the order given; one result or path alone is fine. Writes the page to
     ``path`` when given. A saved result gives the same page as the result in memory, but for its name (the
     file's) and the footer's paths. Returns a :class:`Report` (``str()`` is the HTML)."""
     if is_result(runs) or isinstance(runs, (str, os.PathLike)):

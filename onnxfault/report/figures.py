@@ -280,3 +280,22 @@ def trade_off(series, parameter: str, ylabel: str) -> bytes:
         ax.grid(alpha=0.3)
     by_value.legend(frameon=False, fontsize=8)
     return png(fig)
+
+
+def comparison_figure(layers: list[tuple[str, float]], measures: list[tuple[str, float]]):
+    """Two panels of a model comparison: per paired layer the share of neurons whose four counts are identical,
+    and per measure the share of model A's top-k neurons in model B's."""
+    fig = _figure(3.2)
+    left, right = fig.subplots(1, 2, width_ratios=[max(2, len(layers)), max(2, len(measures))])
+    for ax, items, colour, ylabel in ((left, layers, COLOURS[0], "identical counts"),
+                                      (right, measures, COLOURS[2], "top-k shared")):
+        x = np.arange(len(items))
+        ax.bar(x, [v for _, v in items], 0.7, color=colour)
+        ax.set_xticks(x, [short(n, 18) for n, _ in items], rotation=30 if len(items) > 6 else 0,
+                      ha="right" if len(items) > 6 else "center")
+        ax.set_ylim(0, 1.02)
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", alpha=0.3)
+    left.set_title("spectra per paired layer", fontsize=10)
+    right.set_title("rankings per measure", fontsize=10)
+    return fig

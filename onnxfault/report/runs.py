@@ -13,14 +13,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OnnxFaultError, read_json
+from ..evaluation import confusion_of
 
 ARRAYS = ("original", "synthesized", "labels", "predictions_before", "predictions_after")
 SPECTRA_ARRAYS = ("tensors", "offsets", "scores")  # what the report reads from a localize --spectra npz
 _NEEDS = {"localize": ("measure", "layers", "neurons", "samples", "failing", "accuracy"),
           "synthesize": ("method", "params", "neurons", "seeds", "accuracy_after", "success_rate", "distance",
                          "seconds"),
-          "evaluate": ("samples", "correct", "accuracy", "classes", "per_class", "confusion")}
-_HINT = "give a `onnxfault localize --json` or `evaluate --json` file, or a `onnxfault synthesize --out` folder"
+          "evaluate": ("samples", "correct", "accuracy", "classes", "per_class", "confusion"),
+          "compare": ("model_a", "model_b", "samples", "layers", "measures", "params")}
+_HINT = ("give a `onnxfault localize`, `evaluate` or `compare` --json file, or a `onnxfault synthesize --out` "
+         "folder")
 
 
 @dataclass
@@ -37,9 +40,12 @@ class Run:
 
 
 def kind_of(data) -> str | None:
-    """localize, synthesize, evaluate, or None when ``data`` is none of these results."""
+    """localize, synthesize, evaluate, or None when ``data`` is none of these results: the ``kind`` a file
+    records, or for a file from before kinds were recorded, the one its keys show."""
     if not isinstance(data, dict):
         return None
+    if "kind" in data:
+        return data["kind"] if data["kind"] in _NEEDS else None
     for kind, keys in _NEEDS.items():
         if all(key in data for key in keys):
             return kind
@@ -52,7 +58,9 @@ _COUNTS = {"as": int, "af": int, "ns": int, "nf": int}
 _LAYER = {"tensor": str, "op": str, "shape": list, "neurons": int}
 _TOP = {"localize": {"measure": str, "samples": int, "failing": int, "accuracy": _NUMBER},
         "synthesize": {"method": str, "params": dict, "seeds": dict, "seconds": _NUMBER, "distance": dict},
-        "evaluate": {"samples": int, "correct": int, "accuracy": _NUMBER, "classes": int}}
+        "evaluate": {"samples": int, "correct": int, "accuracy": _NUMBER, "classes": int},
+        "compare": {"model_a": str, "model_b": str, "samples": int, "layers": list, "measures": dict,
+                    "params": dict}}
 
 
 def _bad(value, kind) -> bool:
@@ -78,6 +86,9 @@ def content_problem(data: dict, kind: str) -> str | None:
             return f"'{key}' is missing or of the wrong type"
     if kind == "evaluate":
         return _confusion_problem(data)
+    if kind == "compare":
+        return _check_items(data["layers"], {"tensor_a": str, "tensor_b": str, "neurons": int, "identical": int},
+                            "layers")
     problem = _check_items(data["neurons"], {**_NEURON, **(_COUNTS if kind == "localize" else {})}, "neurons")
     if problem:
         return problem
@@ -94,26 +105,6 @@ def content_problem(data: dict, kind: str) -> str | None:
     if spectra is not None and (not isinstance(spectra, str) or not spectra):
         return "'spectra' is not the name of an npz file"
     return None
-
-
-def confusion_of(data: dict) -> np.ndarray:
-    """The dense confusion matrix ``[true, predicted]`` of an ``evaluate --json`` dict, stored as nested lists
-    or (``confusion_format`` sparse) as ``[true, predicted, count]`` triples; ValueError when it is neither."""
-    n, sparse = data["classes"], data.get("confusion_format", "dense") == "sparse"
-    cells = np.array(data["confusion"])
-    if cells.size == 0:
-        cells = cells.astype(np.int64).reshape(0, 3 if sparse else n)
-    if cells.dtype.kind not in "iu" or (cells < 0).any():
-        raise ValueError("'confusion' does not hold whole counts ≥ 0")
-    if not sparse:
-        if cells.shape != (n, n):
-            raise ValueError(f"'confusion' is not {n} × {n}")
-        return cells.astype(np.int64)
-    if cells.ndim != 2 or cells.shape[1] != 3 or (cells[:, :2] >= n).any():
-        raise ValueError(f"'confusion' does not hold [true, predicted, count] triples of {n} classes")
-    dense = np.zeros((n, n), np.int64)
-    np.add.at(dense, (cells[:, 0], cells[:, 1]), cells[:, 2])
-    return dense
 
 
 def _confusion_problem(data: dict) -> str | None:
@@ -215,7 +206,7 @@ def read_run(path: str | Path) -> Run:
         raise OnnxFaultError(f"{path} does not exist; {_HINT}")
     kind = kind_of(data)
     if kind is None:
-        raise OnnxFaultError(f"{path} is neither a localize, evaluate nor synthesize result; {_HINT}")
+        raise OnnxFaultError(f"{path} is neither a localize, evaluate, compare nor synthesize result; {_HINT}")
     problem = content_problem(data, kind)
     if problem:
         raise OnnxFaultError(f"{path} is not a result onnxfault wrote: {problem}; write it again with "

@@ -37,6 +37,8 @@ def what(run: Run) -> str:
         return d["measure"]
     if run.kind == "evaluate":
         return "evaluate"
+    if run.kind == "compare":
+        return "compare " + ", ".join(d["measures"])
     measure = d["params"].get("measure")
     return d["method"] + (f" ({measure})" if measure else "")
 
@@ -54,13 +56,13 @@ def _h(level: int, content: str, ident: str | None = None) -> str:
 def model_card(runs: list[Run]) -> str:
     parts = [table("Runs on this page", ["run", "name", "kind", "measure / method", "model", "data", "device",
                                          "created"],
-                   [[r.tag, r.name, r.kind, what(r), label(r.data.get("model"), True),
+                   [[r.tag, r.name, r.kind, what(r), label(model_of(r), True),
                      label(r.data.get("data"), True), r.data.get("device", "–"),
                      _when(r.data.get("created"))] for r in runs],
                    "runs")]
     by_model: dict[str, list[Run]] = {}
     for run in runs:
-        by_model.setdefault(str(run.data.get("model")), []).append(run)
+        by_model.setdefault(str(model_of(run)), []).append(run)
     for path, members in by_model.items():
         parts.append(_h(3, f"Model {path}"))
         io = next((r.data["model_io"] for r in members if isinstance(r.data.get("model_io"), dict)), None)
@@ -79,6 +81,13 @@ def model_card(runs: list[Run]) -> str:
                        for r in runs]))
     parts.append(_versions(runs))
     return "".join(parts)
+
+
+def model_of(run: Run):
+    """The model a run is about (a comparison's: both, as "A vs B")."""
+    if run.kind == "compare":
+        return f"{run.data.get('model_a')} vs {run.data.get('model_b')}"
+    return run.data.get("model")
 
 
 def _when(created: str | None) -> str:
@@ -114,6 +123,9 @@ def _data_table(runs: list[Run]) -> str:
                 rows.append([run.tag, label(d["data"], True), number(d["samples"], "samples"),
                              number(d["samples"] - d["correct"], "failing"),
                              number(d["accuracy"], "accuracy", percent=True), number(None)])
+            elif run.kind == "compare":  # failing: model A's and model B's misclassified samples
+                rows.append([run.tag, label(d["data"], True), number(d["samples"], "samples"),
+                             label(f"{d['failing']['a']}, {d['failing']['b']}"), number(None), number(None)])
             else:
                 rows.append([run.tag, label(d["data"], True), number(None), number(None), number(None),
                              number(d["seeds"]["count"], "seeds")])
@@ -405,6 +417,39 @@ def trade_offs(runs: list[Run]) -> str:
     return "".join(parts)
 
 
+# ---- model comparison -------------------------------------------------------------------------------
+def comparison(runs: list[Run]) -> str:
+    """The model comparisons: each one's summary, figure and tables."""
+    parts = []
+    for run in (r for r in runs if r.kind == "compare"):
+        with reading(run):
+            parts.append(_compare_run(run))
+    return "".join(parts)
+
+
+def _compare_run(run: Run) -> str:
+    from ..comparison import CompareResult, Share, _rows, summary_line
+
+    result = CompareResult.from_json(run.data)
+    tables = [table(f"{caption} ({run.tag})", columns,
+                    [[number(v, percent=isinstance(v, Share)) if i else label(v) for i, v in enumerate(row)]
+                     for row in rows])
+              for caption, (columns, rows) in _rows(result).items()]
+    return "".join([_h(3, title(run), f"compare-{run.tag}"), paragraph(summary_line(result)),
+                    figure(figures.png(comparison_figure(run)), f"Agreement of the two models in {run.tag}",
+                           "Left: per paired layer, the share of neurons whose four counts (as, af, ns, nf) are "
+                           "identical. Right: per measure, the share of model A's top-k neurons also in model B's.",
+                           f"compare-figure-{run.tag}"),
+                    *tables])
+
+
+def comparison_figure(run: Run):
+    """A comparison run's agreement per paired layer and per measure."""
+    d = run.data
+    layers = [(f"{p['tensor_a']}", p["identical"] / p["neurons"] if p["neurons"] else 1.0) for p in d["layers"]]
+    return figures.comparison_figure(layers, [(m, a["top_k_shared"]) for m, a in d["measures"].items()])
+
+
 # ---- evaluation -------------------------------------------------------------------------------------
 def evaluation(runs: list[Run]) -> str:
     evaluated = [r for r in runs if r.kind == "evaluate"]
@@ -456,12 +501,15 @@ def evaluation_figure(run: Run):
 
 def lead_figure(run: Run):
     """The first figure of ``run``'s section: suspicious neurons per layer (localize), the sample grid
-    (synthesize), the confusion matrix or per-class accuracy (evaluate)."""
+    (synthesize), the confusion matrix or per-class accuracy (evaluate), the agreement per layer and measure
+    (compare)."""
     with reading(run):
         if run.kind == "localize":
             return distribution_figure([run])
         if run.kind == "evaluate":
             return evaluation_figure(run)
+        if run.kind == "compare":
+            return comparison_figure(run)
         drawn = samples_figure(run) if run.arrays is not None else None
     if drawn is None:
         raise OnnxFaultError(f"{run.path} has no seeds and inputs to draw; its report shows no sample grid")

@@ -23,6 +23,7 @@ from ..model import Model, as_model
 from ..model_forms import ModelLike
 from ..peak_memory import peak_rss_mb, peak_rss_reset
 from ..provenance import stamp
+from ..results import header
 from ..shapley import ShapleyOptions
 from ..spectrum import Outcome, validate_outcome
 from .base import Problem
@@ -32,17 +33,51 @@ from .metrics import measure as measure_inputs
 from .running import run_in_chunks, run_on_ray
 from .seeds import choose_seeds
 
-__all__ = ["METHODS", "Method", "SynthesisResult", "synthesize", "read_neurons", "register"]
+__all__ = ["METHODS", "Method", "SynthesisResult", "synthesize", "read_neurons", "register", "register_method"]
+register_method = register  # as the package exports it
 
 
 @dataclass
 class SynthesisResult:
+    """What ``synthesize`` made: ``report`` (``report.json``: the method, its ``params``, the neurons, seeds and
+    metrics) and ``arrays`` (``inputs.npz``: original, synthesized, labels, predictions before and after). The
+    headline numbers are attributes: ``method``, ``success_rate``, ``target_rate``, ``accuracy_before``,
+    ``accuracy_after``, ``distance`` (L0, L1, L2 and L∞ statistics), ``activation_increase``, ``seconds``.
+    :meth:`save` writes the ``--out`` folder, ``from_json`` (or :func:`onnxfault.load`) reads it back."""
+
+    kind = "synthesize"
+
     report: dict
     arrays: dict[str, np.ndarray]  # original, synthesized, labels, predictions_before, predictions_after
     clip: tuple[float, float]
     model_layout: str
     sample_shape: tuple[int, ...]
     warnings: list[str] = field(default_factory=list)
+
+    method = property(lambda self: self.report["method"], doc="The method that ran.")
+    params = property(lambda self: self.report["params"], doc="The settings that ran (``report.json``'s params).")
+    success_rate = property(lambda self: self.report["success_rate"], doc="Share of seeds now misclassified.")
+    target_rate = property(lambda self: self.report["target_rate"], doc="Share now predicted as the target.")
+    accuracy_before = property(lambda self: self.report["accuracy_before"], doc="Accuracy on the seeds (1.0).")
+    accuracy_after = property(lambda self: self.report["accuracy_after"], doc="Accuracy on the new inputs.")
+    distance = property(lambda self: self.report["distance"], doc="L0, L1, L2, L∞ statistics of the changes.")
+    activation_increase = property(lambda self: self.report["activation_increase"],
+                                   doc="Share of (seed, neuron) pairs whose value rose (None without neurons).")
+    seconds = property(lambda self: self.report["seconds"], doc="The method's run time.")
+
+    def to_json(self) -> dict:
+        """``report.json``."""
+        return self.report
+
+    @classmethod
+    def from_json(cls, report: dict, arrays: dict[str, np.ndarray]) -> "SynthesisResult":
+        """The result whose ``report.json`` is ``report`` and whose ``inputs.npz`` holds ``arrays``."""
+        layout = report.get("input_layout", {})
+        if "token_input" in report:  # a text model's inputs are token embeddings, drawn as they are
+            model_layout, sample_shape = "same", tuple(arrays["original"].shape[1:])
+        else:
+            model_layout, sample_shape = layout.get("model", "same"), tuple(layout.get("sample_shape", ()))
+        return cls(report, arrays, tuple(report["params"]["clip"]), model_layout, sample_shape, [])
 
     def save(self, out: str | Path, report: bool = False) -> Path:
         """Write the ``--out`` folder as ``synthesize --out`` does: ``report.json``, ``inputs.npz``,
@@ -303,6 +338,7 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
     cuda_peak = differentiable.cuda_peak_mb() if differentiable is not None else None
     peak = max(peak_before, peak_rss_mb())  # the whole process: loading, spectrum, seeds, method, metrics
     report = {
+        **header("synthesize"),
         "method": chosen.name, "model": model.path, "data": dataset.path,
         "params": {**chosen.params(opts), "class": cls, "target": target, "samples": samples, "seed": seed,
                    "measure": measure, "k": len(chosen_neurons), "layers": layers, "granularity": granularity,
