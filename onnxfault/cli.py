@@ -27,6 +27,7 @@ app = typer.Typer(
     help="Find the neurons responsible for a classifier's mistakes (DeepFault-style fault localization on ONNX).",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
+_SHAPLEY_PANEL = "Shapley (--measure shapley, or a method that ranks by it)"
 DEBUG_ENV = "ONNXFAULT_DEBUG"  # set to 1: errors show their traceback, as --debug does
 out = LiteralConsole()
 err = LiteralConsole(stderr=True)
@@ -54,15 +55,14 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, 
 NonfiniteOpt = Annotated[bool, typer.Option("--allow-nonfinite", help="go on when the model's class scores are NaN or infinite (default: an error naming the first such sample)", rich_help_panel="Run")]
 RayOpt = Annotated[Optional[str], typer.Option("--ray", help=literal_help("run on Ray: local (a Ray runtime on this machine), auto or HOST:PORT or ray://HOST:PORT (a running cluster); needs onnxfault[ray]"), rich_help_panel="Scaling out", show_default=False)]
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Ray workers (default: one per CPU, or per GPU, of the cluster)", rich_help_panel="Scaling out", show_default=False)]
-PermutationsOpt = Annotated[int, typer.Option("--permutations", help="Monte-Carlo permutations", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
-NoiseOpt = Annotated[float, typer.Option("--noise", help="std of the Gaussian input noise Δx", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
-ShapleySamplesOpt = Annotated[int, typer.Option("--shapley-samples", help="samples the loss change is averaged over", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
+PermutationsOpt = Annotated[int, typer.Option("--permutations", help="Monte-Carlo permutations", rich_help_panel=_SHAPLEY_PANEL)]
+NoiseOpt = Annotated[float, typer.Option("--noise", help="std of the Gaussian input noise Δx", rich_help_panel=_SHAPLEY_PANEL)]
+ShapleySamplesOpt = Annotated[int, typer.Option("--shapley-samples", help="samples the loss change is averaged over", rich_help_panel=_SHAPLEY_PANEL)]
 TokenActivityOpt = Annotated[Optional[str], typer.Option("--token-activity", help="text models: a hidden unit is active on a sample when active on any real token, on their mean, or on the first (cls) token: any|mean|cls (default any; padding never counts)", show_default=False)]
-LambdaOpt = Annotated[float, typer.Option("--lambda", help="excitable: normalised Shapley value ψ / max ψ > λ", rich_help_panel="Shapley (--measure shapley, deepsensor)")]
+LambdaOpt = Annotated[float, typer.Option("--lambda", help="excitable: normalised Shapley value ψ / max ψ > λ", rich_help_panel=_SHAPLEY_PANEL)]
 
 
 _NEURONS_PANEL = "Suspicious neurons (methods that use them)"
-_SHAPLEY_PANEL = "Shapley (--measure shapley, deepsensor)"
 
 # The one table from the library's parameter names to the CLI's flags; any other name is --name-with-dashes.
 FLAGS = {"cls": "--class", "k": "-k", "lambda_": "--lambda", "start": "--from", "out_dir": "--out",
@@ -295,8 +295,10 @@ def _print_ops(as_json: bool) -> None:
 
         print(_json.dumps(names))
         return
-    out.print(f"{len(names)} ONNX ops convert to torch (the gradient methods: deepfault, hs, fgsm, pgd, patch):",
-              soft_wrap=True)
+    from .synthesis.methods import METHODS
+
+    gradient = ", ".join(name for name, method in METHODS.items() if method.uses_torch)
+    out.print(f"{len(names)} ONNX ops convert to torch (the gradient methods: {gradient}):", soft_wrap=True)
     out.print(", ".join(names), soft_wrap=True)
 
 
@@ -385,7 +387,7 @@ def _synthesize(model: ModelArg, data: DataOpt,
                 target: Annotated[Optional[int], typer.Option("--target", help="targeted: push seeds not of class T towards T")] = None,
                 samples: Annotated[int, typer.Option("--samples", help="seeds per class (correctly classified)")] = 10,
                 seed: Annotated[int, typer.Option("--seed", help="seed for drawing seeds and the random measure")] = 0,
-                measure: Annotated[Optional[str], typer.Option("--measure", help=literal_help("suspiciousness measure, or random [default: ochiai; shapley for deepsensor]"), rich_help_panel=_NEURONS_PANEL, show_default=False)] = None,
+                measure: Annotated[Optional[str], typer.Option("--measure", help=literal_help("suspiciousness measure, or random [default: ochiai, or the one the method ranks by]"), rich_help_panel=_NEURONS_PANEL, show_default=False)] = None,
                 k: Annotated[Optional[int], typer.Option("-k", help=literal_help("number of suspicious neurons [default: 10; with --neurons, all of the file's]"), rich_help_panel=_NEURONS_PANEL, show_default=False)] = None,
                 layers: Annotated[Optional[str], typer.Option("--layers", help=literal_help("auto|all|T1,T2 [default: auto]"), rich_help_panel=_NEURONS_PANEL, show_default=False)] = None,
                 granularity: Annotated[Optional[str], typer.Option("--granularity", help=literal_help("channel|element [default: channel]"), rich_help_panel=_NEURONS_PANEL, show_default=False)] = None,
@@ -465,10 +467,10 @@ def _method_value(chosen, name: str, value):
     try:
         number = int(value) if kind == "int" else float(value)
     except ValueError:
-        raise OnnxFaultError(f"`{spec.name}` '{value}' is not {'a whole number' if kind == 'int' else 'a number'} "
-                             "or none", parameter=spec.name) from None
+        raise OnnxFaultError(f"{chosen.name}: `{spec.name}` '{value}' is not "
+                             f"{'a whole number' if kind == 'int' else 'a number'} or none", parameter=spec.name) from None
     if isinstance(number, float) and not math.isfinite(number):
-        raise OnnxFaultError(f"`{spec.name}` must be a finite number (got {value})", parameter=spec.name)
+        raise OnnxFaultError(f"{chosen.name}: `{spec.name}` must be a finite number (got {value})", parameter=spec.name)
     return number
 
 
@@ -523,7 +525,7 @@ def method_parameters() -> list[pyinspect.Parameter]:
 
 
 class _SynthesizeCommand:
-    """Synthesize inputs: excite suspicious neurons (DeepFault, HS-FGSM, DeepSensor), patch (AIGENT) or attack (FGSM, PGD)."""
+    """Synthesize inputs with one of the registered methods: excite the suspicious neurons, or attack the model (each method's options in its panel below)."""
 
     __name__ = "synthesize"
     __qualname__ = "synthesize"

@@ -27,7 +27,7 @@ def warn(messages) -> None:
         warnings.warn(str(message), OnnxFaultWarning, stacklevel=3)
 
 
-_KINDS = {int: "a whole number", float: "a number", str: "a string", bool: "True or False"}
+_KINDS = {int: "a whole number", float: "a finite number", str: "a string", bool: "True or False"}
 
 
 def check_arguments(**arguments) -> None:
@@ -70,14 +70,14 @@ def close_matches_hint(name: str, choices: list[str], what: str) -> str:
 
 
 def check_finite(**values) -> None:
-    """Every given number must be finite: ``check_finite(threshold=t)`` fails on NaN or ±inf, naming
-    ``--threshold`` (None and non-numbers are skipped; a trailing ``_`` is dropped, as in ``lambda_``)."""
+    """Every given number must be finite: ``check_finite(threshold=t)`` fails on NaN or ±inf, naming the
+    parameter (``threshold``; the CLI spells it ``--threshold``). None and non-numbers are skipped."""
     import math
 
     for name, value in values.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
-            flag = "--" + name.rstrip("_").replace("_", "-")
-            raise OnnxFaultError(f"{flag} must be a finite number (got {value}); give a number such as 0.5")
+            raise OnnxFaultError(f"`{name}` must be a finite number (got {value}); give a number such as 0.5",
+                                 parameter=name)
 
 
 def read_json(path, hint: str):

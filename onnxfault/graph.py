@@ -14,7 +14,8 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from .errors import OnnxFaultError, close_matches_hint
-from .graph_view import GraphView
+from .graph_view import GraphView, graph_view
+from .ops import having
 
 
 def read_graph(model: onnx.ModelProto) -> gs.Graph:
@@ -111,20 +112,20 @@ def flatten_output(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
     return _export(graph, model)
 
 
-RESHAPING = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Transpose"})
+RESHAPING = having("reshaping")
 
 
 def producing_op(model: onnx.ModelProto, tensor: str, through: frozenset[str] = frozenset()) -> str | None:
     """The op type that computes ``tensor``, looking back through the ops in ``through``; None for an
     input or initializer."""
-    producers = {o: n for n in model.graph.node for o in n.output}
-    node = producers.get(tensor)
-    while node is not None and node.op_type in through and node.input:
-        node = producers.get(node.input[0])
-    return None if node is None else node.op_type
+    view = graph_view(model)
+    node = view.producer(tensor)
+    while node is not None and node.op in through and node.inputs:
+        node = view.producer(node.inputs[0].name)
+    return None if node is None else node.op
 
 
-_INDEX_PASSING = frozenset({"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten"})
+_INDEX_PASSING = having("index_passing")
 
 
 _FLOAT_TABLES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16})
@@ -236,7 +237,7 @@ def make_batch_dynamic(model: onnx.ModelProto, input_name: str) -> onnx.ModelPro
 
 
 ACTIVITY = "onnxfault__activity"
-_NONNEGATIVE = frozenset({"Relu", "Sigmoid", "Softplus", "HardSigmoid"})
+_NONNEGATIVE = having("nonnegative")
 
 
 TOKEN_RULES = ("any", "mean", "cls")
@@ -419,17 +420,9 @@ def _nodes_within(graph: onnx.GraphProto):
 
 
 def ancestors(model: onnx.ModelProto, tensor: str) -> set[str]:
-    """Names of ``tensor`` and every tensor it is computed from."""
-    graph = read_graph(model)
-    (start,) = _lookup(graph, [tensor])
-    seen, stack = {start.name}, [start]
-    while stack:
-        for node in stack.pop().inputs:
-            for t in node.inputs:
-                if t.name not in seen:
-                    seen.add(t.name)
-                    stack.append(t)
-    return seen
+    """Names of ``tensor`` and every tensor it is computed from (read off the model's :class:`GraphView`)."""
+    require_tensors(model, [tensor])
+    return graph_view(model).ancestors(tensor)
 
 
 RAW_INPUT = "onnxfault__raw"

@@ -1,4 +1,5 @@
-"""A read-only view of an ONNX graph for layer discovery, read straight from the protobuf.
+"""The one read model of an ONNX graph (layer discovery, the dense chain, graph surgery's lookups), read straight
+from the protobuf: ``producer``, ``consumers``, ``constant`` and ``ancestors`` of a tensor by name.
 
 Nodes come in topological order, tensors know their producers and consumers. It is what
 ``onnx-graphsurgeon`` would give after ``import_onnx`` and ``toposort`` — same order, same links, same
@@ -56,10 +57,11 @@ class Node:
     """An operator: its op type, input and output tensors (an omitted optional one is a fresh tensor named
     ``""``), and its attributes, read on first use."""
 
-    __slots__ = ("op", "inputs", "outputs", "_attributes", "_attrs")
+    __slots__ = ("op", "name", "inputs", "outputs", "_attributes", "_attrs")
 
-    def __init__(self, op: str, attributes, attrs: dict | None = None):
+    def __init__(self, op: str, attributes, attrs: dict | None = None, name: str = ""):
         self.op = op
+        self.name = name
         self.inputs: list[Tensor] = []
         self.outputs: list[Tensor] = []
         self._attributes = attributes
@@ -91,6 +93,32 @@ class GraphView:
         if self._dtypes is None:
             self._dtypes = self._read_dtypes()
         return self._dtypes.get(tensor.name) if tensor.name else None
+
+    def producer(self, name: str) -> Node | None:
+        """The node that computes the tensor ``name``; None for an input, an initializer or an unknown name."""
+        found = self.tensors.get(name)
+        return found.producers[0] if found is not None and found.producers else None
+
+    def consumers(self, name: str) -> list[Node]:
+        """The nodes that read the tensor ``name`` (once per input slot)."""
+        found = self.tensors.get(name)
+        return list(found.consumers) if found is not None else []
+
+    def constant(self, name: str) -> np.ndarray | None:
+        """The value of an initializer or a Constant node's output; None for any other tensor."""
+        found = self.tensors.get(name)
+        return found.value() if found is not None else None
+
+    def ancestors(self, name: str) -> set[str]:
+        """The names of ``name`` and of every tensor it is computed from."""
+        seen, stack = {name}, [name]
+        while stack:
+            node = self.producer(stack.pop())
+            for t in node.inputs if node is not None else ():
+                if t.name and t.name not in seen:
+                    seen.add(t.name)
+                    stack.append(t.name)
+        return seen
 
 
 def graph_view(model: onnx.ModelProto) -> GraphView:
@@ -125,7 +153,7 @@ def _read(model: onnx.ModelProto) -> GraphView | None:
     for proto in graph.node:
         if proto.attribute and any(a.type == _GRAPH for a in proto.attribute):
             return None
-        node = Node(proto.op_type, proto.attribute)
+        node = Node(proto.op_type, proto.attribute, name=proto.name)
         for name in proto.input:
             t = tensor(name)
             node.inputs.append(t)
@@ -221,7 +249,7 @@ def _read_through_graphsurgeon(model: onnx.ModelProto) -> GraphView:
 
     def node(n) -> Node:
         if id(n) not in nodes:
-            nodes[id(n)] = Node(n.op, None, n.attrs)
+            nodes[id(n)] = Node(n.op, None, n.attrs, n.name or "")
             pending.append(n)
         return nodes[id(n)]
 

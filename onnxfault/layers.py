@@ -33,28 +33,22 @@ import onnx
 
 from .graph import is_relu_clip
 from .graph_view import GraphView, Node, Tensor, graph_view
+from .ops import having
 
-ACTIVATIONS = frozenset({
-    "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "Tanh", "HardSigmoid",
-    "HardSwish", "Softplus", "Softsign", "ThresholdedRelu", "Gelu", "Mish", "Clip", "Swish",
-})
-LINEAR = frozenset({"Gemm", "MatMul", "Conv", "ConvTranspose"})
-NORMALIZATIONS = frozenset({"LayerNormalization", "RMSNormalization", "GroupNormalization", "InstanceNormalization"})
+ACTIVATIONS = having("activation")
+LINEAR = having("linear")
+NORMALIZATIONS = having("normalization")
 # Elementwise ops that may make up an activation written out in primitives.
-_ELEMENTWISE = ACTIVATIONS | {"Add", "Sub", "Mul", "Div", "Pow", "Neg", "Abs", "Exp", "Log", "Sqrt", "Erf",
-                              "Reciprocal", "Max", "Min", "Cast", "Identity"}
+_ELEMENTWISE = ACTIVATIONS | having("elementwise")
 # What a written-out activation or normalization may contain: elementwise ops, means, and reshapes of
 # its own intermediate values (tf2onnx reshapes the mean of a LayerNormalization before subtracting it).
-_LAYOUT = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Expand", "Identity", "Cast"})
+_LAYOUT = having("layout")
 _GROUPABLE = _ELEMENTWISE | _LAYOUT | {"ReduceMean"}
 _TAIL = _LAYOUT | {"ReduceMean"}
 _CHANNEL_PRESERVING = _ELEMENTWISE | {"Dropout"}
-_CHANNELS_FIRST = frozenset({
-    "Conv", "ConvTranspose", "BatchNormalization", "InstanceNormalization", "MaxPool", "AveragePool",
-    "LpPool", "GlobalAveragePool", "GlobalMaxPool", "LRN", "GroupNormalization",
-})
-_FEATURES_LAST = frozenset({"Gemm", "MatMul", "LayerNormalization", "RMSNormalization"})
-_UNIT_PASS_THROUGH = frozenset({"BatchNormalization", "Transpose", "Identity", "Dropout"})
+_CHANNELS_FIRST = having("channels_first")
+_FEATURES_LAST = having("features_last")
+_UNIT_PASS_THROUGH = having("unit_pass_through")
 
 
 @dataclass(frozen=True)
@@ -318,17 +312,16 @@ def _channel_axis(current: Tensor, rank: int, constant: set[Tensor]) -> int:
     return axis
 
 
-_MONOTONIC = frozenset({"Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "Tanh", "HardSigmoid",
-                        "Softplus", "Softsign", "Clip", "ThresholdedRelu"})
+_MONOTONIC = having("monotonic")
 
 
 def pre_activations(model: onnx.ModelProto, tensors: list[str]) -> dict[str, str]:
     """For tensors made by an elementwise increasing activation, the activation's input (the unit's
     pre-activation, the output of DeepFault's "trainable layer"); other tensors map to themselves."""
-    producers = {o: n for n in model.graph.node for o in n.output}
+    view = graph_view(model)
     out = {}
     for tensor in tensors:
-        node = producers.get(tensor)
-        out[tensor] = node.input[0] if node is not None and node.op_type in _MONOTONIC else tensor
+        node = view.producer(tensor)
+        out[tensor] = node.inputs[0].name if node is not None and node.op in _MONOTONIC else tensor
     return out
 

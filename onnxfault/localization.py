@@ -240,7 +240,7 @@ def spectra_name(json: str | Path | None, spectra: str | Path) -> str:
 
 def outcome_for(cls: int | None, target: int | None) -> Outcome:
     if cls is not None and target is not None:
-        raise OnnxFaultError("--class and --target exclude each other; use --target T with --classes to narrow samples")
+        raise OnnxFaultError("`cls` and `target` exclude each other; use `target` T with `classes` to narrow samples")
     if target is not None:
         return Outcome("target", target=target)
     if cls is not None:

@@ -180,8 +180,9 @@ class Model:
     def named_layers(self, names: list[str]) -> list[Layer]:
         """Layers for explicit tensor names (unknown names fail with close matches)."""
         g.require_tensors(self.proto, names)
-        producers = _producers(self.proto)
-        return self._describe([lay.CandidateTensor(n, producers.get(n, "input")) for n in names], named=True)
+        graph = lay.sorted_graph(self.proto)
+        return self._describe([lay.CandidateTensor(n, getattr(graph.producer(n), "op", "input")) for n in names],
+                              named=True, graph=graph)
 
     def select_layers(self, spec: str | list[str] = "auto") -> list[Layer]:
         """``auto``, ``all`` or a comma-separated list / list of tensor names."""
@@ -194,7 +195,7 @@ class Model:
             layers = self.named_layers([n for n in names if n])
         if not layers:
             raise OnnxFaultError("the model has no neuron layers before its class-score layer; "
-                                 "name tensors with --layers T1,T2 (see `onnxfault inspect`)")
+                                 "name tensors with `layers` T1,T2 (see `onnxfault inspect`)")
         return layers
 
     def _describe(self, candidates: list[lay.CandidateTensor], named: bool = False,
@@ -274,10 +275,6 @@ def _only_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return out
 
 
-def _producers(model: onnx.ModelProto) -> dict[str, str]:
-    return {o: n.op_type for n in model.graph.node for o in n.output}
-
-
 def _dims(value: onnx.ValueInfoProto) -> tuple[int | None, ...] | None:
     tensor_type = value.type.tensor_type
     if not tensor_type.HasField("shape"):
@@ -344,13 +341,13 @@ def _refuse_other_formats(path: Path) -> None:
         raise OnnxFaultError(f"cannot read model {path}: {err.strerror or err}") from None
     suffix = path.suffix.lower()
     if head.lstrip()[:1] == b"{" or suffix == ".json":
-        what, kind, extra = "a Keras architecture (JSON)", ".json", f" --weights {_quoted(path.with_suffix('.h5'))}"
+        what, kind, extra = "a Keras architecture (JSON)", ".json", f" `weights` {_quoted(path.with_suffix('.h5'))}"
     elif head.startswith(_HDF5_MAGIC) or suffix in (".h5", ".hdf5"):
         what, kind, extra = "a Keras HDF5 file", ".h5", ""
     elif head[:2] == b"PK" and suffix == ".keras":
         what, kind, extra = "a Keras 3 model", ".keras", ""
     elif head[:2] == b"PK" and suffix in (".pt", ".pth"):
-        what, kind, extra = "a TorchScript model", suffix, " --input-shape C,H,W"
+        what, kind, extra = "a TorchScript model", suffix, " `input_shape` C,H,W"
     else:
         return
     source = path if suffix == kind or (kind == ".h5" and suffix == ".hdf5") else path.with_suffix(kind)
@@ -419,7 +416,7 @@ def _class_output(proto: onnx.ModelProto, wanted: str | None = None) -> tuple[on
         chosen = next((o for o in outputs if o.name == wanted), None)
         if chosen is None:
             raise OnnxFaultError(close_matches_hint(wanted, [o.name for o in outputs], "output") +
-                                 " (--output names a graph output; see `onnxfault inspect`)")
+                                 " (`output` names a graph output; see `onnxfault inspect`)")
         ok, classes = _score_classes(chosen)
         if not ok:
             raise OnnxFaultError(f"output '{wanted}' {_shape_text(chosen)} cannot hold class scores; onnxfault needs "
@@ -432,7 +429,7 @@ def _class_output(proto: onnx.ModelProto, wanted: str | None = None) -> tuple[on
     if len(candidates) > 1:
         listed = ", ".join(f"{o.name} {_shape_text(o)}" for o, _ in candidates)
         raise OnnxFaultError(f"the model has {len(candidates)} outputs that could be class scores ({listed}); "
-                             "choose one with --output NAME (output= in Python)")
+                             "choose one with `output` NAME")
     return candidates[0]
 
 

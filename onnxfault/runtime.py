@@ -44,8 +44,8 @@ def providers_for(device: str) -> list[str]:
         return [_CUDA, _CPU]
     if device == "cuda":
         raise OnnxFaultError(
-            "--device cuda needs onnxruntime's CUDA provider; install it with `pip install onnxfault[gpu]` "
-            "(onnxruntime-gpu) or use --device cpu"
+            "`device` cuda needs onnxruntime's CUDA provider; install it with `pip install onnxfault[gpu]` "
+            "(onnxruntime-gpu) or use `device` cpu"
         )
     return [_CPU]
 
@@ -71,7 +71,7 @@ class Session:
         except Exception as err:  # onnxruntime raises its own exception types
             raise OnnxFaultError(f"onnxruntime cannot run the model: {str(err).splitlines()[0]}") from err
         if device == "cuda" and _CUDA not in self._session.get_providers():
-            raise OnnxFaultError("--device cuda: no usable GPU is visible to onnxruntime; use --device cpu")
+            raise OnnxFaultError("`device` cuda: no usable GPU is visible to onnxruntime; use `device` cpu")
         self.input_name = input_name
         self.output_names = [o.name for o in self._session.get_outputs()]
         self._dtypes = {i.name: _NUMPY_TYPES.get(i.type, np.float32) for i in self._session.get_inputs()}
@@ -140,4 +140,4 @@ def check_scores(scores: np.ndarray, samples: np.ndarray) -> None:
     if not finite.all():
         first = int(samples[int(np.argmin(finite))])
         raise OnnxFaultError(f"the model's class scores for data sample {first} are NaN or infinite, so its "
-                             "predictions mean nothing; check the model's weights (or pass --allow-nonfinite)")
+                             "predictions mean nothing; check the model's weights (or pass `allow_nonfinite`)")

@@ -49,13 +49,13 @@ class ShapleyOptions:
 
     def check(self) -> "ShapleyOptions":
         if self.permutations < 1:
-            raise OnnxFaultError(f"--permutations must be at least 1 (got {self.permutations})")
+            raise OnnxFaultError(f"`permutations` must be at least 1 (got {self.permutations})")
         if self.noise <= 0:
-            raise OnnxFaultError(f"--noise must be > 0 (got {self.noise})")
+            raise OnnxFaultError(f"`noise` must be > 0 (got {self.noise})")
         if self.samples < 1:
-            raise OnnxFaultError(f"--shapley-samples must be at least 1 (got {self.samples})")
+            raise OnnxFaultError(f"`shapley_samples` must be at least 1 (got {self.samples})")
         if not 0 <= self.lambda_ <= 1:
-            raise OnnxFaultError(f"--lambda must be in [0, 1] (normalised Shapley values; got {self.lambda_})")
+            raise OnnxFaultError(f"`lambda_` must be in [0, 1] (normalised Shapley values; got {self.lambda_})")
         return self
 
     def params(self) -> dict:
@@ -99,7 +99,7 @@ def monte_carlo_shapley(utility: Utility, n: int, permutations: int | np.ndarray
         perms = permutations
     else:
         if permutations < 1:
-            raise OnnxFaultError(f"--permutations must be at least 1 (got {permutations})")
+            raise OnnxFaultError(f"`permutations` must be at least 1 (got {permutations})")
         rng = np.random.default_rng(seed)
         perms = np.stack([rng.permutation(n) for _ in range(permutations)]) if n else np.zeros((permutations, 0), int)
     utilities = utility(prefix_masks(perms)).reshape(len(perms), n + 1).astype(np.float64)

@@ -115,7 +115,7 @@ class Spectrum:
 def validate_outcome(outcome: Outcome, num_classes: int) -> None:
     if outcome.mode not in MODES:
         raise OnnxFaultError(f"unknown mode '{outcome.mode}'; use one of {', '.join(MODES)}")
-    for flag, value in (("--class", outcome.cls), ("--target", outcome.target)):
+    for flag, value in (("`cls`", outcome.cls), ("`target`", outcome.target)):
         if value is not None and not 0 <= value < num_classes:
             raise OnnxFaultError(f"{flag} {value} is out of range: the model has classes 0..{num_classes - 1}")
 

@@ -214,11 +214,11 @@ def _bad_data(tmp_path, data, **changes) -> str:
     ("token activity on an image model", r"token_activity applies to text models"),
     ("deepsensor on text", r"deepsensor perturbs one float input; .* on text models use deepfault, hs, fgsm, pgd, hotflip"),
     ("from a tensor that is not a lookup", r"--from .* is not an embedding lookup of 'input_ids'"),
-    ("hotflip on an image model", r"hotflip substitutes tokens: it runs on text models"),
+    ("hotflip on an image model", r"hotflip runs on text models only \(an integer input of token ids\)"),
     ("unknown token rule", r"unknown token activity 'first'; use one of any, mean, cls"),
-    ("unknown goal", r"--goal must be neurons or loss \(got logits\)"),
-    ("no flips", r"--max-flips must be a whole number ≥ 1 \(got 0\)"),
-    ("no candidates", r"--candidates must be a whole number ≥ 1 \(got 0\)"),
+    ("unknown goal", r"hotflip: --goal must be neurons or loss \(got 'logits'\)"),
+    ("no flips", r"hotflip: --max-flips must be ≥ 1 \(got 0\)"),
+    ("no candidates", r"hotflip: --candidates must be ≥ 1 \(got 0\)"),
 ])
 def test_bad_text_input_is_one_error_line_and_writes_nothing(text_models, tmp_path, cli, case, expected):
     models, npz, data = text_models

@@ -44,14 +44,14 @@ def open_audio_folder(path: Path, files: list[Path], labels: list[int], classes:
     soundfile = _soundfile()
     if sample_rate is not None and (isinstance(sample_rate, bool) or not isinstance(sample_rate, int)
                                     or sample_rate < 1):
-        raise OnnxFaultError(f"--sample-rate must be a whole number of samples per second ≥ 1 (got {sample_rate})")
+        raise OnnxFaultError(f"`sample_rate` must be a whole number of samples per second ≥ 1 (got {sample_rate})")
     infos = [_info(soundfile, f) for f in files]
     rates = sorted({i.samplerate for i in infos})
     if sample_rate is None and len(rates) > 1:
         first = next(f for f, i in zip(files, infos) if i.samplerate != infos[0].samplerate)
         raise OnnxFaultError(f"the sound files have sample rates {', '.join(map(str, rates))} Hz ({files[0].name}: "
                              f"{infos[0].samplerate}, {first.name}: {dict(zip(files, infos))[first].samplerate}); give "
-                             "--sample-rate R (the model's) to resample them")
+                             "`sample_rate` R (the model's) to resample them")
     rate = sample_rate or rates[0]
     lengths = [math.ceil(i.frames * rate / i.samplerate) for i in infos]
     longest = max(lengths)

@@ -95,7 +95,7 @@ class Dataset:
             info = np.iinfo(source.dtype)
             self._check_range(self.preprocessing.extremes(info.min, info.max), "values of its type")
         if options.batch_size < 1:
-            raise OnnxFaultError(f"--batch-size must be at least 1 (got {options.batch_size})")
+            raise OnnxFaultError(f"`batch_size` must be at least 1 (got {options.batch_size})")
 
     def _fit_inputs(self, inputs) -> None:
         """:meth:`_fit` for records (a field per input) or for a model whose one input takes integers: the
@@ -103,7 +103,7 @@ class Dataset:
         ``--mean/--std``; token ids are checked against the embedding's rows per batch."""
         source, options = self.source, self.options
         if options.mean is not None or options.std is not None:
-            raise OnnxFaultError("--mean/--std scale one image input; this data feeds "
+            raise OnnxFaultError("`mean`/`std` scale one image input; this data feeds "
                                  + ("several inputs" if source.dtype.names else "an integer input") + " as it is")
         if inputs is None:  # records not yet fitted to a model
             self.adaptation = as_is(None)
@@ -124,7 +124,7 @@ class Dataset:
         self.divisor = 1.0
         self.preprocessing = Preprocessing(np.dtype(np.float32))
         if options.batch_size < 1:
-            raise OnnxFaultError(f"--batch-size must be at least 1 (got {options.batch_size})")
+            raise OnnxFaultError(f"`batch_size` must be at least 1 (got {options.batch_size})")
 
     def _check_as_read(self, x: np.ndarray, offset: int) -> None:
         """Float fields finite; token ids within their embedding's rows (as onnxruntime's Gather would refuse)."""
@@ -245,7 +245,7 @@ class Dataset:
 
     def _check_range(self, extremes: tuple[float, float], what: str) -> None:
         if not all(np.isfinite(extremes)):
-            fix = ("check --mean/--std (a tiny --std overflows)" if self.preprocessing.mean is not None
+            fix = ("check `mean`/`std` (a tiny `std` overflows)" if self.preprocessing.mean is not None
                    else "rescale the data")
             raise OnnxFaultError(f"preprocessing takes {what} beyond float32's range (to {extremes[0]:g} … "
                                  f"{extremes[1]:g}); {fix}")

@@ -77,7 +77,7 @@ def open_folder(path: Path, sample_rate: int | None = None) -> Source:
     if sounds:
         return open_audio_folder(path, sounds, sound_labels, len(classes), sample_rate)
     if sample_rate is not None:
-        raise OnnxFaultError("--sample-rate applies to sound files; the data holds images, so leave it out")
+        raise OnnxFaultError("`sample_rate` applies to sound files; the data holds images, so leave it out")
     if not files:
         raise OnnxFaultError(f"no images or sound files found in the class folders of {path}; expected "
                              f"{path}/<class>/<image>.png or {path}/<class>/<sound>.wav")

@@ -26,12 +26,12 @@ def open_source(path: str | Path, labels: str | Path | None = None, sample_rate:
         from .text import TEXT_SUFFIXES, open_text
 
         if stat.S_ISDIR(info.st_mode) or path.suffix.lower() not in TEXT_SUFFIXES:
-            raise OnnxFaultError(f"--tokenizer reads texts from a .csv, .jsonl or .parquet file, not {path}; leave it "
+            raise OnnxFaultError(f"`tokenizer` reads texts from a .csv, .jsonl or .parquet file, not {path}; leave it "
                                  "out for other data")
         return open_text(path, text)
     if path.suffix.lower() in (".csv", ".jsonl"):
-        raise OnnxFaultError(f"{path} holds texts: give --tokenizer tokenizer.json (and --text-column, "
-                             "--label-column when they are not 'text' and 'label')")
+        raise OnnxFaultError(f"{path} holds texts: give `tokenizer` tokenizer.json (and `text_column`, "
+                             "`label_column` when they are not 'text' and 'label')")
     if stat.S_ISDIR(info.st_mode):
         if is_image_folder(path):
             return open_folder(path, sample_rate)
@@ -40,7 +40,7 @@ def open_source(path: str | Path, labels: str | Path | None = None, sample_rate:
         raise OnnxFaultError(f"{path} is a folder without class sub-folders or .npz shards; give a data file, "
                              "root/<class>/ images or a folder of .npz shards")
     if sample_rate is not None:
-        raise OnnxFaultError("--sample-rate applies to a folder of sound files (root/<class>/*.wav); leave it out")
+        raise OnnxFaultError("`sample_rate` applies to a folder of sound files (root/<class>/*.wav); leave it out")
     try:
         with open(path, "rb") as fh:
             head = fh.read(4)

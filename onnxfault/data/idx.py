@@ -77,8 +77,8 @@ def images_path_for(labels: Path) -> Path:
 
 def _labels_given_as_data(path: Path) -> OnnxFaultError:
     images = images_path_for(path)
-    fix = (f"pass --data {images}" if images != path and images.is_file()
-           else "pass the images file (e.g. t10k-images-idx3-ubyte.gz) as --data")
+    fix = (f"pass `data` {images}" if images != path and images.is_file()
+           else "pass the images file (e.g. t10k-images-idx3-ubyte.gz) as `data`")
     return OnnxFaultError(f"{path} is an IDX labels file (one number per sample), not images; {fix}")
 
 
@@ -87,10 +87,10 @@ def _labels_file(path: Path, labels: Path | None) -> Path:
         labels = labels_path_for(path)
         if labels == path or not labels.is_file():
             raise OnnxFaultError(f"no labels file found beside {path} (looked for {labels.name}); "
-                                 "pass --labels PATH")
-    check_input_path(labels, "--labels", "labels file")
+                                 "pass `labels` PATH")
+    check_input_path(labels, "`labels`", "labels file")
     if labels.is_dir():
-        raise OnnxFaultError(f"labels file {labels} is a folder; check --labels")
+        raise OnnxFaultError(f"labels file {labels} is a folder; check `labels`")
     return labels
 
 
@@ -105,10 +105,10 @@ def open_idx(path: Path, labels: Path | None = None) -> Source:
     _, label_shape = read_header(labels)
     if len(label_shape) != 1:
         raise OnnxFaultError(f"labels file {labels} holds an array of shape {tuple(label_shape)}, not one label "
-                             "per sample; pass the *-labels-idx1-* file with --labels")
+                             "per sample; pass the *-labels-idx1-* file with `labels`")
     if shape[0] != label_shape[0]:
         raise OnnxFaultError(f"{path} holds {shape[0]} images but {labels} holds {label_shape[0]} labels; "
-                             "pass the matching --labels file")
+                             "pass the matching `labels` file")
     y = as_labels(read_idx_array(labels), str(labels))
     sample_shape = tuple(shape[1:])
 

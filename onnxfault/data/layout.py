@@ -71,7 +71,7 @@ def plan_layout(sample_shape: tuple[int, ...], layout: str | None, model_shape: 
                 choice: str | None = None) -> Adaptation:
     """The one adaptation from ``sample_shape`` (declared ``layout``) to ``model_shape``."""
     if choice is not None and choice not in MODEL_LAYOUTS:
-        raise OnnxFaultError(f"unknown --layout '{choice}'; use nchw or nhwc")
+        raise OnnxFaultError(f"unknown `layout` '{choice}'; use nchw or nhwc")
     if choice is None and None not in model_shape and tuple(sample_shape) == tuple(model_shape):
         return _candidates(layout, sample_shape)[0]
     if layout == "wave":
@@ -96,10 +96,10 @@ def plan_layout(sample_shape: tuple[int, ...], layout: str | None, model_shape: 
     if not distinct:
         raise OnnxFaultError(f"data samples of shape {_fmt(sample_shape)} fit no layout of the model input "
                              f"{_fmt(model_shape)}; reshape the data"
-                             + ("" if choice is None else " or try the other --layout"))
+                             + ("" if choice is None else " or try the other `layout`"))
     ways = "; ".join(c.name for c, _ in distinct)
     raise OnnxFaultError(f"data samples of shape {_fmt(sample_shape)} fit the model input {_fmt(model_shape)} "
-                         f"in several ways ({ways}); choose with --layout nchw|nhwc")
+                         f"in several ways ({ways}); choose with `layout` nchw|nhwc")
 
 
 def _fit_wave(sample_shape: tuple[int, ...], model_shape: tuple[int | None, ...]) -> Adaptation:

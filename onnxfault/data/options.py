@@ -33,10 +33,10 @@ class DataOptions:
         """How to read raw text (:class:`~onnxfault.data.text.TextOptions`), or None without a tokenizer."""
         if self.tokenizer is None:
             if (self.text_column, self.label_column, self.max_length) != ("text", "label", None):
-                raise OnnxFaultError("--text-column, --label-column and --max-length read raw text; add --tokenizer")
+                raise OnnxFaultError("`text_column`, `label_column` and `max_length` read raw text; add `tokenizer`")
             return None
         if self.max_length is not None and self.max_length < 1:
-            raise OnnxFaultError(f"--max-length must be at least 1 (got {self.max_length})")
+            raise OnnxFaultError(f"`max_length` must be at least 1 (got {self.max_length})")
         from .text import TextOptions
 
         return TextOptions(str(self.tokenizer), self.text_column, self.label_column, self.max_length)
@@ -70,7 +70,7 @@ def selected_classes(options: DataOptions) -> np.ndarray | None:
 def check_limit(options: DataOptions) -> None:
     """``--limit`` must be at least 1."""
     if options.limit is not None and options.limit < 1:
-        raise OnnxFaultError(f"--limit must be at least 1 (got {options.limit})")
+        raise OnnxFaultError(f"`limit` must be at least 1 (got {options.limit})")
 
 
 def nothing_selected(options: DataOptions) -> OnnxFaultError:

@@ -51,13 +51,13 @@ def normalizer(options: DataOptions, shape: tuple[int, ...], axis: int | None):
     mean = np.asarray(options.mean if options.mean is not None else [0.0], np.float32)
     std = np.asarray(options.std if options.std is not None else [1.0], np.float32)
     if np.any(std == 0):
-        raise OnnxFaultError("--std must not contain 0")
+        raise OnnxFaultError("`std` must not contain 0")
     channels = max(len(mean), len(std))
     if channels > 1 and axis is None:
-        raise OnnxFaultError("--mean/--std give several channels but the model input has no channel axis; "
+        raise OnnxFaultError("`mean`/`std` give several channels but the model input has no channel axis; "
                              "give one value each")
     if channels > 1 and (shape[axis] != channels or min(len(mean), len(std)) not in (1, channels)):
-        raise OnnxFaultError(f"--mean/--std give {channels} values but the model input has {shape[axis]} "
+        raise OnnxFaultError(f"`mean`/`std` give {channels} values but the model input has {shape[axis]} "
                              "channels; give one value per channel (or a single value)")
     view = [1] * len(shape)
     if axis is not None and channels > 1:

@@ -45,12 +45,12 @@ def load_tokenizer(path: str | Path):
     path = Path(path)
     file = path / "tokenizer.json" if path.is_dir() else path
     if not file.is_file():
-        raise OnnxFaultError(f"--tokenizer {path}: no tokenizer file there; give a tokenizer.json (as a Hugging Face "
+        raise OnnxFaultError(f"`tokenizer` {path}: no tokenizer file there; give a tokenizer.json (as a Hugging Face "
                              "tokenizer's save_pretrained writes it) or its folder")
     try:
         return Tokenizer.from_file(str(file))
     except Exception as err:  # tokenizers raises its own Exception subclass for a malformed file
-        raise OnnxFaultError(f"--tokenizer {file} is not a tokenizers file ({str(err).splitlines()[0][:120]}); give "
+        raise OnnxFaultError(f"`tokenizer` {file} is not a tokenizers file ({str(err).splitlines()[0][:120]}); give "
                              "a tokenizer.json written by Hugging Face tokenizers") from None
 
 
@@ -77,7 +77,7 @@ def read_texts(path: Path, options: TextOptions) -> tuple[list[str], np.ndarray]
             rows = table.to_pylist() if options.text_column in columns and options.label_column in columns else []
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as err:
         raise OnnxFaultError(f"cannot read texts from {path}: {err}; give UTF-8 .csv, .jsonl or Parquet") from None
-    for flag, column in (("--text-column", options.text_column), ("--label-column", options.label_column)):
+    for flag, column in (("`text_column`", options.text_column), ("`label_column`", options.label_column)):
         if column not in columns:
             raise OnnxFaultError(f"{path} has no column '{column}' (its columns: {', '.join(map(str, columns)) or 'none'});"
                                  f" name the right one with {flag}")
@@ -114,9 +114,9 @@ class TextSource(Source):
             raise OnnxFaultError(f"texts need a model that takes token ids; its inputs are {listed}")
         length = ids_input.shape[0] or self.text_options.max_length
         if length is None:
-            raise OnnxFaultError(f"model input '{ids_input.name}' has a dynamic length; give --max-length N")
+            raise OnnxFaultError(f"model input '{ids_input.name}' has a dynamic length; give `max_length` N")
         if self.text_options.max_length is not None and self.text_options.max_length != length:
-            raise OnnxFaultError(f"--max-length {self.text_options.max_length} differs from the model's sequence "
+            raise OnnxFaultError(f"`max_length` {self.text_options.max_length} differs from the model's sequence "
                                  f"length {length}; leave it out")
         fields = {}
         for spec in inputs:

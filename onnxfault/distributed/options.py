@@ -14,7 +14,7 @@ from ..errors import OnnxFaultError
 CONNECT_TIMEOUT_S = 5.0  # how long an unreachable address may keep the user waiting
 GCS_PORT = 6379  # Ray's default head port, for an address given without one
 _FIX = ("start one with `ray start --head` and pass its address (auto on a cluster node, HOST:6379, or "
-        "ray://HOST:10001), or use --ray local")
+        "ray://HOST:10001), or use `ray` local")
 
 
 @dataclass(frozen=True)
@@ -28,16 +28,16 @@ class RayOptions:
 
     def __post_init__(self):
         if not isinstance(self.address, str) or not self.address.strip():
-            raise OnnxFaultError("--ray needs an address: local, auto, HOST:PORT or ray://HOST:PORT")
+            raise OnnxFaultError("`ray` needs an address: local, auto, HOST:PORT or ray://HOST:PORT")
         if self.workers is not None and self.workers < 1:
-            raise OnnxFaultError(f"--workers must be at least 1 (got {self.workers})")
+            raise OnnxFaultError(f"`workers` must be at least 1 (got {self.workers})")
 
 
 def _import_ray():
     try:
         import ray
     except ImportError:
-        raise OnnxFaultError("--ray needs Ray; install it with `pip install 'onnxfault[ray]'`") from None
+        raise OnnxFaultError("`ray` needs Ray; install it with `pip install 'onnxfault[ray]'`") from None
     return ray
 
 
@@ -50,9 +50,9 @@ def _probe(address: str) -> None:
     try:
         host, port = parts.hostname, parts.port or GCS_PORT
     except ValueError:
-        raise OnnxFaultError(f"--ray {address} is not an address; {_FIX}") from None
+        raise OnnxFaultError(f"`ray` {address} is not an address; {_FIX}") from None
     if not host:
-        raise OnnxFaultError(f"--ray {address} is not an address; {_FIX}")
+        raise OnnxFaultError(f"`ray` {address} is not an address; {_FIX}")
     try:
         socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as err:
@@ -91,8 +91,8 @@ def worker_count(ray, options: RayOptions, gpus: bool) -> int:
     slots = int(resources.get("GPU" if gpus else "CPU", 0))
     wanted = options.workers or max(slots, 1)
     if wanted > slots:
-        raise OnnxFaultError(f"--workers {wanted} but the Ray cluster has {slots} {'GPU' if gpus else 'CPU'}s; "
-                             f"give --workers {max(slots, 1)} or fewer, or add nodes")
+        raise OnnxFaultError(f"`workers` {wanted} but the Ray cluster has {slots} {'GPU' if gpus else 'CPU'}s; "
+                             f"give `workers` {max(slots, 1)} or fewer, or add nodes")
     return wanted
 
 

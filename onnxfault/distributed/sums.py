@@ -50,8 +50,8 @@ def shared_data(model: Model, dataset: Dataset) -> _Data:
     """The dataset as the workers open it: by absolute path (the same on every node)."""
     path = Path(dataset.path)
     if not path.exists():
-        raise OnnxFaultError(f"--ray reads the data on the workers from its path, but '{dataset.path}' is not a "
-                             "file or folder here; give --data a path that every node can read")
+        raise OnnxFaultError(f"`ray` reads the data on the workers from its path, but '{dataset.path}' is not a "
+                             "file or folder here; give `data` a path that every node can read")
     options = dataset.options
     if options.labels:
         options = replace(options, labels=str(Path(options.labels).absolute()))

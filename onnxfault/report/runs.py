@@ -22,8 +22,8 @@ _NEEDS = {"localize": ("measure", "layers", "neurons", "samples", "failing", "ac
                          "seconds"),
           "evaluate": ("samples", "correct", "accuracy", "classes", "per_class", "confusion"),
           "compare": ("model_a", "model_b", "samples", "layers", "measures", "params")}
-_HINT = ("give a `onnxfault localize`, `evaluate` or `compare` --json file, or a `onnxfault synthesize --out` "
-         "folder")
+_HINT = ("give a file written by `onnxfault localize --json`, `onnxfault evaluate --json` or "
+         "`onnxfault compare --json`, or a `onnxfault synthesize --out` folder")
 
 
 @dataclass

@@ -1,9 +1,8 @@
 """Synthesis: turn suspicious neurons into new inputs, and measure them (one schema for every method).
 
-Methods (one module each, one registry): ``deepfault``, ``hs`` (HS-FGSM on a sub-model), the baselines
-``fgsm`` and ``pgd``, ``deepsensor`` (particle swarms on the excitable, high-Shapley neurons) and ``patch``
-(AIGENT: weight patches by linear programs, translated into an input change). ``--measure random``
-gives a uniform random neuron ranking (DeepFault's Table 3 baseline is in examples/deepfault_table3.py).
+Methods: one module each (a :class:`~.contract.Method` with its ``Options``), one registry line each
+(:mod:`.methods`); this module runs any of them and knows none by name. ``measure="random"`` gives a uniform
+random neuron ranking (DeepFault's Table 3 baseline is in examples/deepfault_table3.py).
 """
 from __future__ import annotations
 
@@ -177,12 +176,12 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
     ``method_options`` are the method's own settings (``distance``, ``step``, ``iterations``, ``epsilon``,
     ``cut``, ``population``, …: see ``onnxfault synthesize --help`` or ``METHODS[name].Options``), also given as
     ``options`` (a dict or the method's ``Options``); an option the method does not take is an error naming
-    the options it takes. ``distance=None`` is no L∞ bound. Methods that use no neurons (fgsm, pgd, patch)
+    the options it takes. ``distance=None`` is no L∞ bound. Methods that use no neurons (``uses_neurons`` False)
     skip the spectrum and take none of ``measure``, ``k``, ``layers``, ``granularity``, ``neurons``,
     ``token_activity`` and ``shapley``. ``neurons``: a ``localize --json`` file, a :class:`LocalizeResult` or a
     list of :class:`SuspiciousNeuron` (its first ``k``, all when ``k`` is not given); otherwise the top ``k``
-    (default 10) by ``measure`` (default the method's: ochiai, or shapley for deepsensor, whose neurons are all
-    the excitable ones, normalised Shapley value > ``shapley.lambda_``).
+    (default 10) by ``measure`` (default ochiai, or the first of the method's ``measures``); a method may choose
+    its neurons its own way (``choose_neurons``: all the excitable ones, or those of a sub-model's cut).
     ``output`` names the class-score output of a model with several. NaN or infinite class scores are an
     error unless ``allow_nonfinite``. ``ray`` (a :class:`~onnxfault.distributed.RayOptions`) runs the
     spectrum and the method's chunks of seeds on Ray workers (the same inputs to the bit).
@@ -382,7 +381,7 @@ def _given_neurons(neurons, model: Model) -> tuple[list[SuspiciousNeuron], str, 
     elif isinstance(neurons, (list, tuple)) and all(isinstance(n, SuspiciousNeuron) for n in neurons):
         found, granularity = list(neurons), "channel"
     else:
-        raise OnnxFaultError(f"`neurons` must be a localize --json file, a LocalizeResult or a list of "
+        raise OnnxFaultError(f"`neurons` must be a `onnxfault localize --json` file, a LocalizeResult or a list of "
                              f"SuspiciousNeuron (got {type(neurons).__name__})", parameter="neurons")
     problem = _neurons_problem(found, granularity)
     if problem:

@@ -206,7 +206,8 @@ class Method:
     def make_options(cls, given=None, *, warn: Callable[[str], None] | None = None):
         """The method's ``Options`` from a dict of settings (aliases and deprecated names allowed) or an
         ``Options`` instance, every value checked; an option the method does not take is an error naming the
-        method and the options it takes."""
+        method and the options it takes. None stands for "not given" except for an option that may be None
+        (``distance=None`` is no bound)."""
         if isinstance(given, cls.Options):
             given = asdict(given)
         given = dict(given or {})
@@ -219,14 +220,17 @@ class Method:
                 if old in given and warn is not None:
                     warn(f"{cls.name}: `{old}` is deprecated, use `{spec.name}` ({why})")
         values: dict[str, Any] = {}
+        spelled: dict[str, str] = {}
         for key, value in given.items():
             name = key if key in specs else names.get(key)
+            if value is None and (name is None or not specs[name].kind.endswith("?")):
+                continue  # None where None is no value: not given (the Python spelling of "the default")
             if name is None:
                 raise OnnxFaultError(f"{cls.name} does not take `{key}`; {cls.takes()}", parameter=key)
             if name in values:
-                raise OnnxFaultError(f"{cls.name}: `{key}` and `{name}` are the same option; give one",
+                raise OnnxFaultError(f"{cls.name}: `{spelled[name]}` and `{key}` are the same option; give one",
                                      parameter=name)
-            values[name] = check_value(cls.name, specs[name], value)
+            values[name], spelled[name] = check_value(cls.name, specs[name], value), key
         return cls.Options(**values)
 
     @classmethod

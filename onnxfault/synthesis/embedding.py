@@ -113,19 +113,19 @@ def embedding_space(model: Model, start: str | None = None) -> EmbeddingSpace:
     if token is None:
         inputs = ", ".join(f"{i.name} ({i.dtype})" for i in model.inputs)
         raise OnnxFaultError(f"the model's inputs ({inputs}) hold no token ids that look up an embedding; the "
-                             "embedding space (and --from) is for text models")
+                             "embedding space (and `start`) is for text models")
     lookups = g.embedding_lookups(sorted_graph(model.proto), token.name)
     tables = {output: table for output, table, _ in lookups}
     if start is None:
         if len(lookups) != 1:
             listed = ", ".join(output for output, _, _ in lookups)
             raise OnnxFaultError(f"token input '{token.name}' is looked up {len(lookups)} times ({listed}); "
-                                 "choose the one to differentiate from with --from TENSOR")
+                                 "choose the one to differentiate from with `start` TENSOR")
         start = lookups[0][0]
     elif start not in tables:
         g.require_tensors(model.proto, [start])
         listed = ", ".join(tables) or "none"
-        raise OnnxFaultError(f"--from {start} is not an embedding lookup of '{token.name}' (those are: {listed}); its "
+        raise OnnxFaultError(f"`start` {start} is not an embedding lookup of '{token.name}' (those are: {listed}); its "
                              "values cannot be turned back into token ids, so start at a lookup")
     table = onnx.numpy_helper.to_array(next(i for i in model.proto.graph.initializer if i.name == tables[start]))
     sub_proto = _with_shapes(g.start_at(model.proto, start))

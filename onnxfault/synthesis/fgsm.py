@@ -12,7 +12,7 @@ from .contract import Method, distance_option
 
 class FGSM(Method):
     name = "fgsm"
-    summary = "FGSM baseline: one L∞ sign step on the cross-entropy (untargeted or --target)"
+    summary = "FGSM baseline: one L∞ sign step on the cross-entropy (untargeted or `target`)"
     paper = "Goodfellow, Shlens, Szegedy: Explaining and Harnessing Adversarial Examples (ICLR 2015)"
     uses_neurons = False
     embeddings = True

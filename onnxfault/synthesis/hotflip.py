@@ -27,7 +27,7 @@ GOALS = ("neurons", "loss")
 class HotFlip(Method):
     name = "hotflip"
     summary = ("HotFlip (text models): the token substitutions that most raise the suspicious neurons (or the loss, "
-               "--goal loss) to first order, each checked on the model")
+               "`goal` loss) to first order, each checked on the model")
     paper = "Ebrahimi, Rao, Lowd, Dou: HotFlip: White-Box Adversarial Examples for Text Classification (ACL 2018)"
     embeddings = True
     text_only = True

@@ -20,15 +20,15 @@ def check_out_dir(out: str | Path) -> Path:
     out = Path(out)
     real = Path(os.path.realpath(out))  # a symlinked --out: the folder it points to is replaced
     if out.exists() and not out.is_dir():
-        raise OnnxFaultError(f"--out {out} is a file; give a folder")
+        raise OnnxFaultError(f"`out` {out} is a file; give a folder")
     if real == Path.cwd().resolve() or real in Path.cwd().resolve().parents:
-        raise OnnxFaultError(f"--out {out} is the current folder or above it; give a folder for the run, e.g. --out run1")
+        raise OnnxFaultError(f"`out` {out} is the current folder or above it; give a folder for the run, e.g. `out` run1")
     if not os.access(real.parent, os.W_OK) or (real.is_dir() and not os.access(real, os.R_OK | os.W_OK)):
-        raise OnnxFaultError(f"cannot write to --out {out}: its folder is missing or not writable; choose another")
+        raise OnnxFaultError(f"cannot write to `out` {out}: its folder is missing or not writable; choose another")
     foreign = sorted(p.name for p in real.iterdir() if p.name not in RUN_FILES) if real.is_dir() else []
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-        raise OnnxFaultError(f"--out {out} holds {foreign[0]}{more}, not written by onnxfault, and a run replaces "
+        raise OnnxFaultError(f"`out` {out} holds {foreign[0]}{more}, not written by onnxfault, and a run replaces "
                              "the folder as a whole; give a new or empty folder")
     return real
 

@@ -12,7 +12,7 @@ from .contract import Method, distance_option, iterations_option, step_option
 
 class PGD(Method):
     name = "pgd"
-    summary = "PGD baseline: projected L∞ sign steps on the cross-entropy (untargeted or --target)"
+    summary = "PGD baseline: projected L∞ sign steps on the cross-entropy (untargeted or `target`)"
     paper = "Madry et al.: Towards Deep Learning Models Resistant to Adversarial Attacks (ICLR 2018)"
     uses_neurons = False
     embeddings = True

@@ -42,7 +42,7 @@ def choose_seeds(model: Model, dataset: Dataset, *, samples: int, seed: int, cls
     keeps the inputs of every candidate (correctly classified, of a wanted class) as read, in the data's own
     type, until the seeds are drawn; others are read a second time for the seeds' inputs."""
     if samples < 1:
-        raise OnnxFaultError(f"--samples must be at least 1 (got {samples})")
+        raise OnnxFaultError(f"`samples` must be at least 1 (got {samples})")
     session = model.session(device, preprocessing=dataset.preprocessing)  # fed the batches as read
     predictions, low, high = [], np.inf, -np.inf
     kept: list[np.ndarray] | None = [] if dataset.read_once else None
