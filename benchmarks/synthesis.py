@@ -98,11 +98,12 @@ def one_run(model_path: str, shape: list[int], label: str, size: int, threads: i
     neurons = [SuspiciousNeuron(i + 1, layer.tensor, i, 1.0, 0, 0, 0, 0) for i in range(min(10, layer.neurons()))]
     x = np.random.default_rng(0).random((size, *shape), dtype=np.float32)
     _, method, s, options, chunk = next(r for r in RUNS if r[0] == label)
+    chosen = get_method(method)
+    settings = chosen.make_options({**s, **options, **({"cut": cut} if method == "hs" else {})})
     problem = Problem(model, x, np.zeros(size, np.int64), neurons, {layer.tensor: layer}, "channel", None, (0.0, 1.0),
-                      s.get("step", 0.0), s["distance"], s.get("iterations", 1), s.get("epsilon", 0.0), cut, "cpu",
-                      options)
-    run = get_method(method).run
-    warm_up = Problem(**{**problem.__dict__, "x": x[:2], "y": problem.y[:2], "extra": {}, "cache": {}})
+                      settings, "cpu")
+    run = chosen.run
+    warm_up = problem.rows(0, 2, cache={})
     run_in_chunks(run, warm_up, chunk)  # torch start-up; the timed run still builds its own module
     base = rss_mb()
     before = peak_rss_reset()

@@ -45,7 +45,7 @@ PAPER = {"relaxation": "paper", "phases": "seed"}
 VARIANTS = {"defaults": {}, "--phases seed": {"phases": "seed"}, "--relaxation paper": {"relaxation": "paper"},
             "--weight-change max": {"weight_change": "max"}, "--relaxation paper --phases seed": PAPER,
             "--relaxation paper --phases seed --weight-change max": {**PAPER, "weight_change": "max"},
-            "--alpha 10": {"alpha": 10.0}}
+            "--weight-bound 10": {"weight_bound": 10.0}}
 
 
 def net_8_16() -> nn.Module:

@@ -119,9 +119,9 @@ def tie_changes(spectrum, ranked: dict[str, list[SuspiciousNeuron]]) -> tuple[in
 
 
 def synthesize(model, layers, x, y, neurons, gradient: str) -> np.ndarray:
-    problem = Problem(model, x, y, neurons, layers, "channel", None, (0.0, 1.0), 1.0, 0.1, 1, 0.0, None, "cpu",
-                      {"gradient": gradient})
-    return get_method("deepfault").run(problem)
+    method = get_method("deepfault")
+    options = method.make_options({"step": 1.0, "distance": 0.1, "iterations": 1, "gradient": gradient})
+    return method.run(Problem(model, x, y, neurons, layers, "channel", None, (0.0, 1.0), options, "cpu"))
 
 
 def run_model(path: Path, mnist: Path, gradient: str, runs: int) -> dict:

@@ -117,13 +117,13 @@ def synthesize(*args, out: Path) -> dict:
 
 def runs_for(path: Path, name: str, granularity: str, work: Path) -> list[tuple[str, str, float, dict]]:
     """(label, cut, share, report) of every run on one net."""
-    common = ["--data", SAMPLE, "--samples", "10000", "--granularity", granularity]
-    rq1 = ["--method", "hs", "-k", "5", "--iterations", "5", "--epsilon", "1", "--step-rule", "gradient",
-           "--distance", "none"]
+    common = ["--data", SAMPLE, "--samples", "10000"]
+    ranked = ["--granularity", granularity]  # runs that rank neurons (with --neurons, the file's granularity holds)
+    rq1 = ["--method", "hs", "--iterations", "5", "--epsilon", "1", "--step-rule", "gradient", "--distance", "none"]
     rows = []
     for label, (tensor, share) in cuts(path, name).items():
         rows.append((f"hs {label}, --target 0", tensor, share,
-                     synthesize(path, *common, *rq1, "--target", "0", "--cut", tensor,
+                     synthesize(path, *common, *ranked, *rq1, "-k", "5", "--target", "0", "--cut", tensor,
                                 out=work / f"{name}-hs-{label}-target")))
         if label == "default":
             continue
@@ -134,8 +134,9 @@ def runs_for(path: Path, name: str, granularity: str, work: Path) -> list[tuple[
                      synthesize(path, *common, *rq1, "--target", "0", "--cut", tensor, "--neurons", ranking,
                                 out=work / f"{name}-hs-{label}-class")))
     baselines = (("fgsm d 0.3", ["--method", "fgsm", "--distance", "0.3"]),
-                 ("deepfault k 5", ["--method", "deepfault", "-k", "5"]),
-                 ("deepfault k 5, 1 input at a time", ["--method", "deepfault", "-k", "5", "--batch-size", "1"]))
+                 ("deepfault k 5", ["--method", "deepfault", "-k", "5", *ranked]),
+                 ("deepfault k 5, 1 input at a time", ["--method", "deepfault", "-k", "5", *ranked, "--batch-size",
+                                                       "1"]))
     for label, extra in baselines:
         out = work / f"{name}-{label.replace(' ', '_').replace(',', '')}"
         rows.append((label, "-", 100.0, synthesize(path, *common, *extra, "--target", "0", out=out)))

@@ -55,11 +55,7 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, 
 NonfiniteOpt = Annotated[bool, typer.Option("--allow-nonfinite", help="go on when the model's class scores are NaN or infinite (default: an error naming the first such sample)", rich_help_panel="Run")]
 RayOpt = Annotated[Optional[str], typer.Option("--ray", help=literal_help("run on Ray: local (a Ray runtime on this machine), auto or HOST:PORT or ray://HOST:PORT (a running cluster); needs onnxfault[ray]"), rich_help_panel="Scaling out", show_default=False)]
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Ray workers (default: one per CPU, or per GPU, of the cluster)", rich_help_panel="Scaling out", show_default=False)]
-PermutationsOpt = Annotated[int, typer.Option("--permutations", help="Monte-Carlo permutations", rich_help_panel=_SHAPLEY_PANEL)]
-NoiseOpt = Annotated[float, typer.Option("--noise", help="std of the Gaussian input noise Δx", rich_help_panel=_SHAPLEY_PANEL)]
-ShapleySamplesOpt = Annotated[int, typer.Option("--shapley-samples", help="samples the loss change is averaged over", rich_help_panel=_SHAPLEY_PANEL)]
 TokenActivityOpt = Annotated[Optional[str], typer.Option("--token-activity", help="text models: a hidden unit is active on a sample when active on any real token, on their mean, or on the first (cls) token: any|mean|cls (default any; padding never counts)", show_default=False)]
-LambdaOpt = Annotated[float, typer.Option("--lambda", help="excitable: normalised Shapley value ψ / max ψ > λ", rich_help_panel=_SHAPLEY_PANEL)]
 
 
 _NEURONS_PANEL = "Suspicious neurons (methods that use them)"
@@ -80,8 +76,8 @@ def cli_text(message: str) -> str:
     return re.sub(r"`([A-Za-z_][A-Za-z0-9_]*)`", lambda m: flag_of(m.group(1)), str(message))
 
 
-def _ray(address: Optional[str], workers: Optional[int]):
-    """``--ray``/``--workers`` as RayOptions, or None to run in this process."""
+def _ray(address: RayOpt = None, workers: WorkersOpt = None):
+    """``--ray``/``--workers`` as RayOptions, or None to run in this process (the ray option group)."""
     if address is None:
         if workers is not None:
             raise OnnxFaultError("--workers sets the number of Ray workers; add --ray local (or a cluster's address)")
@@ -91,10 +87,20 @@ def _ray(address: Optional[str], workers: Optional[int]):
     return RayOptions(address, workers)
 
 
-def _shapley(permutations, noise, shapley_samples, lambda_):
+def _shapley(permutations: Annotated[Optional[int], typer.Option("--permutations", help=literal_help("Monte-Carlo permutations [default: 20]"), rich_help_panel=_SHAPLEY_PANEL, show_default=False)] = None,
+             noise: Annotated[Optional[float], typer.Option("--noise", help=literal_help("std of the Gaussian input noise Δx [default: 0.1]"), rich_help_panel=_SHAPLEY_PANEL, show_default=False)] = None,
+             shapley_samples: Annotated[Optional[int], typer.Option("--shapley-samples", help=literal_help("samples the loss change is averaged over [default: 100]"), rich_help_panel=_SHAPLEY_PANEL, show_default=False)] = None,
+             lambda_: Annotated[Optional[float], typer.Option("--lambda", help=literal_help("excitable: normalised Shapley value ψ / max ψ > λ [default: 0.5]"), rich_help_panel=_SHAPLEY_PANEL, show_default=False)] = None):
+    """The Shapley option group: ShapleyOptions with the flags given (the others at their defaults), or None when
+    none is given."""
+    if all(v is None for v in (permutations, noise, shapley_samples, lambda_)):
+        return None
     from .shapley import ShapleyOptions
 
-    return ShapleyOptions(permutations, noise, shapley_samples, lambda_).check()
+    defaults = ShapleyOptions()
+    return ShapleyOptions(*(d if v is None else v for v, d in (
+        (permutations, defaults.permutations), (noise, defaults.noise), (shapley_samples, defaults.samples),
+        (lambda_, defaults.lambda_)))).check()
 
 
 def _numbers(text: Optional[str], flag: str, kind=float) -> Optional[list]:
@@ -110,8 +116,11 @@ def _numbers(text: Optional[str], flag: str, kind=float) -> Optional[list]:
     return numbers
 
 
-def _data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sample_rate, tokenizer, text_column,
-                  label_column, max_length):
+def _data_options(labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
+                  mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
+                  sample_rate: SampleRateOpt = None, tokenizer: TokenizerOpt = None, text_column: TextColumnOpt = "text",
+                  label_column: LabelColumnOpt = "label", max_length: MaxLengthOpt = None):
+    """The data option group: the flags as :class:`~onnxfault.data.DataOptions`."""
     from .data import DataOptions
 
     return DataOptions(labels=str(labels) if labels else None, limit=limit, classes=_numbers(classes, "--classes", int),
@@ -119,6 +128,62 @@ def _data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sa
                        batch_size=batch_size, sample_rate=sample_rate,
                        tokenizer=str(tokenizer) if tokenizer else None, text_column=text_column,
                        label_column=label_column, max_length=max_length)
+
+
+class Command:
+    """A command composed of option groups: ``function``'s own parameters, then each group's flags (the
+    parameters of its builder, declared once), whose values are built into one object passed to ``function`` as
+    the parameter named in ``groups``; ``extra`` adds flags read when typer builds the command (the registered
+    methods' options) and passed on as keywords. Runs inside the CLI's error boundary."""
+
+    __annotations__: dict = {}
+
+    def __init__(self, function, groups: dict, extra=None):
+        self.function, self.groups, self.extra = function, groups, extra
+        self.__name__ = self.__qualname__ = function.__name__.lstrip("_")
+        self.__doc__ = function.__doc__
+
+    @property
+    def __signature__(self) -> pyinspect.Signature:
+        base = pyinspect.signature(self.function, eval_str=True)
+        own = [p for p in base.parameters.values()
+               if p.name not in self.groups and p.kind is not pyinspect.Parameter.VAR_KEYWORD]
+        grouped = [p.replace(kind=pyinspect.Parameter.KEYWORD_ONLY) for build in self.groups.values()
+                   for p in pyinspect.signature(build, eval_str=True).parameters.values()]
+        extra = self.extra() if self.extra else []
+        replaced = {p.name: p for p in extra if p.name in {q.name for q in own}}  # an extra one may redefine its own
+        own = [replaced.get(p.name, p).replace(kind=p.kind) for p in own]
+        extra = [p for p in extra if p.name not in replaced]
+        names = [p.name for p in [*own, *grouped, *extra]]
+        clash = sorted({n for n in names if names.count(n) > 1})
+        if clash:
+            raise TypeError(f"{self.__name__}: options named twice: {clash}")
+        return base.replace(parameters=[*own, *grouped, *extra])
+
+    def __call__(self, **kwargs):
+        def run(**given):
+            built = {}
+            for into, build in self.groups.items():
+                names = pyinspect.signature(build).parameters
+                built[into] = build(**{name: given.pop(name) for name in names})
+            return self.function(**given, **built)
+
+        return handles_errors(run)(**kwargs)
+
+
+def command(groups: dict | None = None, extra=None):
+    """Register ``function`` as a command composed of the option ``groups`` (see :class:`Command`)."""
+    def register(function):
+        composed = Command(function, groups or {}, extra)
+        app.command(name=composed.__name__)(composed)
+        return composed
+
+    return register
+
+
+DATA_GROUP = {"data_options": _data_options}
+RAY_GROUP = {"ray_options": _ray}
+SHAPLEY_GROUP = {"shapley": _shapley}
 
 
 def _print_version(value: bool) -> None:
@@ -247,18 +312,12 @@ def inspect(model: Annotated[Optional[Path], typer.Argument(help="ONNX classifie
     out.print(table)
 
 
-@app.command()
-@handles_errors
+@command({**DATA_GROUP, **RAY_GROUP})
 def evaluate(model: ModelArg, data: DataOpt,
              json: Annotated[Optional[Path], typer.Option("--json", help="write the results as JSON to FILE")] = None,
              all_classes: Annotated[bool, typer.Option("--all-classes", help="show every class, not the 20 worst")] = False,
-             output: OutputOpt = None,
-             labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
-             mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
-             sample_rate: SampleRateOpt = None, tokenizer: TokenizerOpt = None, text_column: TextColumnOpt = "text",
-             label_column: LabelColumnOpt = "label", max_length: MaxLengthOpt = None,
-             device: DeviceOpt = "auto", quiet: QuietOpt = False, allow_nonfinite: NonfiniteOpt = False,
-             ray: RayOpt = None, workers: WorkersOpt = None) -> None:
+             output: OutputOpt = None, device: DeviceOpt = "auto", quiet: QuietOpt = False,
+             allow_nonfinite: NonfiniteOpt = False, data_options=None, ray_options=None) -> None:
     """Accuracy, per-class accuracy and confusion matrix of a model on labelled data."""
     from .data import open_dataset
     from .display import accuracy_line, per_class_table
@@ -269,12 +328,10 @@ def evaluate(model: ModelArg, data: DataOpt,
     if json:
         check_writable(json, "--json")
     loaded = load_model(model, output)
-    dataset = open_dataset(data, loaded.data_shape,
-                           _data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sample_rate, tokenizer,
-                           text_column, label_column, max_length))
+    dataset = open_dataset(data, loaded.data_shape, data_options)
     with _progress(len(dataset), dataset.num_batches, quiet, "evaluating") as tick:
         result = run_evaluate(loaded, dataset, device=device, on_batch=tick, allow_nonfinite=allow_nonfinite,
-                              ray=_ray(ray, workers))
+                              ray=ray_options)
     _warn(result.warnings)
     if json:
         from .provenance import command_line
@@ -302,8 +359,7 @@ def _print_ops(as_json: bool) -> None:
     out.print(", ".join(names), soft_wrap=True)
 
 
-@app.command()
-@handles_errors
+@command({**DATA_GROUP, **SHAPLEY_GROUP, **RAY_GROUP})
 def localize(model: ModelArg, data: DataOpt,
              layers: Annotated[str, typer.Option("--layers", help="auto|all|T1,T2 (tensor names, see inspect)")] = "auto",
              measure: Annotated[str, typer.Option("--measure", help="suspiciousness measure (see `onnxfault measures`)")] = "ochiai",
@@ -317,14 +373,9 @@ def localize(model: ModelArg, data: DataOpt,
              json: Annotated[Optional[Path], typer.Option("--json", help="write the ranking as JSON to FILE")] = None,
              spectra: Annotated[Optional[Path], typer.Option("--spectra", help="write all counts and scores to FILE.npz (above 10,000 neurons, --json NAME.json writes NAME.spectra.npz beside it unless this names a file)")] = None,
              report: Annotated[bool, typer.Option("--report", help="also write an HTML report beside the --json file (FILE.html)")] = False,
-             labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
-             mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
-             sample_rate: SampleRateOpt = None, tokenizer: TokenizerOpt = None, text_column: TextColumnOpt = "text",
-             label_column: LabelColumnOpt = "label", max_length: MaxLengthOpt = None,
-             device: DeviceOpt = "auto", quiet: QuietOpt = False, permutations: PermutationsOpt = 20,
-             noise: NoiseOpt = 0.1, shapley_samples: ShapleySamplesOpt = 100, lambda_: LambdaOpt = 0.5,
-             output: OutputOpt = None, allow_nonfinite: NonfiniteOpt = False, ray: RayOpt = None,
-             workers: WorkersOpt = None, token_activity: TokenActivityOpt = None) -> None:
+             device: DeviceOpt = "auto", quiet: QuietOpt = False, output: OutputOpt = None,
+             allow_nonfinite: NonfiniteOpt = False, token_activity: TokenActivityOpt = None, data_options=None,
+             shapley=None, ray_options=None) -> None:
     """Rank neurons by suspiciousness from their hit spectrum (DeepFault), or by Shapley value (DeepSensor)."""
     from .files import check_writable, text_writer, write_together
     from .localization import localize as run_localize, outcome_for, samples_for
@@ -341,17 +392,14 @@ def localize(model: ModelArg, data: DataOpt,
         if path:
             check_writable(path, flag)
     get_measure(measure)
-    shapley = _shapley(permutations, noise, shapley_samples, lambda_)
     outcome_for(cls, target)
     loaded = load_model(model, output)
-    dataset = samples_for(loaded, data, _data_options(labels, limit, classes, raw, mean, std, layout, batch_size, sample_rate, tokenizer,
-                           text_column, label_column, max_length),
-                          cls, target)
+    dataset = samples_for(loaded, data, data_options, cls, target)
     with _progress(len(dataset), dataset.num_batches, quiet, "hit spectrum") as tick:
         result = run_localize(loaded, dataset, layers=layers, measure=measure, k=k, cls=cls, target=target,
                               granularity=granularity, threshold=threshold, star=star, seed=seed, device=device,
                               on_batch=tick, shapley=shapley, allow_nonfinite=allow_nonfinite,
-                              ray=_ray(ray, workers), token_activity=token_activity)
+                              ray=ray_options, token_activity=token_activity)
     _warn(result.warnings)
     result.provenance["command"] = command_line()
     info, outputs = result.outputs(json, spectra)  # above 10,000 neurons the npz of every score comes too
@@ -396,19 +444,11 @@ def _synthesize(model: ModelArg, data: DataOpt,
                 start: Annotated[Optional[str], typer.Option("--from", help="text models: the embedding lookup to differentiate from (default: the token ids' lookup, named on stderr)", show_default=False)] = None,
                 clip_min: Annotated[Optional[float], typer.Option("--clip-min", help="valid range (default: the data's)")] = None,
                 clip_max: Annotated[Optional[float], typer.Option("--clip-max", help="valid range (default: the data's)")] = None,
-                labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
-                mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
-                sample_rate: SampleRateOpt = None, tokenizer: TokenizerOpt = None, text_column: TextColumnOpt = "text",
-                label_column: LabelColumnOpt = "label", max_length: MaxLengthOpt = None,
-                device: DeviceOpt = "auto", quiet: QuietOpt = False,
-                permutations: Annotated[Optional[int], typer.Option("--permutations", help=literal_help("Monte-Carlo permutations [default: 20]"), rich_help_panel=_SHAPLEY_PANEL, show_default=False)] = None,
-                noise: Annotated[Optional[float], typer.Option("--noise", help=literal_help("std of the Gaussian input noise Δx [default: 0.1]"), rich_help_panel=_SHAPLEY_PANEL, show_default=False)] = None,
-                shapley_samples: Annotated[Optional[int], typer.Option("--shapley-samples", help=literal_help("samples the loss change is averaged over [default: 100]"), rich_help_panel=_SHAPLEY_PANEL, show_default=False)] = None,
-                lambda_: Annotated[Optional[float], typer.Option("--lambda", help=literal_help("excitable: normalised Shapley value ψ / max ψ > λ [default: 0.5]"), rich_help_panel=_SHAPLEY_PANEL, show_default=False)] = None,
-                output: OutputOpt = None,
+                device: DeviceOpt = "auto", quiet: QuietOpt = False, output: OutputOpt = None,
                 report: Annotated[bool, typer.Option("--report", help="also write report.html (the HTML report) into --out")] = False,
-                allow_nonfinite: NonfiniteOpt = False, ray: RayOpt = None, workers: WorkersOpt = None,
+                allow_nonfinite: NonfiniteOpt = False, data_options=None, shapley=None, ray_options=None,
                 **method_options) -> None:
+    """Synthesize inputs with one of the registered methods: excite the suspicious neurons, or attack the model (each method's options in its panel below)."""
     from .provenance import command_line
     from .synthesis import synthesize as run_synthesize
     from .display import synthesis_lines
@@ -423,20 +463,10 @@ def _synthesize(model: ModelArg, data: DataOpt,
             continue
         name = name.removeprefix(_DEPRECATED)
         given[name] = _method_value(chosen, name, value)
-    shapley = None
-    if any(v is not None for v in (permutations, noise, shapley_samples, lambda_)):
-        from .shapley import ShapleyOptions
-
-        defaults = ShapleyOptions()
-        shapley = ShapleyOptions(*(d if v is None else v for v, d in (
-            (permutations, defaults.permutations), (noise, defaults.noise), (shapley_samples, defaults.samples),
-            (lambda_, defaults.lambda_)))).check()
     result = run_synthesize(model, data, method=method, cls=cls, target=target, samples=samples, seed=seed,
                             measure=measure, k=k, layers=layers, granularity=granularity, neurons=neurons,
-                            clip_min=clip_min, clip_max=clip_max, device=device,
-                            data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size,
-                                                       sample_rate, tokenizer, text_column, label_column, max_length),
-                            shapley=shapley, output=output, allow_nonfinite=allow_nonfinite, ray=_ray(ray, workers),
+                            clip_min=clip_min, clip_max=clip_max, device=device, data_options=data_options,
+                            shapley=shapley, output=output, allow_nonfinite=allow_nonfinite, ray=ray_options,
                             start=start, token_activity=token_activity, **given)
     _warn(result.warnings)
     result.report["command"] = command_line()
@@ -524,40 +554,19 @@ def method_parameters() -> list[pyinspect.Parameter]:
     return parameters
 
 
-class _SynthesizeCommand:
-    """Synthesize inputs with one of the registered methods: excite the suspicious neurons, or attack the model (each method's options in its panel below)."""
+def _synthesize_extra() -> list[pyinspect.Parameter]:
+    """``--method``, listing the registered methods (it replaces the declared one), then every method's options."""
+    from .synthesis.methods import METHODS
 
-    __name__ = "synthesize"
-    __qualname__ = "synthesize"
-    __annotations__: dict = {}
-
-    @property
-    def __signature__(self) -> pyinspect.Signature:
-        """The command's options: the common ones, then every registered method's (read when typer builds the
-        command, so a method registered later has its flags too)."""
-        from .synthesis.methods import METHODS
-
-        base = pyinspect.signature(_synthesize, eval_str=True)
-        params = [p for p in base.parameters.values() if p.kind is not pyinspect.Parameter.VAR_KEYWORD]
-        names = " | ".join(METHODS)
-        params = [p.replace(annotation=Annotated[str, typer.Option("--method", help=f"{names} (see the method panels)")])
-                  if p.name == "method" else p for p in params]
-        common = {p.name for p in params}
-        extra = method_parameters()
-        clash = [p.name for p in extra if p.name in common]
-        if clash:
-            raise TypeError(f"a method option is named like a common option of synthesize: {clash}")
-        return base.replace(parameters=[*params, *extra])
-
-    def __call__(self, **kwargs):
-        return handles_errors(_synthesize)(**kwargs)
+    method = typer.Option("--method", help=f"{' | '.join(METHODS)} (see the method panels)")
+    return [pyinspect.Parameter("method", pyinspect.Parameter.KEYWORD_ONLY, annotation=Annotated[str, method]),
+            *method_parameters()]
 
 
-synthesize = app.command(name="synthesize")(_SynthesizeCommand())
+synthesize = command({**DATA_GROUP, **SHAPLEY_GROUP, **RAY_GROUP}, extra=_synthesize_extra)(_synthesize)
 
 
-@app.command()
-@handles_errors
+@command(DATA_GROUP)
 def compare(model_a: Annotated[Path, typer.Argument(help="the first ONNX classifier", show_default=False)],
             model_b: Annotated[Path, typer.Argument(help="the second, of the same classes", show_default=False)],
             data: DataOpt,
@@ -568,11 +577,7 @@ def compare(model_a: Annotated[Path, typer.Argument(help="the first ONNX classif
             granularity: Annotated[str, typer.Option("--granularity", help="channel|element")] = "channel",
             threshold: Annotated[float, typer.Option("--threshold", help="active when value > threshold")] = 0.0,
             json: Annotated[Optional[Path], typer.Option("--json", help="write the comparison as JSON to FILE")] = None,
-            labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
-            mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
-            sample_rate: SampleRateOpt = None, tokenizer: TokenizerOpt = None, text_column: TextColumnOpt = "text",
-            label_column: LabelColumnOpt = "label", max_length: MaxLengthOpt = None,
-            device: DeviceOpt = "auto", quiet: QuietOpt = False) -> None:
+            device: DeviceOpt = "auto", quiet: QuietOpt = False, data_options=None) -> None:
     """Compare two classifiers on the same samples: class scores, hit spectra of paired layers, rankings."""
     from .comparison import compare as run_compare, rich_tables, summary_line
     from .files import check_writable
@@ -588,9 +593,7 @@ def compare(model_a: Annotated[Path, typer.Argument(help="the first ONNX classif
         paired = [(a.strip(), b.strip()) for a, b in items]
     result = run_compare(model_a, model_b, data, layers=layers, pairs=paired,
                          measures=[m.strip() for m in measures.split(",") if m.strip()], k=k, granularity=granularity,
-                         threshold=threshold, device=device,
-                         data_options=_data_options(labels, limit, classes, raw, mean, std, layout, batch_size,
-                                                    sample_rate, tokenizer, text_column, label_column, max_length))
+                         threshold=threshold, device=device, data_options=data_options)
     if json:
         result.save(json)
     out.print(summary_line(result), soft_wrap=True)

@@ -23,7 +23,7 @@ from test_report import Page
 LENET, SAMPLE = EXAMPLES / "mnist_lenet.onnx", EXAMPLES / "mnist_sample.npz"
 TEN_THOUSAND = "relu1,pool1,conv2,relu2,pool2,flatten,fc1"  # 4704 + 1176 + 1600 + 1600 + 400 + 400 + 120
 LAYER_KEYS = {"tensor", "op", "shape", "neurons", "channel_axis"}
-TOP_KEYS = {"model", "data", "measure", "mode", "class", "target", "samples", "failing", "accuracy", "granularity",
+TOP_KEYS = {"kind", "format_version", "model", "data", "measure", "mode", "class", "target", "samples", "failing", "accuracy", "granularity",
             "threshold", "params", "device", "layers", "neurons", "command", "created", "versions", "platform",
             "model_io"}  # what localize --json held before summaries
 
@@ -167,7 +167,7 @@ def test_at_ten_thousand_neurons_nothing_changes_and_above_it_summaries(tmp_path
     data = json.loads(at.read_text())
     assert [p.name for p in (tmp_path / "at").iterdir()] == ["big.json"]
     assert data.keys() == TOP_KEYS and sum(l["neurons"] for l in data["layers"]) == 10000
-    assert all(layer.keys() == LAYER_KEYS | {"scores"} for layer in data["layers"])
+    assert all(layer.keys() == LAYER_KEYS | {"scores", "counts"} for layer in data["layers"])
     above = localize_cli(tmp_path / "above", "--layers", TEN_THOUSAND + ",relu4")
     data = json.loads(above.read_text())
     assert sorted(p.name for p in (tmp_path / "above").iterdir()) == ["big.json", "big.spectra.npz"]

@@ -79,7 +79,7 @@ def test_several_candidates_are_refused_and_listed(two_outputs):
         load_model(two_outputs)
     message = str(err.value)
     assert "hidden (N, 5)" in message and "logits (N, 2)" in message and "a3 (N, 5, 1)" in message
-    assert "--output NAME" in message and "\n" not in message
+    assert "`output` NAME" in message and "\n" not in message
 
 
 def test_output_chooses_among_candidates(two_outputs, tmp_path):

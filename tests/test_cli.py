@@ -58,7 +58,7 @@ def test_localize_json_and_spectra(cli, lenet_onnx, sample_npz, tmp_path):
     report = strict_json(out.read_text())
     assert {"model", "measure", "mode", "samples", "failing", "layers", "neurons"} <= report.keys()
     assert (report["measure"], report["mode"], report["class"], report["device"]) == ("tarantula", "class", 9, "cpu")
-    assert [set(l) for l in report["layers"]] == [{"tensor", "op", "shape", "neurons", "channel_axis", "scores"}] * 4
+    assert [set(l) for l in report["layers"]] == [{"tensor", "op", "shape", "neurons", "channel_axis", "scores", "counts"}] * 4
     assert {"command", "created", "versions", "platform", "model_io"} <= report.keys()
     neurons = report["neurons"]
     assert [n["rank"] for n in neurons] == list(range(1, 8))

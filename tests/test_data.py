@@ -45,7 +45,7 @@ def test_idx_labels_found_beside_and_streamed(tmp_path, gz):
 
 def test_idx_explicit_labels_and_count_mismatch(tmp_path):
     images = write_idx(tmp_path / "imgs.gz", IMAGES)
-    with pytest.raises(OnnxFaultError, match="no labels file found beside .*pass --labels"):
+    with pytest.raises(OnnxFaultError, match="no labels file found beside .*pass `labels`"):
         open_source(images)
     short = write_idx(tmp_path / "short.gz", LABELS[:30])
     with pytest.raises(OnnxFaultError, match="holds 37 images but .* holds 30 labels"):
@@ -96,7 +96,7 @@ def test_layout_adaptations(tmp_path, sample, model, expect):
 def test_layout_ambiguity_and_misfit(tmp_path):
     path = write_npz(tmp_path / "d.npz", {"x": np.zeros((2, 3, 3, 3), np.uint8), "y": np.zeros(2, np.int64)})
     assert open_dataset(path, (3, 3, 3)).adaptation.name == "as is"  # already the model's shape
-    with pytest.raises(OnnxFaultError, match="several ways .* --layout nchw\\|nhwc"):
+    with pytest.raises(OnnxFaultError, match="several ways .* `layout` nchw\\|nhwc"):
         open_dataset(path, (3, None, None))
     chosen = open_dataset(path, (3, None, None), DataOptions(layout="nchw")).adaptation
     assert (chosen.name, chosen.model_layout) == ("as is", "nchw")

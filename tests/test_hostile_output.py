@@ -288,9 +288,9 @@ def test_a_symlinked_out_replaces_the_folder_it_points_to(tmp_path):
 
 
 @pytest.mark.parametrize("out, message", [
-    ("file", "--out file is a file; give a folder"),
-    (".", "--out . is the current folder or above it"),
-    ("missing/run", "cannot write to --out missing/run: its folder is missing"),
+    ("file", "`out` file is a file; give a folder"),
+    (".", "`out` . is the current folder or above it"),
+    ("missing/run", "cannot write to `out` missing/run: its folder is missing"),
 ])
 def test_bad_out_folders_are_refused(tmp_path, monkeypatch, out, message):
     monkeypatch.chdir(tmp_path)

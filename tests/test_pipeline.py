@@ -183,7 +183,7 @@ def test_seed_range_is_the_range_of_the_float_batches(request, models):
 # ---- finiteness: checked where the data is float; overflow from --std refused once, up front --------------------
 def test_a_tiny_std_is_refused_when_the_data_set_is_built(models, mnist_npz):
     model = load_model(models["lenet"])
-    with pytest.raises(OnnxFaultError, match=r"beyond float32's range .*check --mean/--std") as err:
+    with pytest.raises(OnnxFaultError, match=r"beyond float32's range .*check `mean`/`std`") as err:
         open_dataset(mnist_npz, model.input_shape, DataOptions(std=[1e-39]))
     assert "\n" not in str(err.value)
     open_dataset(mnist_npz, model.input_shape, DataOptions(std=[1e-37]))  # 255 / 255 / 1e-37 fits
