@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .data import DataLike, DataOptions, Dataset, as_dataset
-from .errors import OnnxFaultError
+from .errors import OnnxFaultError, check_arguments
 from .localization import SuspiciousNeuron
 from .results import header
 from .measures import get_measure, rank, score
@@ -177,8 +177,10 @@ def compare(model_a: ModelLike, model_b: ModelLike, data: DataLike, *, layers: s
         >>> result = onnxfault.compare(net, "net.onnx", (x, y), example_input=x[:1])
         >>> result.max_logit_diff, result.rankings_equal
     """
-    if k < 1:
-        raise OnnxFaultError(f"k must be at least 1 (got {k})")
+    check_arguments(k=(k, int, 1), layers=(layers, (str, list, tuple)), granularity=(granularity, str),
+                    threshold=(threshold, float), star=(star, float), seed=(seed, int, 0), device=(device, str))
+    if isinstance(measures, str) or not all(isinstance(m, str) for m in measures):
+        raise OnnxFaultError(f"`measures` must be a list of measure names (got {measures!r})", parameter="measures")
     chosen = [_spectrum_measure(m) for m in measures]
     if not chosen:
         raise OnnxFaultError("measures is empty; give one or more names such as ('tarantula', 'ochiai', 'dstar')")

@@ -274,3 +274,61 @@ def test_the_package_lists_its_names_and_version(cli):
     for cls in (onnxfault.LocalizeResult, onnxfault.EvaluateResult, onnxfault.SynthesisResult,
                 onnxfault.CompareResult):
         assert cls.__doc__ and "from_json" in cls.__doc__
+
+
+def test_the_report_imports_no_synthesis_output():
+    """The report ⇄ synthesis circle is gone: the report lays inputs out itself (report.images)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, onnxfault.report, onnxfault.report.sections; "
+            "print('onnxfault.synthesis.output' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+
+
+def test_compare_checks_its_arguments(dense_onnx, sample_npz):
+    with pytest.raises(OnnxFaultError, match="^`k` must be a whole number") as caught:
+        onnxfault.compare(dense_onnx, dense_onnx, sample_npz, k=1.5)
+    assert caught.value.parameter == "k"
+    with pytest.raises(OnnxFaultError, match="^`measures` must be a list of measure names"):
+        onnxfault.compare(dense_onnx, dense_onnx, sample_npz, measures="ochiai")
+
+
+def test_one_op_table_gives_every_op_set():
+    from onnxfault import graph, layers, ops
+    from onnxfault.synthesis import chain
+
+    assert layers.ACTIVATIONS == ops.having("activation") and chain.PIECEWISE_LINEAR == ops.having("piecewise_linear")
+    assert graph.RESHAPING == ops.having("reshaping") and layers._MONOTONIC == ops.having("monotonic")
+    assert ops.having("nonnegative") <= ops.having("monotonic") <= ops.having("activation")
+    assert ops.traits_of("Relu") >= {"activation", "monotonic", "nonnegative", "piecewise_linear"}
+    with pytest.raises(KeyError, match="unknown op trait 'activaton'"):
+        ops.having("activaton")
+
+
+def test_graph_view_reads_producers_consumers_constants_and_ancestors(dense_onnx):
+    import onnx
+
+    from onnxfault.graph_view import graph_view
+
+    proto = onnx.load(str(dense_onnx))
+    view = graph_view(proto)
+    by_output = {o: n for n in proto.graph.node for o in n.output}
+    for name, node in by_output.items():
+        assert view.producer(name).op == node.op_type and view.producer(name).name == node.name
+    first = proto.graph.initializer[0]
+    assert np.array_equal(view.constant(first.name), onnx.numpy_helper.to_array(first))
+    assert view.producer(proto.graph.input[0].name) is None
+    assert [n.op for n in view.consumers(proto.graph.input[0].name)] == \
+        [n.op_type for n in proto.graph.node if proto.graph.input[0].name in n.input]
+    out = proto.graph.output[0].name
+    assert proto.graph.input[0].name in view.ancestors(out) and out in view.ancestors(out)
+
+
+def test_notes_name_parameters_in_python_and_flags_on_the_cli(cli, dense_onnx, sample_npz, tmp_path):
+    with pytest.warns(OnnxFaultWarning, match=r"hs: no `cut` given; cut at relu1.*\(choose with `cut`\)"):
+        synthesize(dense_onnx, sample_npz, method="hs", samples=1)
+    r = cli("synthesize", dense_onnx, "--data", sample_npz, "--method", "hs", "--samples", "1", "--out", tmp_path / "r",
+            "-q")
+    assert r.exit_code == 0 and "warning: hs: no --cut given; cut at relu1" in r.stderr and "`" not in r.stderr

@@ -308,7 +308,7 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
                           else run_on_ray(chosen.run, problem, size, ray))
     seconds = time.perf_counter() - began
     method_peak = peak_rss_mb()
-    differentiable = problem.extra.get("differentiable")
+    differentiable = problem.module
     before = seeds.predictions
     fed = None if space is None else (lambda e, part: space.sub_records(e[part], {k: v[part] for k, v in side.items()}))
     if space is not None:

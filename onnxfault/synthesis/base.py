@@ -28,7 +28,7 @@ class Problem:
     options: object  # the method's Options
     device: str = "auto"
     seed: int = 0
-    extra: dict = field(default_factory=dict)  # what a run reports back (its differentiable module)
+    module: object = None  # the differentiable module a run used (its device and CUDA peak are reported)
     cache: dict = field(default_factory=dict)  # built once (sessions, modules), shared by the chunks of one problem
     stats: object = None  # the chunk's statistics for the report
     side: dict = field(default_factory=dict)  # the model's other inputs, one row per seed (a text model's mask)
@@ -38,7 +38,7 @@ class Problem:
     def rows(self, start: int, stop: int, cache: dict | None = None) -> "Problem":
         """The seeds ``start`` … ``stop`` - 1 as a problem of their own (a chunk): seeds, labels and side inputs
         sliced, nothing reported back yet; ``cache``: what the chunk starts with (default: this problem's)."""
-        return replace(self, x=self.x[start:stop], y=self.y[start:stop], extra={}, stats=None,
+        return replace(self, x=self.x[start:stop], y=self.y[start:stop], module=None, stats=None,
                        side={k: v[start:stop] for k, v in self.side.items()},
                        records=None if self.records is None else self.records[start:stop],
                        cache=self.cache if cache is None else cache)

@@ -46,5 +46,5 @@ class DeepFault(Method):
             grad = (full.normalized_neuron_ascent(x, groups, p.side) if normalized
                     else full.neuron_ascent(x, groups, p.side)[0])
             x = p.project(x + p.options.step * grad)
-        p.extra["differentiable"] = full
+        p.module = full
         return x

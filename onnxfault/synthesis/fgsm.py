@@ -25,5 +25,5 @@ class FGSM(Method):
         full = p.once("full", lambda: p.differentiable(p.model.scores_only()))
         grad, _ = full.loss_gradient(p.x, p.y, target=p.target, probabilities=p.scores_are_probabilities,
                                      side=p.side)
-        p.extra["differentiable"] = full
+        p.module = full
         return p.project(p.x + (p.distance or 0.0) * np.sign(grad))

@@ -107,7 +107,7 @@ def run(p) -> np.ndarray:
             flips[row] += 1
         active &= ~_evaluate(p, session, current, goal)[1]
     p.stats = flips.tolist()
-    p.extra["differentiable"] = module
+    p.module = module
     return table[current[token]].astype(np.float32)
 
 

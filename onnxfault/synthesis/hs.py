@@ -69,7 +69,7 @@ class HS(Method):
         x = p.x.copy()
         for _ in range(p.options.iterations):
             x = p.project(x + p.options.epsilon * step_direction(sub, x, groups, len(p.neurons), rule, p.side))
-        p.extra["differentiable"] = sub
+        p.module = sub
         return x
 
 

@@ -124,7 +124,7 @@ def _prefix(p, chain):
     if chain.prefix == p.model.input_name:
         return lambda x: (x.reshape(-1).astype(np.float64), np.eye(x.size))
     module = p.differentiable(graph.cut_at(p.model.scores_only(), [chain.prefix]))
-    p.extra["differentiable"] = module
+    p.module = module
     return module.value_and_jacobian
 
 

@@ -30,5 +30,5 @@ class PGD(Method):
             grad, _ = full.loss_gradient(x, p.y, target=p.target, probabilities=p.scores_are_probabilities,
                                          side=p.side)
             x = p.project(x + p.options.step * np.sign(grad))
-        p.extra["differentiable"] = full
+        p.module = full
         return x

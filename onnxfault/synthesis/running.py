@@ -20,7 +20,7 @@ def run_in_chunks(run, problem: Problem, size: int) -> tuple[np.ndarray, list]:
         if out is None:
             out = np.empty((len(problem.x), *result.shape[1:]), result.dtype)
         out[start:stop] = result
-        problem.extra.update(part.extra)
+        problem.module = part.module or problem.module
         stats.append(part.stats)
     return out, stats
 
@@ -33,7 +33,7 @@ def chunk_ranges(seeds: int, size: int) -> list[tuple[int, int]]:
 @dataclass
 class WorkerModule:
     """What the driver learns of the workers' torch modules: the device they ran on and their CUDA peak
-    (stands in for ``problem.extra["differentiable"]``)."""
+    (stands in for ``problem.module``)."""
 
     device_name: str
     cuda_peak: float | None = None
@@ -62,30 +62,27 @@ class ChunkJob:
         start, stop = item
         part = problem.rows(start, stop)  # shares the worker's cache: what earlier chunks built
         result = self.method(part)
-        module = part.extra.get("differentiable")
-        extra = {k: v for k, v in part.extra.items() if k != "differentiable"}
-        if module is not None:
-            extra["differentiable"] = WorkerModule(module.device_name, module.cuda_peak_mb())
-        return result, part.stats, extra
+        module = part.module
+        return result, part.stats, None if module is None else WorkerModule(module.device_name, module.cuda_peak_mb())
 
 
 def run_on_ray(run, problem: Problem, size: int, ray) -> tuple[np.ndarray, list]:
     """``run_in_chunks`` with its chunks spread over Ray workers (``ray``: a
     :class:`~onnxfault.distributed.RayOptions`): the same chunks, so the same inputs to the bit, and each
-    chunk's statistics in seed order; the extras of the chunks are merged into ``problem`` in chunk order."""
+    chunk's statistics in seed order; ``problem.module`` tells the workers' device and their largest CUDA peak."""
     import sys
 
     from ..distributed.workers import map_items
 
     threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
     chunks = chunk_ranges(len(problem.x), size)
-    results, _ = map_items(ChunkJob(run, threads), replace(problem, extra={}, cache={}), chunks, ray,
+    results, _ = map_items(ChunkJob(run, threads), replace(problem, module=None, cache={}), chunks, ray,
                            problem.device)
     out = np.empty((len(problem.x), *results[0][0].shape[1:]), results[0][0].dtype)
-    for (start, stop), (result, _, extra) in zip(chunks, results):
+    for (start, stop), (result, _, module) in zip(chunks, results):
         out[start:stop] = result
-        problem.extra.update(extra)
-    peaks = [e["differentiable"].cuda_peak for _, _, e in results if e.get("differentiable")]
-    if any(peak is not None for peak in peaks):
-        problem.extra["differentiable"].cuda_peak = max(peak for peak in peaks if peak is not None)
+        problem.module = module or problem.module
+    peaks = [m.cuda_peak for _, _, m in results if m is not None and m.cuda_peak is not None]
+    if peaks:
+        problem.module.cuda_peak = max(peaks)
     return out, [stats for _, stats, _ in results]
