@@ -230,5 +230,5 @@ def test_bad_input_is_one_clear_error(tmp_path):
         compare(LENET, LENET, SAMPLE, measures=("shapley",))
     with pytest.raises(OnnxFaultError, match="^model_b: unknown tensor 'nope'"):
         compare(LENET, LENET, SAMPLE, pairs={"relu3": "nope"})
-    with pytest.raises(OnnxFaultError, match="k must be at least 1"):
+    with pytest.raises(OnnxFaultError, match="`k` must be at least 1"):
         compare(LENET, LENET, SAMPLE, k=0)

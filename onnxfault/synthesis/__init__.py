@@ -197,15 +197,7 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
     ``neurons``: a list, a DataLoader or a ``tf.data.Dataset`` can be read twice, an iterator cannot.
     Returns a :class:`SynthesisResult`; its ``save`` writes the ``--out`` folder."""
     notes: list[str] = []
-    for old, new in (("measure_name", "measure"), ("neurons_file", "neurons")):  # this API's names before 0.2
-        if old in method_options:
-            if locals()[new] is not None:
-                raise OnnxFaultError(f"`{old}` is the old name of `{new}`; give `{new}` only", parameter=old)
-            warnings.warn(f"synthesize: {old}= is deprecated, use {new}=", DeprecationWarning, stacklevel=2)
-            if new == "measure":
-                measure = method_options.pop(old)
-            else:
-                neurons = method_options.pop(old)
+    measure, neurons = _renamed(method_options, measure, neurons)
     chosen = get_method(method)
     check_arguments(cls=(cls, (int, None)), target=(target, (int, None)), samples=(samples, int, 1),
                     seed=(seed, int, 0), measure=(measure, (str, None)), k=(k, (int, None), 1),
@@ -218,28 +210,8 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
                              parameter="options")
     given = {**(chosen.params(options) if isinstance(options, chosen.Options) else options or {}), **method_options}
     opts = chosen.make_options(given, warn=notes.append)
-    neuron_arguments = {"measure": measure, "k": k, "layers": layers, "granularity": granularity, "neurons": neurons,
-                        "token_activity": token_activity, "shapley": shapley}
-    unused = [name for name, value in neuron_arguments.items() if value is not None]
-    if not chosen.uses_neurons and unused:
-        raise OnnxFaultError(f"{chosen.name} uses no suspicious neurons, so it does not take "
-                             f"{' or '.join(f'`{n}`' for n in unused)}; drop {'it' if len(unused) == 1 else 'them'}",
-                             parameter=unused[0])
-    if neurons is not None:
-        fixed = [name for name in ("measure", "layers", "granularity", "token_activity") if neuron_arguments[name]
-                 is not None]
-        if fixed:
-            raise OnnxFaultError(f"`neurons` gives the neurons, so {' and '.join(f'`{n}`' for n in fixed)} would "
-                                 "not be used; drop one or the other", parameter=fixed[0])
-    if chosen.measures and measure is not None and measure not in chosen.measures:
-        raise OnnxFaultError(f"{chosen.name} chooses neurons by {' or '.join(chosen.measures)} value, not {measure}; "
-                             f"drop `measure`", parameter="measure")
-    if chosen.uses_neurons and neurons is None:
-        measure = measure or (chosen.measures[0] if chosen.measures else "ochiai")
-        get_measure(measure)
-    if shapley is not None and measure != "shapley" and not (chosen.measures and "shapley" in chosen.measures):
-        raise OnnxFaultError("`shapley` sets how Shapley values are estimated, and this run ranks neurons by "
-                             f"{measure or 'no measure'}; drop it or rank with `measure` shapley", parameter="shapley")
+    measure = _neuron_measure(chosen, measure=measure, k=k, layers=layers, granularity=granularity, neurons=neurons,
+                              token_activity=token_activity, shapley=shapley)
     shapley = (shapley or ShapleyOptions()).check()
     check_finite(noise=shapley.noise, lambda_=shapley.lambda_)
     if clip_min is not None and clip_max is not None and not clip_min < clip_max:
@@ -295,9 +267,9 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
     if (clip_min is not None or clip_max is not None) and not clip[0] < clip[1]:
         raise OnnxFaultError(f"the valid range [{clip[0]:g}, {clip[1]:g}] is empty (`clip_min`, `clip_max` and the "
                              "data's range); give `clip_min` below `clip_max`", parameter="clip_min")
-    problem = Problem(model if space is None else space.sub, x, y, chosen_neurons, by_tensor, granularity, target,
-                      clip, opts, device, seed, side=side, space=space,
-                      records=records_x if space is not None else None)
+    problem = Problem(model=model if space is None else space.sub, x=x, y=y, neurons=chosen_neurons, layers=by_tensor,
+                      granularity=granularity, target=target, clip=clip, options=opts, device=device, seed=seed,
+                      side=side, space=space, records=records_x if space is not None else None)
     if chosen.uses_torch:
         from ..adapters import gradients  # noqa: F401 - import torch before the clock starts
 
@@ -369,6 +341,47 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
     result = SynthesisResult(report, arrays, clip, layout, sample_shape, [*model.notes, *notes, *seeds.warnings()])
     warn(result.warnings)
     return result
+
+
+def _renamed(method_options: dict, measure, neurons) -> tuple:
+    """``measure`` and ``neurons``, taken from their names before 0.2 (``measure_name``, ``neurons_file``, popped
+    from ``method_options``) with a DeprecationWarning when given so."""
+    values = {"measure": measure, "neurons": neurons}
+    for old, new in (("measure_name", "measure"), ("neurons_file", "neurons")):
+        if old in method_options:
+            if values[new] is not None:
+                raise OnnxFaultError(f"`{old}` is the old name of `{new}`; give `{new}` only", parameter=old)
+            warnings.warn(f"synthesize: {old}= is deprecated, use {new}=", DeprecationWarning, stacklevel=4)
+            values[new] = method_options.pop(old)
+    return values["measure"], values["neurons"]
+
+
+def _neuron_measure(chosen: Method, **given) -> str | None:
+    """The measure neurons are ranked by (None when the method uses none, or ``neurons`` gives them), after
+    checking that every neuron argument given is one the run uses: none for a method without neurons; with
+    ``neurons``, no ``measure``, ``layers``, ``granularity`` or ``token_activity``; a measure the method ranks by;
+    ``shapley`` only when the ranking is by Shapley value."""
+    unused = [name for name, value in given.items() if value is not None]
+    if not chosen.uses_neurons and unused:
+        raise OnnxFaultError(f"{chosen.name} uses no suspicious neurons, so it does not take "
+                             f"{' or '.join(f'`{n}`' for n in unused)}; drop {'it' if len(unused) == 1 else 'them'}",
+                             parameter=unused[0])
+    measure, neurons = given["measure"], given["neurons"]
+    if neurons is not None:
+        fixed = [name for name in ("measure", "layers", "granularity", "token_activity") if given[name] is not None]
+        if fixed:
+            raise OnnxFaultError(f"`neurons` gives the neurons, so {' and '.join(f'`{n}`' for n in fixed)} would "
+                                 "not be used; drop one or the other", parameter=fixed[0])
+    if chosen.measures and measure is not None and measure not in chosen.measures:
+        raise OnnxFaultError(f"{chosen.name} chooses neurons by {' or '.join(chosen.measures)} value, not {measure}; "
+                             f"drop `measure`", parameter="measure")
+    if chosen.uses_neurons and neurons is None:
+        measure = measure or (chosen.measures[0] if chosen.measures else "ochiai")
+        get_measure(measure)
+    if given["shapley"] is not None and measure != "shapley" and "shapley" not in (chosen.measures or ()):
+        raise OnnxFaultError("`shapley` sets how Shapley values are estimated, and this run ranks neurons by "
+                             f"{measure or 'no measure'}; drop it or rank with `measure` shapley", parameter="shapley")
+    return measure
 
 
 def _given_neurons(neurons, model: Model) -> tuple[list[SuspiciousNeuron], str, str]:
