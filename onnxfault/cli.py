@@ -508,18 +508,11 @@ _CLI_TYPES = {"int": Optional[int], "float": Optional[float], "str": Optional[st
               "pair": Optional[str]}
 
 
-def _shown_default(value) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, tuple):
-        return ",".join(f"{v:g}" for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def method_parameters() -> list[pyinspect.Parameter]:
     """The synthesize command's method options, from every registered method's ``Options``: one flag per
     option name (with its aliases), in a help panel of its method, or of its own when several methods take it
     (with each one's default); a deprecated name is a hidden flag of its own."""
+    from .synthesis.contract import shown_value
     from .synthesis.methods import METHODS
 
     by_name: dict[str, list] = {}
@@ -536,10 +529,10 @@ def method_parameters() -> list[pyinspect.Parameter]:
         cli_type = Optional[str] if kind.endswith("?") else _CLI_TYPES[kind]
         if len(takers) == 1:
             panel = f"{takers[0][0]} options"
-            default = f"[default: {_shown_default(spec.default)}]"
+            default = f"[default: {shown_value(spec.default)}]"
         else:
             panel = "Method options (several methods)"
-            default = "[default: " + ", ".join(f"{m} {_shown_default(s.default)}" for m, s in takers) + "]"
+            default = "[default: " + ", ".join(f"{m} {shown_value(s.default)}" for m, s in takers) + "]"
         aliases = sorted({a for _, s in takers for a in s.aliases})
         choices = f" ({'|'.join(spec.choices)})" if spec.choices and "|" not in spec.help else ""
         text = literal_help(cli_text(f"{spec.help}{choices} {default}"))

@@ -15,7 +15,7 @@ from typing import Any, Callable, ClassVar
 from ..errors import OnnxFaultError
 
 __all__ = ["Method", "option", "distance_option", "iterations_option", "step_option", "NeuronRequest",
-           "Selection", "OptionSpec", "option_specs", "check_value", "with_options", "DEFAULT_K"]
+           "Selection", "OptionSpec", "option_specs", "check_value", "with_options", "DEFAULT_K", "shown_value"]
 
 
 def option(default, help: str, *, choices: tuple | None = None, minimum: float | None = None,
@@ -199,7 +199,7 @@ class Method:
         specs = cls.option_specs()
         if not specs:
             return "it takes no options of its own"
-        return "it takes " + ", ".join(f"`{s.name}`{''.join(f' (`{a}`)' for a in s.aliases)} {_shown(s.default)}"
+        return "it takes " + ", ".join(f"`{s.name}`{''.join(f' (`{a}`)' for a in s.aliases)} {shown_value(s.default)}"
                                        for s in specs)
 
     @classmethod
@@ -265,7 +265,8 @@ class Method:
         return []
 
 
-def _shown(value) -> str:
+def shown_value(value) -> str:
+    """An option's value as the CLI spells it: ``none``, ``0.4,0.9``, ``0.1``."""
     if value is None:
         return "none"
     if isinstance(value, tuple):
