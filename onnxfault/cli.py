@@ -573,11 +573,11 @@ def compare(model_a: Annotated[Path, typer.Argument(help="the first ONNX classif
             device: DeviceOpt = "auto", quiet: QuietOpt = False, data_options=None) -> None:
     """Compare two classifiers on the same samples: class scores, hit spectra of paired layers, rankings."""
     from .comparison import compare as run_compare, rich_tables, summary_line
-    from .files import check_writable
-    from .provenance import command_line
+    from .files import check_not_read, check_writable
 
     if json:
         check_writable(json, "--json")
+        check_not_read(json, "--json", (model_a, model_b, data))
     paired = None
     if pairs is not None:
         items = [item.split("=", 1) for item in pairs.split(",") if item.strip()]

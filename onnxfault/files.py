@@ -35,6 +35,17 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     return path
 
 
+def check_not_read(path: str | os.PathLike, what: str, inputs) -> None:
+    """Fail when the output ``path`` is one of the files the run reads (``inputs``: paths, or anything else,
+    which is skipped): an output never replaces its own input."""
+    out = Path(path)
+    if not out.exists():
+        return
+    for item in inputs:
+        if isinstance(item, (str, os.PathLike)) and Path(item).exists() and os.path.samefile(out, item):
+            raise OnnxFaultError(f"{what} {path} is {item}, which this run reads; write the output elsewhere")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

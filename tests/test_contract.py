@@ -332,3 +332,26 @@ def test_notes_name_parameters_in_python_and_flags_on_the_cli(cli, dense_onnx, s
     r = cli("synthesize", dense_onnx, "--data", sample_npz, "--method", "hs", "--samples", "1", "--out", tmp_path / "r",
             "-q")
     assert r.exit_code == 0 and "warning: hs: no --cut given; cut at relu1" in r.stderr and "`" not in r.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--pairs", "relu1"], "--pairs 'relu1' is not A=B pairs of tensor names"),
+    (["--measures", "shapley"], "shapley"),
+    (["-k", "0"], "-k must be at least 1 (got 0)"),
+    (["--layers", "nope"], "unknown tensor 'nope'"),
+])
+def test_compare_bad_input_is_one_error_line(cli, dense_onnx, sample_npz, tmp_path, flags, message):
+    r = cli("compare", dense_onnx, dense_onnx, "--data", sample_npz, *flags, "--json", tmp_path / "c.json")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.output
+    assert not (tmp_path / "c.json").exists() and "Traceback" not in r.output
+
+
+def test_compare_never_writes_over_what_it_reads(cli, dense_onnx, sample_npz, tmp_path):
+    import shutil
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(dense_onnx, model)
+    before = model.read_bytes()
+    r = cli("compare", model, dense_onnx, "--data", sample_npz, "--json", model)
+    assert r.exit_code == 1 and "which this run reads" in r.stderr and model.read_bytes() == before
