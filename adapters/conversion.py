@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from onnxfault.errors import OnnxFaultError
-from onnxfault.files import check_writable
+from onnxfault.files import check_not_read, check_writable
 
 from .saving import ConvertResult, save_validated
 
@@ -32,6 +32,7 @@ def convert(source: str | Path, output: str | Path, *, weights: str | Path | Non
     source = Path(source)
     kind = source_kind(source)
     check_writable(output, "output")
+    check_not_read(output, "output", [source, weights, source.with_suffix(".h5")])  # a JSON's weights are beside it
     if not source.exists():
         raise OnnxFaultError(f"model file {source} does not exist; check the path")
     if kind == "keras-legacy":

@@ -186,6 +186,35 @@ RAY_GROUP = {"ray_options": _ray}
 SHAPLEY_GROUP = {"shapley": _shapley}
 
 
+def _read_by(model, data, data_options, *more) -> list:
+    """The files a command reads: the model, the data, its labels and tokenizer files, and ``more``."""
+    return [model, data, getattr(data_options, "labels", None), getattr(data_options, "tokenizer", None), *more]
+
+
+def _stdout(path) -> bool:
+    """Whether an output path is ``-``: the command writes it to stdout (and prints nothing else there)."""
+    return path is not None and str(path) == "-"
+
+
+def _check_output(path, flag: str, inputs) -> None:
+    """An output file (None: none asked for; ``-``: stdout) must be writable, a regular file, and none of
+    ``inputs``."""
+    from .files import check_not_read, check_writable
+
+    if path is not None and not _stdout(path):
+        check_writable(path, flag)
+        check_not_read(path, flag, inputs)
+
+
+def _print_json(data: dict) -> None:
+    """``data`` as the JSON a ``--json`` file holds, on stdout."""
+    import json as _json
+
+    from .files import json_safe
+
+    print(_json.dumps(json_safe(data), indent=2, allow_nan=False))
+
+
 def _print_version(value: bool) -> None:
     if value:
         from . import __version__
@@ -314,7 +343,7 @@ def inspect(model: Annotated[Optional[Path], typer.Argument(help="ONNX classifie
 
 @command({**DATA_GROUP, **RAY_GROUP})
 def evaluate(model: ModelArg, data: DataOpt,
-             json: Annotated[Optional[Path], typer.Option("--json", help="write the results as JSON to FILE")] = None,
+             json: Annotated[Optional[Path], typer.Option("--json", help="write the results as JSON to FILE (- for stdout)")] = None,
              all_classes: Annotated[bool, typer.Option("--all-classes", help="show every class, not the 20 worst")] = False,
              output: OutputOpt = None, device: DeviceOpt = "auto", quiet: QuietOpt = False,
              allow_nonfinite: NonfiniteOpt = False, data_options=None, ray_options=None) -> None:
@@ -322,11 +351,9 @@ def evaluate(model: ModelArg, data: DataOpt,
     from .data import open_dataset
     from .display import accuracy_line, per_class_table
     from .evaluation import evaluate as run_evaluate
-    from .files import check_writable
     from .model import load_model
 
-    if json:
-        check_writable(json, "--json")
+    _check_output(json, "--json", _read_by(model, data, data_options))
     loaded = load_model(model, output)
     dataset = open_dataset(data, loaded.data_shape, data_options)
     with _progress(len(dataset), dataset.num_batches, quiet, "evaluating") as tick:
@@ -337,6 +364,9 @@ def evaluate(model: ModelArg, data: DataOpt,
         from .provenance import command_line
 
         result.provenance["command"] = command_line()
+        if _stdout(json):
+            _print_json(result.to_json())
+            return
         result.save(json)
     out.print(accuracy_line(result, dataset.source.description), soft_wrap=True)
     if not quiet:
@@ -370,7 +400,7 @@ def localize(model: ModelArg, data: DataOpt,
              threshold: Annotated[float, typer.Option("--threshold", help="active when value > threshold")] = 0.0,
              star: Annotated[float, typer.Option("--star", help="exponent of D*")] = 3.0,
              seed: Annotated[int, typer.Option("--seed", help="seed of the random measure")] = 0,
-             json: Annotated[Optional[Path], typer.Option("--json", help="write the ranking as JSON to FILE")] = None,
+             json: Annotated[Optional[Path], typer.Option("--json", help="write the ranking as JSON to FILE (- for stdout)")] = None,
              spectra: Annotated[Optional[Path], typer.Option("--spectra", help="write all counts and scores to FILE.npz (above 10,000 neurons, --json NAME.json writes NAME.spectra.npz beside it unless this names a file)")] = None,
              report: Annotated[bool, typer.Option("--report", help="also write an HTML report beside the --json file (FILE.html)")] = False,
              device: DeviceOpt = "auto", quiet: QuietOpt = False, output: OutputOpt = None,
@@ -383,14 +413,13 @@ def localize(model: ModelArg, data: DataOpt,
     from .model import load_model
     from .provenance import command_line
 
-    if report and not json:
+    if report and (not json or _stdout(json)):
         raise OnnxFaultError("--report writes the page beside the --json file; add --json FILE")
     page = json.with_suffix(".html") if report else None
     if page is not None and page == json:
         raise OnnxFaultError(f"--json {json} ends in .html, the name --report gives the page; name it .json")
     for path, flag in ((json, "--json"), (spectra, "--spectra"), (page, "--report")):
-        if path:
-            check_writable(path, flag)
+        _check_output(path, flag, _read_by(model, data, data_options))
     get_measure(measure)
     outcome_for(cls, target)
     loaded = load_model(model, output)
@@ -402,6 +431,16 @@ def localize(model: ModelArg, data: DataOpt,
                               ray=ray_options, token_activity=token_activity)
     _warn(result.warnings)
     result.provenance["command"] = command_line()
+    if _stdout(json):
+        if result.summarized and spectra is None:
+            raise OnnxFaultError(f"--json - summarises the {len(result.scores)} neurons' scores and names the npz of "
+                                 "every score, which needs a file: add --spectra FILE.npz")
+        from .files import npz_writer
+
+        if spectra is not None:
+            write_together([(spectra, npz_writer(result.spectra_arrays()))])
+        _print_json(result.to_json(str(spectra) if result.summarized else None))
+        return
     info, outputs = result.outputs(json, spectra)  # above 10,000 neurons the npz of every score comes too
     if page:  # built before anything is written: a failure leaves no file behind
         from .report import build_report, result_run
@@ -455,7 +494,10 @@ def _synthesize(model: ModelArg, data: DataOpt,
     from .synthesis.methods import get_method
     from .synthesis.output import check_out_dir, save_result
 
+    from .files import check_folder_holds_no_input
+
     check_out_dir(out_dir)
+    check_folder_holds_no_input(out_dir, "--out", _read_by(model, data, data_options, neurons))
     chosen = get_method(method)
     given = {}
     for name, value in method_options.items():
@@ -569,15 +611,11 @@ def compare(model_a: Annotated[Path, typer.Argument(help="the first ONNX classif
             k: Annotated[int, typer.Option("-k", help="top neurons compared per measure")] = 10,
             granularity: Annotated[str, typer.Option("--granularity", help="channel|element")] = "channel",
             threshold: Annotated[float, typer.Option("--threshold", help="active when value > threshold")] = 0.0,
-            json: Annotated[Optional[Path], typer.Option("--json", help="write the comparison as JSON to FILE")] = None,
+            json: Annotated[Optional[Path], typer.Option("--json", help="write the comparison as JSON to FILE (- for stdout)")] = None,
             device: DeviceOpt = "auto", quiet: QuietOpt = False, data_options=None) -> None:
     """Compare two classifiers on the same samples: class scores, hit spectra of paired layers, rankings."""
     from .comparison import compare as run_compare, rich_tables, summary_line
-    from .files import check_not_read, check_writable
-
-    if json:
-        check_writable(json, "--json")
-        check_not_read(json, "--json", (model_a, model_b, data))
+    _check_output(json, "--json", _read_by(model_a, data, data_options, model_b))
     paired = None
     if pairs is not None:
         items = [item.split("=", 1) for item in pairs.split(",") if item.strip()]
@@ -587,6 +625,9 @@ def compare(model_a: Annotated[Path, typer.Argument(help="the first ONNX classif
     result = run_compare(model_a, model_b, data, layers=layers, pairs=paired,
                          measures=[m.strip() for m in measures.split(",") if m.strip()], k=k, granularity=granularity,
                          threshold=threshold, device=device, data_options=data_options)
+    if _stdout(json):
+        _print_json(result.to_json())
+        return
     if json:
         result.save(json)
     out.print(summary_line(result), soft_wrap=True)
@@ -597,11 +638,14 @@ def compare(model_a: Annotated[Path, typer.Argument(help="the first ONNX classif
 @app.command()
 @handles_errors
 def report(runs: Annotated[list[Path], typer.Argument(help="localize, evaluate and compare --json files, synthesize --out folders", show_default=False)],
-           output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")],
+           output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write (- for stdout)")],
            title: Annotated[Optional[str], typer.Option("--title", help="page title (default: the runs' names)")] = None) -> None:
     """One self-contained HTML page (figures inlined, no network) for one or more runs; several runs are compared."""
-    from .report import write_report
+    from .report import build_report, read_runs, write_report
 
+    if _stdout(output):
+        print(build_report(read_runs(runs), title), end="")
+        return
     path = write_report(runs, output, title)
     out.print(f"wrote {path} ({len(runs)} run{'s' if len(runs) > 1 else ''})", soft_wrap=True)
 

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
@@ -23,11 +24,18 @@ Writer = Callable[[Path], None]
 
 
 def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
-    """Fail early (before any work) when ``path`` cannot be written."""
+    """Fail early (before any work) when ``path`` cannot be written: a folder, a device, a pipe or a socket (an
+    output is a regular file; ``-`` is how a command writes to stdout), a missing folder, no permission.
+    Returns the path written: a symbolic link's target, so that the link stays."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise OnnxFaultError(f"{what} path {path} is a directory; give a file name")
+    if path.exists() and not path.is_file():
+        raise OnnxFaultError(f"{what} {path} is not a regular file (a device, pipe or socket); give a file name, or "
+                             "- for stdout where the command takes it")
     if not parent.is_dir():
         raise OnnxFaultError(f"cannot write {what} {path}: folder {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
@@ -36,14 +44,30 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
 
 
 def check_not_read(path: str | os.PathLike, what: str, inputs) -> None:
-    """Fail when the output ``path`` is one of the files the run reads (``inputs``: paths, or anything else,
-    which is skipped): an output never replaces its own input."""
+    """Fail when the output ``path`` is one of the files the run reads, by name, through a link or as a hard link
+    of one (``inputs``: paths; anything else is skipped); an input folder counts as every file under it. An output
+    never replaces its own input."""
     out = Path(path)
     if not out.exists():
         return
     for item in inputs:
-        if isinstance(item, (str, os.PathLike)) and Path(item).exists() and os.path.samefile(out, item):
-            raise OnnxFaultError(f"{what} {path} is {item}, which this run reads; write the output elsewhere")
+        if not isinstance(item, (str, os.PathLike)) or not Path(item).exists():
+            continue
+        inside = Path(item).is_dir() and Path(os.path.realpath(out)).is_relative_to(os.path.realpath(item))
+        if inside or os.path.samefile(out, item):
+            raise OnnxFaultError(f"{what} {path} is {'inside ' if inside else ''}{item}, which this run reads; write "
+                                 "the output elsewhere")
+
+
+def check_folder_holds_no_input(folder: str | os.PathLike, what: str, inputs) -> None:
+    """Fail when an output ``folder`` (replaced as a whole) is, or holds, a file the run reads."""
+    real = Path(os.path.realpath(folder))
+    for item in inputs:
+        if isinstance(item, (str, os.PathLike)) and os.path.lexists(item):
+            source = Path(os.path.realpath(item))
+            if source == real or source.is_relative_to(real):
+                raise OnnxFaultError(f"{what} {folder} holds {item}, which this run reads, and a run replaces the "
+                                     "folder as a whole; give another folder")
 
 
 def _umask() -> int:
@@ -96,7 +120,8 @@ def write_together(outputs: list[tuple[str | os.PathLike, Writer]]) -> list[Path
     try:
         for target, (_, write) in zip(targets, outputs):
             write(_temp_beside(target, "file", temps))
-            os.chmod(temps[-1], 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+            # mkstemp makes 0600: a new output gets the usual mode, a replaced file keeps its own
+            os.chmod(temps[-1], stat.S_IMODE(target.stat().st_mode) if target.is_file() else 0o666 & ~_umask())
         _rename_all(temps, targets)
         temps.clear()
     except OSError as err:

@@ -71,7 +71,11 @@ def load(path: str | Path):
         if kind == "synthesize":
             from .synthesis import SynthesisResult
 
-            return SynthesisResult.from_json(data, _arrays(folder / "inputs.npz"))
+            arrays = _arrays(folder / "inputs.npz")
+            if data.get("run_id") is not None and str(arrays.pop("run_id", "")) != data["run_id"]:
+                raise OnnxFaultError(f"{folder / 'inputs.npz'} does not come from the run its report.json describes "
+                                     "(a run was being replaced while it was read?); read it again", parameter="path")
+            return SynthesisResult.from_json(data, arrays)
         from .comparison import CompareResult
 
         return CompareResult.from_json(data)

@@ -23,7 +23,7 @@ from onnxfault.synthesis.output import check_out_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL, DATA = ROOT / "examples" / "mnist_dense.onnx", ROOT / "examples" / "mnist_sample.npz"
-RUN = {"inputs.npz", "report.json", "samples.png"}
+RUN = {"inputs.npz", "report.json", "samples.png", ".onnxfault-run"}
 EXIT = {"SIGINT": 130, "SIGTERM": 143}
 
 DRIVER = """
@@ -76,6 +76,7 @@ def old_run(folder: Path) -> dict[str, str]:
     """An earlier run's folder, with a report.html that a run without --report does not write."""
     folder.mkdir()
     contents = {name: f"old {name}" for name in ("report.json", "inputs.npz", "samples.png", "report.html")}
+    contents[".onnxfault-run"] = '{"run_id": "old"}'  # the marker that proves onnxfault wrote it
     for name, text in contents.items():
         (folder / name).write_text(text)
     return contents

@@ -161,8 +161,8 @@ def test_report_flags_write_the_same_page_as_the_report_command(tmp_path):
     result = run_cli("synthesize", DENSE, "--data", SAMPLE, "--method", "fgsm", "--samples", "1",
                      "--out", tmp_path / "run", "--report", "-q")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["inputs.npz", "report.html", "report.json",
-                                                                     "samples.png"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".onnxfault-run", "inputs.npz", "report.html",
+                                                                     "report.json", "samples.png"]
     page = (tmp_path / "run" / "report.html").read_text()
     assert Page(page).sections == ["model-card", "synthesis"]
     assert _before_footer(page) == _before_footer(build_report([read_run(tmp_path / "run")]))

@@ -125,7 +125,9 @@ def test_synthesize_writes_report_inputs_and_picture(cli, dense_onnx, sample_npz
     assert set(report["distance"]) == {"l0", "l1", "l2", "linf"} and report["seeds"]["count"] == 4
     assert report["accuracy_before"] == 1.0 and report["device"] == "cpu" and report["peak_memory_mb"] > 0
     with np.load(out / "inputs.npz", allow_pickle=False) as arrays:
-        assert set(arrays.files) == {"original", "synthesized", "labels", "predictions_before", "predictions_after"}
+        assert set(arrays.files) == {"original", "synthesized", "labels", "predictions_before", "predictions_after",
+                                     "run_id"}
+        assert str(arrays["run_id"]) == report["run_id"]  # the report and the arrays of one run
         assert (arrays["labels"] == 3).all() and arrays["original"].shape == (4, 1, 28, 28)
         changed = arrays["predictions_after"] != arrays["labels"]
         assert report["success_rate"] == pytest.approx(changed.mean())

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import OnnxFaultError
-from ..files import check_writable, json_safe, write_text
+from ..files import check_not_read, check_writable, json_safe, write_text
 from . import html, sections
 from .results import as_run, is_result, result_figure, result_html
-from .runs import Run, number_runs, read_run, read_runs
+from .runs import Run, files_read, number_runs, read_run, read_runs
 
 __all__ = ["Report", "Run", "build_report", "write_report", "read_run", "read_runs", "report", "result_run",
            "result_figure", "result_html"]
@@ -53,7 +53,9 @@ def build_report(runs: list[Run], title: str | None = None) -> str:
 def write_report(paths, out: str | Path, title: str | None = None) -> Path:
     """Read the runs at ``paths`` and write their page to ``out`` (all or nothing)."""
     check_writable(out, "-o")
-    page = build_report(read_runs(paths), title)
+    runs = read_runs(paths)
+    check_not_read(out, "-o", [file for run in runs for file in files_read(run)])
+    page = build_report(runs, title)
     return write_text(out, page)
 
 

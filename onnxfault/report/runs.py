@@ -181,11 +181,16 @@ def layer_scores(run: Run) -> list[np.ndarray] | None:
     return None
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray] | None:
+def _read_arrays(path: Path, run_id: str | None = None) -> dict[str, np.ndarray] | None:
+    """The sample arrays of a run's ``inputs.npz`` (None when it has none); ``run_id``: the report's, which the
+    npz must carry too (a run being replaced while it is read would pair one run's report with another's inputs)."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as npz:
+            if run_id is not None and ("run_id" not in npz.files or str(npz["run_id"]) != run_id):
+                raise OnnxFaultError(f"{path} does not come from the run its report.json describes (a run was being "
+                                     "replaced while it was read?); read it again")
             arrays = {key: npz[key] for key in ARRAYS if key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise OnnxFaultError(f"cannot read {path} ({err}); write it again with `onnxfault synthesize --out`") from err
@@ -212,13 +217,24 @@ def read_run(path: str | Path) -> Run:
         raise OnnxFaultError(f"{path} is not a result onnxfault wrote: {problem}; write it again with "
                              f"`onnxfault {kind}`")
     if kind == "synthesize":
-        arrays = _read_arrays(folder / "inputs.npz")
+        arrays = _read_arrays(folder / "inputs.npz", data.get("run_id"))
     elif kind == "localize":
         arrays = read_scores(path, data) if data.get("spectra") is not None else None
     else:
         arrays = None
     name = (folder.name if kind == "synthesize" else path.stem) or str(path)
     return Run(kind, str(path), data, arrays, name)
+
+
+def files_read(run: Run) -> list[Path]:
+    """The files a saved run is read from: its JSON (a run folder's report.json) and the arrays beside it."""
+    path = Path(run.path)
+    folder = path if path.is_dir() else path.parent
+    json_file = folder / "report.json" if path.is_dir() else path
+    arrays = [folder / "inputs.npz"] if run.kind == "synthesize" else []
+    if run.kind == "localize" and run.data.get("spectra"):
+        arrays = [folder / run.data["spectra"]]
+    return [json_file, *arrays]
 
 
 def number_runs(runs: list[Run]) -> list[Run]:

@@ -11,12 +11,27 @@ from ..files import write_folder, write_json, write_npz, write_text
 from ..report.images import as_images
 
 COLUMNS = 10
-RUN_FILES = ("report.json", "inputs.npz", "samples.png", "report.html")  # all a run folder may hold
+MARKER = ".onnxfault-run"  # in every run folder: proof that onnxfault wrote it (and the run's id)
+RUN_FILES = ("report.json", "inputs.npz", "samples.png", "report.html", MARKER)  # all a run folder may hold
+
+
+def run_id_of(folder: Path) -> str | None:
+    """The run id in ``folder``'s marker, or None when the folder has no valid marker (onnxfault did not write it)."""
+    import json
+
+    try:
+        data = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    run_id = data.get("run_id") if isinstance(data, dict) else None
+    return run_id if isinstance(run_id, str) and run_id else None
 
 
 def check_out_dir(out: str | Path) -> Path:
     """The folder a run replaces as a whole: refused when it is a file, the current folder or above, not
-    writable, or holds anything a run does not write (so a user's own folder is never deleted)."""
+    writable, or not empty and either without the marker an onnxfault run writes or holding anything a run does
+    not write (so a user's own folder, or a file of theirs, is never deleted: ownership is proven by the marker,
+    not by file names)."""
     out = Path(out)
     real = Path(os.path.realpath(out))  # a symlinked --out: the folder it points to is replaced
     if out.exists() and not out.is_dir():
@@ -25,7 +40,12 @@ def check_out_dir(out: str | Path) -> Path:
         raise OnnxFaultError(f"`out` {out} is the current folder or above it; give a folder for the run, e.g. `out` run1")
     if not os.access(real.parent, os.W_OK) or (real.is_dir() and not os.access(real, os.R_OK | os.W_OK)):
         raise OnnxFaultError(f"cannot write to `out` {out}: its folder is missing or not writable; choose another")
-    foreign = sorted(p.name for p in real.iterdir() if p.name not in RUN_FILES) if real.is_dir() else []
+    held = sorted(p.name for p in real.iterdir()) if real.is_dir() else []
+    foreign = [name for name in held if name not in RUN_FILES]
+    if held and not foreign and run_id_of(real) is None:
+        raise OnnxFaultError(f"`out` {out} holds {held[0]}{f' and {len(held) - 1} more' if len(held) > 1 else ''} "
+                             f"but no {MARKER} marker, so onnxfault did not write it, and a run replaces the folder "
+                             "as a whole; give a new or empty folder")
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
         raise OnnxFaultError(f"`out` {out} holds {foreign[0]}{more}, not written by onnxfault, and a run replaces "
@@ -63,16 +83,22 @@ def picture(original, synthesized, labels, before, after, clip, model_layout, sa
 
 
 def write_run(out: Path, report: dict, arrays: dict[str, np.ndarray], sheet, page: str | None = None) -> str | None:
-    """Write ``report.json``, ``inputs.npz``, ``samples.png`` (and ``report.html`` when ``page`` is given) into a
-    staging folder beside ``out`` and swap it in whole; returns a note when an earlier run was replaced."""
+    """Write ``report.json``, ``inputs.npz``, ``samples.png`` (and ``report.html`` when ``page`` is given) and the
+    run's marker into a staging folder beside ``out`` and swap it in whole; returns a note when an earlier run was
+    replaced. The report, the arrays and the marker share the report's ``run_id`` (a new one when it has none), so
+    a reader can tell they belong together."""
+    import uuid
+
     real = check_out_dir(out)
+    run_id = report.setdefault("run_id", uuid.uuid4().hex)
 
     def write(staging: Path) -> None:
         write_json(staging / "report.json", report)
-        write_npz(staging / "inputs.npz", arrays)
+        write_npz(staging / "inputs.npz", {**arrays, "run_id": np.array(run_id)})
         sheet.save(staging / "samples.png")
         if page is not None:
             write_text(staging / "report.html", page)
+        write_json(staging / MARKER, {"run_id": run_id})
 
     if write_folder(real, write):
         return f"replaced the earlier run in {out} as a whole"
@@ -107,4 +133,7 @@ def save_result(result, out: str | Path, page: bool = False) -> str | None:
         from ..report import build_report, result_run
 
         html = build_report([result_run("synthesize", out, result.report, a)])
+    import uuid
+
+    result.report["run_id"] = uuid.uuid4().hex  # this saved run's: in report.json, inputs.npz and the marker
     return write_run(Path(out), result.report, a, sheet, html)
