@@ -80,12 +80,26 @@ def check_finite(**values) -> None:
                                  parameter=name)
 
 
+MAX_JSON_BYTES = 1 << 30  # no result onnxfault writes comes near this
+
+
 def read_json(path, hint: str):
     """The JSON value in the file ``path``; any failure to read or parse it (also nesting too deep for
-    Python) is one OnnxFaultError ending with ``hint``."""
+    Python) is one OnnxFaultError ending with ``hint``. Only a regular file of at most :data:`MAX_JSON_BYTES`
+    is read: a FIFO would block, a device (``/dev/zero``) would never end."""
     import json
+    import os
+    import stat
     from pathlib import Path
 
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        raise OnnxFaultError(f"cannot read {path}: {err.strerror or err}; {hint}") from err
+    if not stat.S_ISREG(info.st_mode):
+        raise OnnxFaultError(f"{path} is not a regular file (a FIFO, device, socket or folder); {hint}")
+    if info.st_size > MAX_JSON_BYTES:
+        raise OnnxFaultError(f"{path} holds {info.st_size:,} bytes, more than any result onnxfault writes; {hint}")
     try:
         text = Path(path).read_text()
     except OSError as err:

@@ -7,6 +7,7 @@ Files written before kinds were recorded (format 0) are recognised by their keys
 """
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -37,9 +38,9 @@ def load(path: str | Path):
     path = Path(path)
     if path.is_dir():
         folder, path = path, path / "report.json"
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise OnnxFaultError(f"{folder} has no report.json; {_HINT}", parameter="path")
-    elif not path.is_file():
+    elif not os.path.lexists(path):
         raise OnnxFaultError(f"{path} does not exist; {_HINT}", parameter="path")
     folder = path.parent
     from .report.runs import content_problem, kind_of
@@ -91,6 +92,9 @@ def _arrays(path: Path) -> dict:
                              parameter="path")
     import numpy as np
 
+    from .data.source import check_npz
+
+    check_npz(path, "path")
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}

@@ -1,4 +1,4 @@
-"""Issue 23, item 1: one output policy. An output never replaces a file the run reads (by name, through a link, or
+"""Issue 23, items 1, 5 and 6: one output policy, one guarded reader, whole runs. An output never replaces a file the run reads (by name, through a link, or
 as a hard link), never a device, keeps an existing file's mode, and ``--out`` ownership is proven by the marker an
 onnxfault run writes, never by file names. ``-`` writes to stdout."""
 from __future__ import annotations
@@ -30,7 +30,7 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes | None, int]]:
     """Every entry under ``folder``: its bytes (None for a folder or a link) and its mode."""
     found = {}
     for path in sorted(folder.rglob("*")):
-        data = None if path.is_dir() or path.is_symlink() else path.read_bytes()
+        data = path.read_bytes() if stat.S_ISREG(os.lstat(path).st_mode) else None  # never open a FIFO
         found[str(path.relative_to(folder))] = (data, stat.S_IMODE(os.lstat(path).st_mode))
     return found
 
@@ -131,3 +131,49 @@ def test_readers_refuse_a_report_and_arrays_of_different_runs(cli, work):
     assert not (work / "page.html").exists()
     with pytest.raises(onnxfault.OnnxFaultError, match="does not come from the run its report.json describes"):
         onnxfault.load(work / "a")
+
+
+# ---- item 5: every file a command reads gets the --data guard -------------------------------------------------
+def inflate(npz: Path, claimed: int) -> None:
+    """Make every member of the zip ``npz`` claim ``claimed`` uncompressed bytes (local and central headers)."""
+    raw = bytearray(npz.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        start = raw.find(signature)
+        while start != -1:
+            raw[start + offset:start + offset + 4] = claimed.to_bytes(4, "little")
+            start = raw.find(signature, start + 4)
+    npz.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("fifo", "is not a regular file (a FIFO, device, socket or folder)"),
+    ("zero", "/dev/zero is not a regular file"),
+    ("huge", "more than any result onnxfault writes"),
+])
+def test_a_neurons_file_is_read_only_when_it_is_a_regular_file(cli, work, case, message):
+    path = {"fifo": work / "rank.json", "zero": Path("/dev/zero"), "huge": work / "huge.json"}[case]
+    if case == "fifo":
+        os.mkfifo(path)
+    if case == "huge":
+        with open(path, "wb") as fh:  # sparse: claims more than a result could be, costs no disk
+            fh.truncate((1 << 30) + 1)
+    before = snapshot(work)
+    refused(cli("synthesize", "m.onnx", "--data", "d.npz", "--method", "deepfault", "--neurons", path,
+                "--out", "run"), message)
+    assert snapshot(work) == before
+
+
+def test_report_refuses_an_npz_that_claims_more_than_it_holds(cli, work):
+    assert cli("synthesize", "m.onnx", "--data", "d.npz", "--method", "fgsm", "--samples", "1", "--out", "run",
+               "-q").exit_code == 0
+    inflate(work / "run" / "inputs.npz", 3_200_000_000)
+    refused(cli("report", "run", "-o", "page.html"), "claims 3,200,000,000 bytes")
+    assert not (work / "page.html").exists()
+    with pytest.raises(onnxfault.OnnxFaultError, match="claims 3,200,000,000 bytes"):
+        onnxfault.load(work / "run")
+
+
+def test_report_refuses_a_fifo_run_file(cli, work):
+    (work / "run").mkdir()
+    os.mkfifo(work / "run" / "report.json")
+    refused(cli("report", "run", "-o", "page.html"), "is not a regular file")

@@ -178,6 +178,26 @@ def check_input_path(path: Path, flag: str = "--data", what: str = "data path") 
     return info
 
 
+def check_npz(path: Path, what: str) -> None:
+    """Refuse an npz that cannot be read safely before numpy reads it: not a regular file (a FIFO blocks), or a
+    member that declares more bytes than its compressed size can hold (a 2 MiB file claiming gigabytes)."""
+    info = check_input_path(path, what, "file")
+    if stat.S_ISDIR(info.st_mode):
+        raise OnnxFaultError(f"{path} is a folder, not an npz file; check {what}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise OnnxFaultError(f"cannot read {path} ({type(err).__name__}: {err}); check {what}") from err
+    for member in members:
+        stored = member.compress_type == zipfile.ZIP_STORED
+        if (stored and member.file_size != member.compress_size) or \
+                member.file_size > max(member.compress_size, 1) * MAX_DEFLATE_RATIO or member.compress_size > info.st_size:
+            raise OnnxFaultError(f"{path}: member {member.filename} claims {member.file_size:,} bytes from "
+                                 f"{member.compress_size:,} stored, more than the file can hold; it is damaged or "
+                                 f"hostile; check {what}")
+
+
 def file_kind(mode: int) -> str:
     """What a non-regular file is, in words (for error messages)."""
     for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),

@@ -5,6 +5,7 @@ Arrays are read with ``allow_pickle=False``; a file of the wrong kind is one cle
 """
 from __future__ import annotations
 
+import os
 import re
 import zipfile
 from dataclasses import dataclass, replace
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.source import check_npz
 from ..errors import OnnxFaultError, read_json
 from ..evaluation import confusion_of
 
@@ -153,8 +155,9 @@ def read_scores(path: str | Path, data: dict) -> dict[str, np.ndarray]:
     npz_path = Path(path).parent / data["spectra"]
     fix = (f"keep {Path(data['spectra']).name} beside {Path(path).name} (move them together), or run "
            "`onnxfault localize --json` again")
-    if not npz_path.is_file():
+    if not os.path.lexists(npz_path):
         raise OnnxFaultError(f"{path} keeps every neuron's score in {npz_path}, which does not exist; {fix}")
+    check_npz(npz_path, "the localize --spectra npz")
     try:
         with np.load(npz_path, allow_pickle=False) as npz:
             problem = _spectra_problem(npz, data)
@@ -184,8 +187,9 @@ def layer_scores(run: Run) -> list[np.ndarray] | None:
 def _read_arrays(path: Path, run_id: str | None = None) -> dict[str, np.ndarray] | None:
     """The sample arrays of a run's ``inputs.npz`` (None when it has none); ``run_id``: the report's, which the
     npz must carry too (a run being replaced while it is read would pair one run's report with another's inputs)."""
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
+    check_npz(path, "the run's inputs.npz")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if run_id is not None and ("run_id" not in npz.files or str(npz["run_id"]) != run_id):
@@ -202,10 +206,10 @@ def read_run(path: str | Path) -> Run:
     path = Path(path)
     if path.is_dir():
         report = path / "report.json"
-        if not report.is_file():
+        if not os.path.lexists(report):
             raise OnnxFaultError(f"{path} has no report.json; {_HINT}")
         folder, data = path, read_json(report, _HINT)
-    elif path.is_file():
+    elif os.path.lexists(path):  # read_json refuses what is not a regular file
         folder, data = path.parent, read_json(path, _HINT)
     else:
         raise OnnxFaultError(f"{path} does not exist; {_HINT}")
