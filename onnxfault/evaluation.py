@@ -159,7 +159,7 @@ def evaluate(model: ModelLike, data: DataLike, *, device: str = "auto",
     check_arguments(device=(device, str), output=(output, (str, None)), allow_nonfinite=(allow_nonfinite, bool))
     model = as_model(model, output, example_input)
     dataset = as_dataset(data, model.data_shape, data_options, num_classes=model.num_classes)
-    check_labels(dataset, model.num_classes)
+    check_labels(dataset, model.num_classes, model)
     counter = ConfusionCounter(model.num_classes, device, allow_nonfinite)
     (confusion,), used = counted(counter, model, dataset, ray, on_batch)
     result = EvaluateResult(model.path, dataset.path, confusion, used, list(model.notes), stamp(model))

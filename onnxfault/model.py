@@ -107,10 +107,17 @@ class Model:
         set's ``preprocessing`` (``dataset.preprocessing``), the session takes that data set's batches as
         read and converts them in the graph (``graph.prepend_preprocessing``); its ``scored`` feeds them."""
         if preprocessing is None or not self.takes_one_float_input:
-            return Session(proto, self.input_name, device, self.fixed_batch)
+            return Session(proto, self.input_name, device, self.fixed_batch, classes=self.num_classes)
         fed = g.prepend_preprocessing(proto, self.input_name, preprocessing.dtype, preprocessing.divisor,
                                       preprocessing.mean, preprocessing.std)
-        return Session(fed, g.RAW_INPUT, device, self.fixed_batch, preprocessing)
+        return Session(fed, g.RAW_INPUT, device, self.fixed_batch, preprocessing, self.num_classes)
+
+    def computed_classes(self) -> int | None:
+        """How many class scores the model computes for one example sample (None when its input sizes are
+        dynamic, so no example can be made)."""
+        if self._dynamic_sizes():
+            return None
+        return int(self.session("cpu").run(self.example_feeds(1))[0].shape[-1])
 
     @property
     def takes_one_float_input(self) -> bool:
@@ -503,7 +510,7 @@ def _loaded(proto: onnx.ModelProto, path: Path | str, output: str | None) -> Mod
     if not model.num_classes:
         if model._dynamic_sizes():
             raise OnnxFaultError("cannot tell the number of classes: the output and input shapes are dynamic")
-        model.num_classes = int(model.session("cpu").run(model.example_feeds(1))[0].shape[-1])
+        model.num_classes = model.computed_classes()
     return model
 
 

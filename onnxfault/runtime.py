@@ -60,7 +60,8 @@ class Session:
     """
 
     def __init__(self, model: onnx.ModelProto, input_name: str, device: str = "auto",
-                 fixed_batch: int | None = None, preprocessing: Preprocessing | None = None):
+                 fixed_batch: int | None = None, preprocessing: Preprocessing | None = None,
+                 classes: int | None = None):
         providers = providers_for(device)
         options = ort.SessionOptions()
         options.log_severity_level = 4  # failures surface as OnnxFaultError, not log lines
@@ -73,6 +74,7 @@ class Session:
         if device == "cuda" and _CUDA not in self._session.get_providers():
             raise OnnxFaultError("`device` cuda: no usable GPU is visible to onnxruntime; use `device` cpu")
         self.input_name = input_name
+        self.classes = classes  # the class count the model declares, checked on the first batch ``scored`` runs
         self.output_names = [o.name for o in self._session.get_outputs()]
         self._dtypes = {i.name: _NUMPY_TYPES.get(i.type, np.float32) for i in self._session.get_inputs()}
         self._dtype = self._dtypes[input_name]
@@ -122,6 +124,8 @@ class Session:
         done = 0
         for x, y in (dataset.batches() if self.preprocessing is None else dataset.feeds()):
             outputs = self.run(x)
+            if done == 0 and self.classes is not None:
+                check_width(outputs[0], self.classes, self.output_names[0], y)
             if not allow_nonfinite:
                 check_scores(outputs[0], dataset.indices[done:done + len(y)])
             done += len(y)
@@ -130,6 +134,17 @@ class Session:
     def run_named(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs for the batch ``x`` by tensor name."""
         return dict(zip(self.output_names, self.run(x)))
+
+
+def check_width(scores: np.ndarray, declared: int, output: str, labels: np.ndarray) -> None:
+    """The class scores a batch really has must be as many as the model declares (an exporter can declare a
+    wrong shape): the error names both, and the labels' range."""
+    width = int(scores.shape[-1]) if scores.ndim else 1
+    if width != declared:
+        most = f"; the data's labels go up to {int(labels.max())}" if len(labels) else ""
+        raise OnnxFaultError(f"the model declares {declared} classes for its output '{output}' but computes {width} "
+                             f"on the first batch{most}: its declared output shape is wrong; fix the model's "
+                             "output shape (or its export)")
 
 
 def check_scores(scores: np.ndarray, samples: np.ndarray) -> None:

@@ -120,10 +120,17 @@ def validate_outcome(outcome: Outcome, num_classes: int) -> None:
             raise OnnxFaultError(f"{flag} {value} is out of range: the model has classes 0..{num_classes - 1}")
 
 
-def check_labels(dataset: Dataset, num_classes: int) -> None:
-    """Every selected label must be a class of the model."""
+def check_labels(dataset: Dataset, num_classes: int, model: Model | None = None) -> None:
+    """Every selected label must be a class of the model. When one is not and ``model`` is given, one forward
+    pass tells a model that declares fewer classes than it computes (then the error names that cause)."""
     if len(dataset.labels) and dataset.labels.max() >= num_classes:
-        raise OnnxFaultError(f"the data has label {int(dataset.labels.max())} but the model has only "
+        most = int(dataset.labels.max())
+        width = model.computed_classes() if model is not None else None
+        if width is not None and width != num_classes:
+            raise OnnxFaultError(f"the model declares {num_classes} classes for its output '{model.output_name}' but "
+                                 f"computes {width}, and the data's labels go up to {most}: its declared output "
+                                 "shape is wrong; fix the model's output shape (or its export)")
+        raise OnnxFaultError(f"the data has label {most} but the model has only "
                              f"{num_classes} classes (0..{num_classes - 1}); check the data or the model")
 
 
@@ -141,7 +148,7 @@ def hit_spectrum(model: Model, dataset: Dataset, layers: list[Layer], outcome: O
         raise OnnxFaultError(f"unknown granularity '{granularity}'; use channel or element")
     rule = token_rule(model, token_activity)
     validate_outcome(outcome, model.num_classes)
-    check_labels(dataset, model.num_classes)
+    check_labels(dataset, model.num_classes, model)
     counter = SpectrumCounter(tuple(layers), granularity, threshold, outcome, device, allow_nonfinite, rule)
     (counts, samples, failing, correct), used = counted(counter, model, dataset, ray, on_batch)
     return Spectrum(layers, granularity, threshold, outcome, counts, samples, failing, correct, used, rule)
