@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from .data import DataLike, DataOptions, Dataset, as_dataset
+from .data.source import class_notes, class_record
 from .distributed.sums import counted
 from .errors import check_arguments, warn
 from .results import header, provenance_of
@@ -162,7 +163,8 @@ def evaluate(model: ModelLike, data: DataLike, *, device: str = "auto",
     check_labels(dataset, model.num_classes, model)
     counter = ConfusionCounter(model.num_classes, device, allow_nonfinite)
     (confusion,), used = counted(counter, model, dataset, ray, on_batch)
-    result = EvaluateResult(model.path, dataset.path, confusion, used, list(model.notes), stamp(model))
+    result = EvaluateResult(model.path, dataset.path, confusion, used, [*model.notes, *class_notes(dataset.source)],
+                            {**stamp(model), **class_record(dataset.source)})
     warn(result.warnings)
     return result
 

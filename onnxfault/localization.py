@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .data import DataLike, DataOptions, Dataset, as_dataset
+from .data.source import class_notes, class_record
 from .errors import OnnxFaultError, check_arguments, check_finite, warn
 from .results import header, provenance_of
 from .files import Writer
@@ -327,7 +328,7 @@ def localize(model: ModelLike, data: DataLike, *, layers: str | Sequence[str] = 
         scores, details = shapley_scores(model, dataset, chosen, granularity, shapley, target, seed, device)
     else:
         scores = score(measure, spectrum.counts, star=star, seed=seed)
-    warnings = list(model.notes)
+    warnings = [*model.notes, *class_notes(dataset.source)]
     if spectrum.failing == 0:
         what = f"predicted as the target {target}" if target is not None else "misclassified"
         warnings.append(f"no sample is {what}: af = 0 for every neuron, so the ranking carries no information; "
@@ -340,6 +341,7 @@ def localize(model: ModelLike, data: DataLike, *, layers: str | Sequence[str] = 
     if chosen_measure.needs_model:
         params.update(shapley.params(), excitable=int(np.count_nonzero(scores > shapley.lambda_)))
     result = LocalizeResult(model.path, dataset.path, chosen_measure.name, spectrum, scores,
-                            top_k(spectrum, scores, k, details), params, warnings, details, stamp(model))
+                            top_k(spectrum, scores, k, details), params, warnings, details,
+                            {**stamp(model), **class_record(dataset.source)})
     warn(result.warnings)
     return result

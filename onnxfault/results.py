@@ -17,7 +17,7 @@ __all__ = ["FORMAT_VERSION", "KINDS", "header", "load", "PROVENANCE_KEYS"]
 
 FORMAT_VERSION = 1  # of every result file; 0 is a file from before kinds were recorded
 KINDS = ("localize", "evaluate", "synthesize", "compare")
-PROVENANCE_KEYS = ("command", "created", "versions", "platform", "model_io")
+PROVENANCE_KEYS = ("command", "created", "versions", "platform", "model_io", "class_names")
 _HINT = ("give a file written by `onnxfault localize --json`, `onnxfault evaluate --json` or "
          "`onnxfault compare --json`, or a `onnxfault synthesize --out` folder")
 

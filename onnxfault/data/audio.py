@@ -81,4 +81,4 @@ def open_audio_folder(path: Path, files: list[Path], labels: list[int], classes:
             yield np.stack([read(f, i) for f, i in zip(files[start:start + rows], infos[start:start + rows])])
 
     return Source(f"sound folder {path.name} ({classes} classes, {rate} Hz)", np.asarray(labels, np.int64),
-                  (longest,), "wave", np.dtype(np.float32), chunks, rate)
+                  (longest,), "wave", np.dtype(np.float32), chunks, sample_rate=rate)

@@ -1,9 +1,12 @@
-"""A folder of per-class image folders (``root/<class>/*.png``), classes numbered in name order; class folders of
-sound files (``root/<class>/*.wav``) are read by :mod:`.audio`."""
+"""A folder of per-class image folders (``root/<class>/*.png``); class folders of sound files
+(``root/<class>/*.wav``) are read by :mod:`.audio`. Classes are numbered in the order of ``root/classes.txt``
+(one folder name per line) when it is there, else in numeric order when every folder name is a number (``2``
+before ``10``), else in name order; :func:`class_map` says which folder is which class."""
 from __future__ import annotations
 
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -20,6 +23,31 @@ def _entries(folder: Path) -> list[Path]:
         return sorted(folder.iterdir())
     except OSError as err:
         raise OnnxFaultError(f"cannot list {folder}: {err.strerror or err}; check the folder and its permissions") from None
+
+
+CLASS_LIST = "classes.txt"
+
+
+def class_folders(path: Path) -> list[Path]:
+    """The class folders of ``path`` in class order (see the module docstring)."""
+    folders = [p for p in _entries(path) if p.is_dir()]
+    listed = path / CLASS_LIST
+    if os.path.lexists(listed):
+        if not stat.S_ISREG(os.stat(listed).st_mode) or os.stat(listed).st_size > 1 << 20:
+            raise OnnxFaultError(f"{listed} is not a list of class folder names (a regular text file, one per line)")
+        names = [line.strip() for line in listed.read_text(encoding="utf-8", errors="replace").splitlines()
+                 if line.strip()]
+        by_name = {p.name: p for p in folders}
+        missing = [n for n in names if n not in by_name]
+        unlisted = sorted(set(by_name) - set(names))
+        if missing or unlisted or len(set(names)) != len(names):
+            what = (f"names {missing[0]!r}, which is no folder of {path}" if missing else
+                    f"does not name the folder {unlisted[0]!r}" if unlisted else "names a folder twice")
+            raise OnnxFaultError(f"{listed} {what}; list every class folder once, in class order")
+        return [by_name[n] for n in names]
+    if folders and all(p.name.isdigit() for p in folders):
+        return sorted(folders, key=lambda p: (int(p.name), p.name))
+    return folders
 
 
 def is_image_folder(path: Path) -> bool:
@@ -61,7 +89,8 @@ def open_folder(path: Path, sample_rate: int | None = None) -> Source:
     """The images (or sound files) of the class folders of ``path``; ``sample_rate``: see :mod:`.audio`."""
     from .audio import AUDIO_SUFFIXES, open_audio_folder
 
-    classes = [p for p in _entries(path) if p.is_dir()]
+    classes = class_folders(path)
+    names = tuple(p.name for p in classes)
     found: dict[str, tuple[list[Path], list[int]]] = {"image": ([], []), "sound": ([], [])}
     for label, folder in enumerate(classes):
         for file in _entries(folder):
@@ -75,7 +104,7 @@ def open_folder(path: Path, sample_rate: int | None = None) -> Source:
         raise OnnxFaultError(f"the class folders of {path} hold both images ({files[0]}) and sound files "
                              f"({sounds[0]}); keep one kind of sample")
     if sounds:
-        return open_audio_folder(path, sounds, sound_labels, len(classes), sample_rate)
+        return replace(open_audio_folder(path, sounds, sound_labels, len(classes), sample_rate), class_names=names)
     if sample_rate is not None:
         raise OnnxFaultError("`sample_rate` applies to sound files; the data holds images, so leave it out")
     if not files:
@@ -95,4 +124,4 @@ def open_folder(path: Path, sample_rate: int | None = None) -> Source:
             yield np.stack(block)
 
     return Source(f"image folder {path.name} ({len(classes)} classes)", np.asarray(labels, np.int64),
-                  tuple(shape), "hw" if grey else "hwc", np.dtype(np.uint8), chunks)
+                  tuple(shape), "hw" if grey else "hwc", np.dtype(np.uint8), chunks, class_names=names)

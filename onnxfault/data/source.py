@@ -35,6 +35,7 @@ class Source:
     layout: str | None
     dtype: np.dtype
     chunks: Callable[[int, int], Iterator[np.ndarray]]
+    class_names: tuple[str, ...] | None = None  # class folders: the folder of each class, in class order
     sample_rate: int | None = None  # waveforms (layout ``wave``): samples per second
 
     def __len__(self) -> int:
@@ -196,6 +197,22 @@ def check_npz(path: Path, what: str) -> None:
             raise OnnxFaultError(f"{path}: member {member.filename} claims {member.file_size:,} bytes from "
                                  f"{member.compress_size:,} stored, more than the file can hold; it is damaged or "
                                  f"hostile; check {what}")
+
+
+def class_notes(source: Source, shown: int = 12) -> list[str]:
+    """For data from class folders: which folder is which class (``0=zero, 1=one, …``), as a note."""
+    names = getattr(source, "class_names", None)  # a stream of batches in memory has none
+    if not names:
+        return []
+    pairs = [f"{i}={name}" for i, name in enumerate(names[:shown])]
+    more = f", … ({len(names)} classes)" if len(names) > shown else ""
+    return [f"{source.description}: class numbers by folder {', '.join(pairs)}{more}"]
+
+
+def class_record(source: Source) -> dict:
+    """What a result file records of the data's classes: ``class_names`` for class folders, else nothing."""
+    names = getattr(source, "class_names", None)
+    return {"class_names": list(names)} if names else {}
 
 
 def file_kind(mode: int) -> str:

@@ -138,8 +138,8 @@ class TextSource(Source):
             for start in range(first, len(rows), size):
                 yield rows[start:start + size]
 
-        return TokenizedSource(self.description, self.labels, (), None, rows.dtype, chunks, None, self.texts,
-                               self.text_options, tokenizer)
+        return TokenizedSource(self.description, self.labels, (), None, rows.dtype, chunks, texts=self.texts,
+                               text_options=self.text_options, tokenizer=tokenizer)
 
 
 @dataclass
@@ -180,4 +180,4 @@ def open_text(path: Path, options: TextOptions) -> TextSource:
         raise OnnxFaultError("texts are tokenized for a model first (fit the data set to one)")
 
     return TextSource(f"texts {path.name} ({len(texts)})", labels, (), None, np.dtype([("text", "O")]), chunks,
-                      None, texts, options, tokenizer)
+                      texts=texts, text_options=options, tokenizer=tokenizer)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import DataLike, DataOptions, Dataset, as_data
+from ..data.source import class_notes, class_record
 from ..distributed.options import holds_ray
 from ..errors import OnnxFaultError, OnnxFaultWarning, check_arguments, check_finite, read_json, warn
 from ..localization import LocalizeResult, SuspiciousNeuron, localize, samples_for
@@ -330,6 +331,7 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
                          **({"sample_rate": dataset.source.sample_rate} if dataset.source.sample_rate else {})},
         **({"from": space.start, "token_input": space.token.name} if space is not None else {}),
         **stamp(model),
+        **class_record(dataset.source),
     }
     arrays = {"original": x, "synthesized": synthesized, "labels": y, "predictions_before": before,
               "predictions_after": after, **text_arrays}
@@ -338,7 +340,8 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
     if space is not None and start is None:
         notes.append(f"{chosen.name}: differentiating from the embedding lookup {space.start} of "
                      f"'{space.token.name}' (choose another with `start`)")
-    result = SynthesisResult(report, arrays, clip, layout, sample_shape, [*model.notes, *notes, *seeds.warnings()])
+    result = SynthesisResult(report, arrays, clip, layout, sample_shape,
+                             [*model.notes, *class_notes(dataset.source), *notes, *seeds.warnings()])
     warn(result.warnings)
     return result
 
