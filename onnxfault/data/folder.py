@@ -33,7 +33,8 @@ def class_folders(path: Path) -> list[Path]:
     folders = [p for p in _entries(path) if p.is_dir()]
     listed = path / CLASS_LIST
     if os.path.lexists(listed):
-        if not stat.S_ISREG(os.stat(listed).st_mode) or os.stat(listed).st_size > 1 << 20:
+        info = os.stat(listed)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > 1 << 20:
             raise OnnxFaultError(f"{listed} is not a list of class folder names (a regular text file, one per line)")
         names = [line.strip() for line in listed.read_text(encoding="utf-8", errors="replace").splitlines()
                  if line.strip()]
