@@ -116,3 +116,13 @@ def test_the_folder_to_class_map_is_shown_and_recorded(cli, tmp_path):
     ranked = onnxfault.localize(model, root, layers="f", k=2)
     assert ranked.to_json()["class_names"] == recorded["class_names"]
     assert any("class numbers by folder" in w for w in ranked.warnings)
+
+
+def test_a_broken_or_special_classes_txt_is_one_error(cli, tmp_path):
+    root = image_folders(tmp_path / "named", ["zero", "one"])
+    model = linear_model(tmp_path / "m.onnx", 64, 2, 2, ("N", 1, 8, 8))
+    (root / "classes.txt").symlink_to("nowhere.txt")
+    one_line_error(cli("evaluate", model, "--data", root), "cannot read")
+    (root / "classes.txt").unlink()
+    os.mkfifo(root / "classes.txt")
+    one_line_error(cli("evaluate", model, "--data", root), "is not a list of class folder names")

@@ -33,7 +33,10 @@ def class_folders(path: Path) -> list[Path]:
     folders = [p for p in _entries(path) if p.is_dir()]
     listed = path / CLASS_LIST
     if os.path.lexists(listed):
-        info = os.stat(listed)
+        try:
+            info = os.stat(listed)
+        except OSError as err:
+            raise OnnxFaultError(f"cannot read {listed}: {err.strerror or err}; fix or remove it") from None
         if not stat.S_ISREG(info.st_mode) or info.st_size > 1 << 20:
             raise OnnxFaultError(f"{listed} is not a list of class folder names (a regular text file, one per line)")
         names = [line.strip() for line in listed.read_text(encoding="utf-8", errors="replace").splitlines()
