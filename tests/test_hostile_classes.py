@@ -126,3 +126,21 @@ def test_a_broken_or_special_classes_txt_is_one_error(cli, tmp_path):
     (root / "classes.txt").unlink()
     os.mkfifo(root / "classes.txt")
     one_line_error(cli("evaluate", model, "--data", root), "is not a list of class folder names")
+
+
+# ---- item 9: a shuffling loader where a second pass must read the same samples --------------------------------
+def test_a_shuffling_loader_is_an_error_where_two_passes_must_agree():
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader, TensorDataset
+
+    with np.load(EXAMPLES / "mnist_sample.npz") as sample:
+        ds = TensorDataset(torch.tensor(sample["x"][:400]), torch.tensor(sample["y"][:400]))
+    model = EXAMPLES / "mnist_dense.onnx"
+    plain = [onnxfault.synthesize(model, DataLoader(ds, batch_size=64), method="deepfault", samples=2, seed=0)
+             for _ in range(2)]
+    assert plain[0].report["seeds"] == plain[1].report["seeds"]  # the same seeds, call after call
+    torch.manual_seed(0)
+    with pytest.raises(OnnxFaultError, match="a second pass over the batches read other samples than the first"):
+        onnxfault.synthesize(model, DataLoader(ds, batch_size=64, shuffle=True), method="deepfault", samples=2, seed=0)
+    once = onnxfault.synthesize(model, DataLoader(ds, batch_size=64, shuffle=True), method="fgsm", samples=2)
+    assert once.report["seeds"]["count"] == 20  # one pass: shuffling changes nothing there

@@ -207,9 +207,31 @@ class BatchStream:
         self.layout = None if self.dtype.names else guess_layout(self.sample_shape)
         self.description = f"{type(batches).__name__} of batches of samples {self.sample_shape} {self.dtype}"
         self._pending: tuple[tuple[np.ndarray, np.ndarray], Iterator] | None = ((x, y), iterator)
+        self._seen: list[np.ndarray] = []  # the labels every pass has read so far, in order: all passes must agree
 
     def read(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """One pass over the batches: ``(x, y)`` with x as numbers in native order and y int64 labels."""
+        """One pass over the batches: ``(x, y)`` with x as numbers in native order and y int64 labels. Every pass
+        must read the labels the earlier ones read, in the same order (a shuffling loader is an error), whichever
+        data set (selection) reads it."""
+        offset = 0
+        for x, y in self._batches():
+            offset = self._same_as_before(y, offset)
+            yield x, y
+
+    def _same_as_before(self, y: np.ndarray, offset: int) -> int:
+        """Compare the labels ``y`` read from ``offset`` with those an earlier pass read there (and keep the ones
+        no pass has read yet); returns the next offset."""
+        known = sum(len(part) for part in self._seen)
+        if offset < known:
+            before = np.concatenate(self._seen)[offset:offset + len(y)]
+            if not np.array_equal(before, y[:len(before)]):
+                raise data_error("a second pass over the batches read other samples than the first (is the "
+                                 "iterable shuffled?); turn shuffling off")
+        if offset + len(y) > known:
+            self._seen.append(y[known - offset:].copy())
+        return offset + len(y)
+
+    def _batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         start = 1
         if self._pending is not None:
             (x, y), iterator = self._pending
