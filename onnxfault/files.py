@@ -188,6 +188,8 @@ def _swap_in(staging: Path, out: Path, made: list[Path]) -> bool:
     goes back."""
     moved = None  # the folder last moved aside from ``out``
     with signals_held():
+        if out.is_dir() and not out.is_symlink() and _exchange(staging, out):
+            return True  # one atomic step: readers see the old folder or the new one, never neither
         for _ in range(20):
             try:
                 os.rename(staging, out)  # also replaces an empty folder
@@ -204,6 +206,28 @@ def _swap_in(staging: Path, out: Path, made: list[Path]) -> bool:
                 pass
         _put_back(moved, out, made)
         raise OnnxFaultError(f"{out} kept changing while this run swapped its files in; run again")
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the folders ``a`` and ``b`` in one atomic step (Linux ``renameat2`` with ``RENAME_EXCHANGE``); False
+    where the system cannot (then the caller renames in two steps)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    failure = ctypes.get_errno()
+    if failure in (errno.EINVAL, errno.ENOSYS, errno.EXDEV, errno.EPERM, errno.ENOTSUP):
+        return False  # no exchange here (an old kernel, a file system without it): rename in two steps
+    raise OSError(failure, os.strerror(failure), str(b))
 
 
 def _put_back(moved: Path | None, out: Path, made: list[Path]) -> None:

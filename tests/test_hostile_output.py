@@ -95,8 +95,12 @@ def assert_new_run(folder: Path) -> None:
     ("onnxfault.synthesis.output:picture", "SIGTERM", False),  # after the work, before any file
     ("tempfile:mkdtemp:.new", "SIGINT", False),                  # the staging folder just made
     ("onnxfault.synthesis.output:write_npz", "SIGTERM", False),  # staging half written
-    ("os:rename:.new", "SIGINT", True),                          # mid-swap: held back until the swap ends
-    ("shutil:rmtree:.old", "SIGTERM", True),                     # removing the earlier run: held back too
+    # mid-swap (one atomic exchange on Linux; two renames elsewhere): held back until the swap ends
+    ("onnxfault.files:_exchange:.new", "SIGINT", True) if sys.platform.startswith("linux")
+    else ("os:rename:.new", "SIGINT", True),
+    # removing the earlier run (after the exchange it sits at the staging path): held back too
+    ("shutil:rmtree:.new", "SIGTERM", True) if sys.platform.startswith("linux")
+    else ("shutil:rmtree:.old", "SIGTERM", True),
 ])
 def test_synthesize_interrupted_leaves_the_old_run_or_the_whole_new_one(tmp_path, hook, sig, lands):
     old = old_run(tmp_path / "run")

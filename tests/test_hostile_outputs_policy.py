@@ -177,3 +177,36 @@ def test_report_refuses_a_fifo_run_file(cli, work):
     (work / "run").mkdir()
     os.mkfifo(work / "run" / "report.json")
     refused(cli("report", "run", "-o", "page.html"), "is not a regular file")
+
+
+# ---- item 6: a swap readers cannot observe half done ----------------------------------------------------------
+def test_a_run_folder_is_swapped_in_one_step(tmp_path):
+    import sys
+    import threading
+
+    from onnxfault import files
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the atomic exchange is Linux's renameat2; elsewhere the swap takes two renames")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "id").write_text("0")
+    seen, stop = [], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                seen.append((out / "id").read_text())
+            except OSError:  # the folder (or its file) missing: what two renames let a reader see
+                seen.append(None)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(1, 31):
+            files.write_folder(out, lambda staging, i=i: (staging / "id").write_text(str(i)))
+    finally:
+        stop.set()
+        thread.join()
+    assert None not in seen and (out / "id").read_text() == "30"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging or old folder left
