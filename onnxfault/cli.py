@@ -687,13 +687,13 @@ def measures() -> None:
 def main() -> None:
     import sys
 
-    from .interrupts import Interrupted, install_interrupt_handlers
+    from .interrupts import Interrupted, install_interrupt_handlers, interruption_message
 
     install_interrupt_handlers()  # SIGINT/SIGTERM unwind through cleanups: no temp or half-written output left
     try:
         app()
     except Interrupted as stop:
-        print_error(f"{stop}; no output was half-written")
+        print_error(interruption_message(stop))
         sys.exit(128 + stop.signum)
 
 

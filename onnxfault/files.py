@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import OnnxFaultError
-from .interrupts import signals_held
+from .interrupts import forget_landed, landed, note_landed, signals_held
 
 Writer = Callable[[Path], None]
 
@@ -149,6 +149,7 @@ def _rename_all(temps: list[Path], targets: list[Path]) -> None:
                         os.replace(backup, target)
                     raise
                 placed.append((target, backup))
+            note_landed(targets)  # before a held signal is raised: what it interrupts has landed
         except OSError:
             for target, backup in reversed(placed):
                 if backup is None:
@@ -173,9 +174,16 @@ def write_folder(out: str | os.PathLike, write: Writer, what: str = "--out") -> 
     made: list[Path] = []
     try:
         staging = _temp_beside(out, "new", made)
-        write(staging)
+        before = len(landed())
+        try:
+            write(staging)
+        finally:
+            forget_landed(before)  # the staging folder's files land with the folder, not one by one
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700
-        return _swap_in(staging, out, made)
+        with signals_held():  # the swap and the record of it: a signal after the swap says the run landed
+            replaced = _swap_in(staging, out, made)
+            note_landed([out])
+        return replaced
     except OSError as err:
         raise OnnxFaultError(f"cannot write to {what} {out}: {err.strerror or err}; choose another folder") from err
     finally:

@@ -106,7 +106,9 @@ def test_synthesize_interrupted_leaves_the_old_run_or_the_whole_new_one(tmp_path
     old = old_run(tmp_path / "run")
     proc = onnxfault(*synthesize(), hook=hook, sig=sig, cwd=tmp_path)
     assert proc.returncode == EXIT[sig]
-    assert error_line(proc) == f"error: interrupted by {sig}; no output was half-written"
+    said = f"after {tmp_path / 'run'} was written whole; nothing was half-written" if lands \
+        else "; no output was half-written"  # after the commit point the message says the run landed
+    assert error_line(proc) == f"error: interrupted by {sig}{' ' if lands else ''}{said}"
     assert {p.name for p in tmp_path.iterdir()} == {"run"}  # no staging or backup folder
     if lands:
         assert_new_run(tmp_path / "run")
@@ -190,6 +192,7 @@ def test_localize_interrupted_writes_all_or_none(tmp_path, hook, sig, lands):
                      cwd=tmp_path)
     assert proc.returncode == EXIT[sig]
     assert error_line(proc).startswith(f"error: interrupted by {sig}")
+    assert ("were written whole; nothing was half-written" in error_line(proc)) == lands  # what landed, said
     if lands:
         assert listing(tmp_path) == {"a.json", "a.html", "b.npz"}
         assert json.loads((tmp_path / "a.json").read_text())["neurons"]
