@@ -65,10 +65,12 @@ class Problem:
 
         Ascending the pre-activation moves the activation the same way, and still has a gradient where a
         ReLU is inactive (suspicious neurons often are, on correctly classified seeds); it is the value of
-        DeepFault's "trainable layer" output. Spectra are unchanged: the sign is the same."""
+        DeepFault's "trainable layer" output. Spectra are unchanged: the sign is the same. Read off the graph
+        once per problem (a method's build asks twice: for its outputs and for its neuron groups)."""
         from ..layers import pre_activations
 
-        return pre_activations(self.model.proto, list(dict.fromkeys(n.tensor for n in self.neurons)))
+        return self.once("ascent_tensors", lambda: pre_activations(
+            self.model.proto, list(dict.fromkeys(n.tensor for n in self.neurons))))
 
     def neuron_groups(self, outputs: list[str]) -> list:
         """The suspicious neurons as gradient groups over the module outputs named ``outputs`` (which
