@@ -52,7 +52,10 @@ def load(path: str | Path):
         raise OnnxFaultError(f"{path} is not a result onnxfault wrote" + (f" (kind {found!r})" if found else "")
                              + f"; {_HINT}", parameter="path")
     version = data.get("format_version", 0)
-    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise OnnxFaultError(f"{path} has format_version {version!r}, which is no format version; {_HINT}",
+                             parameter="path")
+    if version > FORMAT_VERSION:
         raise OnnxFaultError(f"{path} has format_version {version!r}, newer than this onnxfault reads "
                              f"({FORMAT_VERSION}); upgrade onnxfault", parameter="path")
     problem = content_problem(data, kind)

@@ -247,6 +247,15 @@ def test_files_of_the_previous_format_still_open(dense_onnx, sample_npz, tmp_pat
     (tmp_path / "new.json").write_text(json.dumps({**old, "kind": "evaluate", "format_version": 99}))
     with pytest.raises(OnnxFaultError, match="format_version 99, newer than this onnxfault reads"):
         onnxfault.load(tmp_path / "new.json")
+    for kind in ([], {"a": 1}):  # any JSON value may stand there: one error, never a TypeError
+        (tmp_path / "odd.json").write_text(json.dumps({**old, "kind": kind}))
+        with pytest.raises(OnnxFaultError, match="is not a result onnxfault wrote"):
+            onnxfault.load(tmp_path / "odd.json")
+        with pytest.raises(OnnxFaultError, match="is neither a localize"):
+            onnxfault.report([tmp_path / "odd.json"])
+    (tmp_path / "odd.json").write_text(json.dumps({**old, "kind": "evaluate", "format_version": "1"}))
+    with pytest.raises(OnnxFaultError, match="format_version '1', which is no format version"):
+        onnxfault.load(tmp_path / "odd.json")
     (tmp_path / "odd.json").write_text(json.dumps({**old, "kind": "poem"}))
     with pytest.raises(OnnxFaultError, match="is not a result onnxfault wrote \\(kind 'poem'\\)"):
         onnxfault.load(tmp_path / "odd.json")

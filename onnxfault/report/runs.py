@@ -46,8 +46,8 @@ def kind_of(data) -> str | None:
     records, or for a file from before kinds were recorded, the one its keys show."""
     if not isinstance(data, dict):
         return None
-    if "kind" in data:
-        return data["kind"] if data["kind"] in _NEEDS else None
+    if "kind" in data:  # any JSON value: a list or an object is no kind
+        return data["kind"] if isinstance(data["kind"], str) and data["kind"] in _NEEDS else None
     for kind, keys in _NEEDS.items():
         if all(key in data for key in keys):
             return kind
