@@ -21,6 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxfault.errors import OnnxFaultError
 
+from .h5_weights import H5Weights
+
 MIN_OPSET, MAX_OPSET = 13, 21
 
 
@@ -90,15 +92,19 @@ def _functional(body: dict) -> KerasArchitecture:
     return KerasArchitecture(layers, [i[0] for i in body["input_layers"]], [o[0] for o in body["output_layers"]], shapes)
 
 
-def read_weights(group, architecture: KerasArchitecture, where: str) -> None:
+def read_weights(h5: H5Weights, group, architecture: KerasArchitecture, where: str) -> None:
     """Attach each layer's weights from an h5 group (``/<layer>/…`` datasets listed by ``weight_names``)."""
     for layer in architecture.layers:
-        if layer.name in group:
-            layer_group = group[layer.name]
+        layer_group = h5.lookup(group, layer.name)
+        if layer_group is not None:
             for raw in layer_group.attrs.get("weight_names", []):
                 name = raw.decode() if isinstance(raw, bytes) else str(raw)
                 key = name.split("/")[-1].split(":")[0]
-                layer.weights[key] = np.asarray(layer_group[name], dtype=np.float32)
+                dataset = h5.lookup(layer_group, name)
+                if dataset is None:
+                    raise OnnxFaultError(f"{where} lists weight '{name}' of layer '{layer.name}' but does not hold it; "
+                                         "pass the .h5 saved from this model")
+                layer.weights[key] = h5.read(dataset, f"weight '{name}' in {where}")
         if _needs_weights(layer) and not layer.weights:
             raise OnnxFaultError(f"{where} has no weights for layer '{layer.name}' ({layer.cls}); "
                                  "pass the .h5 saved from this model")
@@ -111,8 +117,11 @@ def _needs_weights(layer: KerasLayer) -> bool:
 def load_legacy_keras(source: str | Path, weights: str | Path | None = None) -> KerasArchitecture:
     """Architecture + weights from ``model.json`` (+ ``model.h5`` beside it, or ``weights``) or one ``.h5``."""
     source = Path(source)
-    if not source.is_file():
+    if not source.exists():
         raise OnnxFaultError(f"Keras model file {source} does not exist; check the path")
+    if not source.is_file():
+        raise OnnxFaultError(f"Keras model file {source} is not a regular file (a FIFO, device, socket or folder); "
+                             "give the file itself")
     if source.suffix.lower() == ".json":
         try:
             text = source.read_bytes()
@@ -120,17 +129,17 @@ def load_legacy_keras(source: str | Path, weights: str | Path | None = None) -> 
             raise OnnxFaultError(f"cannot read {source}: {err.strerror or err}") from None
         weights = Path(weights) if weights else source.with_suffix(".h5")
         architecture = _parse_architecture(text, str(source))
-        if not weights.is_file():
+        if not weights.exists():
             raise OnnxFaultError(f"no weights file {weights} beside {source.name}; pass --weights PATH")
-        with _open_h5(weights) as fh:
-            _read_weights_of(fh["model_weights"] if "model_weights" in fh else fh, architecture, str(weights))
+        with H5Weights(weights) as h5:
+            _read_weights_of(h5, architecture, str(weights))
         return architecture
-    with _open_h5(source) as fh:
-        if "model_config" not in fh.attrs:
+    with H5Weights(source) as h5:
+        if "model_config" not in h5.root.attrs:
             raise OnnxFaultError(f"{source} holds weights but no architecture (saved with save_weights); "
                                  "convert the model's .json and pass this file with --weights")
-        architecture = _parse_architecture(fh.attrs["model_config"], f"the model_config of {source}")
-        _read_weights_of(fh["model_weights"] if "model_weights" in fh else fh, architecture, str(source))
+        architecture = _parse_architecture(h5.root.attrs["model_config"], f"the model_config of {source}")
+        _read_weights_of(h5, architecture, str(source))
     return architecture
 
 
@@ -149,9 +158,10 @@ def _parse_architecture(raw, where: str) -> KerasArchitecture:
         raise OnnxFaultError(f"{where} is not Keras model JSON ({_describe(err)}); give model.to_json() output") from None
 
 
-def _read_weights_of(group, architecture: KerasArchitecture, where: str) -> None:
+def _read_weights_of(h5: H5Weights, architecture: KerasArchitecture, where: str) -> None:
     try:
-        read_weights(group, architecture, where)
+        group = h5.lookup(h5.root, "model_weights")
+        read_weights(h5, h5.root if group is None else group, architecture, where)
     except (*_MALFORMED, OSError) as err:
         raise OnnxFaultError(f"cannot read the weights in {where} ({_describe(err)}); pass the .h5 saved from this "
                              "model") from None
@@ -164,16 +174,6 @@ def _describe(err: Exception) -> str:
         return f"missing key {err}"
     text = str(err).splitlines()[0] if str(err) else ""
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
-def _open_h5(path: Path):
-    import h5py
-
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise OnnxFaultError(f"cannot read {path} as HDF5 ({str(err).splitlines()[0]}); the file is corrupt "
-                             "or not a Keras .h5") from err
 
 
 # ---- building the ONNX graph (math only) -------------------------------------------------------------
@@ -268,28 +268,54 @@ def _conv_like_shape(shape, layer: KerasLayer, kernel, strides, dilation, channe
     return (oh, ow, c) if last else (c, oh, ow)
 
 
+def _setting(layer: KerasLayer, key: str, default=None) -> int:
+    """A positive whole-number setting of ``layer``'s config (units, filters), refused when it is not one."""
+    value = layer.config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise OnnxFaultError(f"Keras layer '{layer.name}' ({layer.cls}) has {key} {value!r}, not a positive "
+                             "whole number; check the model's .json")
+    return value
+
+
+def _weight(layer: KerasLayer, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The weight ``key`` of ``layer``, which must have the shape that the layer's config and input imply."""
+    value = layer.weights.get(key)
+    if value is None:
+        raise OnnxFaultError(f"the weights of {layer.cls} layer '{layer.name}' have no {key}; "
+                             "pass the .h5 saved from this model")
+    if tuple(value.shape) != tuple(shape):
+        raise OnnxFaultError(f"the {key} of {layer.cls} layer '{layer.name}' has shape {tuple(value.shape)}, but the "
+                             f"layer's config and input need {tuple(shape)}; pass the .h5 saved with this .json")
+    return value
+
+
 def _dense(g, layer, inputs, shape):
     x = inputs[0]
-    w = layer.weights.get("kernel")
-    if w is None:
-        raise OnnxFaultError(f"the weights of Dense layer '{layer.name}' have no kernel")
+    units = _setting(layer, "units")
+    w = _weight(layer, "kernel", (shape[-1], units))
     out = g.op("MatMul", [x, g.const(f"{layer.name}/kernel", w)], f"{layer.name}/MatMul")
     if layer.config.get("use_bias", True):
-        out = g.op("Add", [out, g.const(f"{layer.name}/bias", layer.weights["bias"])], f"{layer.name}/BiasAdd")
-    return _activation(g, layer.config.get("activation"), out, layer.name, layer), (*shape[:-1], w.shape[1])
+        bias = _weight(layer, "bias", (units,))
+        out = g.op("Add", [out, g.const(f"{layer.name}/bias", bias)], f"{layer.name}/BiasAdd")
+    return _activation(g, layer.config.get("activation"), out, layer.name, layer), (*shape[:-1], units)
 
 
 def _conv2d(g, layer, inputs, shape):
     x = inputs[0]
     cfg = layer.config
-    kernel = layer.weights["kernel"]  # (kh, kw, in, out)
+    if cfg.get("groups", 1) != 1:
+        raise OnnxFaultError(f"Conv2D layer '{layer.name}' is grouped (groups {cfg['groups']}); not supported")
+    filters = _setting(layer, "filters")
+    size = _pair(cfg.get("kernel_size", 1))
+    channels = shape[2] if _channels_last(layer) else shape[0]
+    kernel = _weight(layer, "kernel", (*size, channels, filters))  # (kh, kw, in, out)
     strides, dilation = _pair(cfg.get("strides", 1)), _pair(cfg.get("dilation_rate", 1))
     padding = cfg.get("padding", "valid")
     if padding not in ("valid", "same"):
         raise OnnxFaultError(f"unsupported padding '{padding}' in Conv2D layer '{layer.name}'")
     inputs = [_to_nchw(g, x, layer), g.const(f"{layer.name}/kernel", kernel.transpose(3, 2, 0, 1))]
     if cfg.get("use_bias", True):
-        inputs.append(g.const(f"{layer.name}/bias", layer.weights["bias"]))
+        inputs.append(g.const(f"{layer.name}/bias", _weight(layer, "bias", (filters,))))
     out = g.op("Conv", inputs, f"{layer.name}/Conv", kernel_shape=list(kernel.shape[:2]), strides=strides,
                dilations=dilation, pads=_pads(shape, layer, kernel.shape[:2], strides, dilation))
     out = _from_nchw(g, out, layer, f"{layer.name}/BiasAdd")
@@ -341,10 +367,11 @@ def _batch_norm(g, layer, inputs, shape):
     axis = axis if isinstance(axis, int) else axis[0]
     axis = axis - 1 if axis > 0 else len(shape) + axis  # per-sample axis
     channels = shape[axis]
-    gamma = w.get("gamma", np.ones(channels, np.float32))
-    beta = w.get("beta", np.zeros(channels, np.float32))
-    scale = (gamma / np.sqrt(w["moving_variance"].astype(np.float64) + cfg.get("epsilon", 1e-3))).astype(np.float32)
-    shift = (beta - w["moving_mean"] * scale).astype(np.float32)
+    gamma = _weight(layer, "gamma", (channels,)) if "gamma" in w else np.ones(channels, np.float32)
+    beta = _weight(layer, "beta", (channels,)) if "beta" in w else np.zeros(channels, np.float32)
+    variance = _weight(layer, "moving_variance", (channels,)).astype(np.float64)
+    scale = (gamma / np.sqrt(variance + cfg.get("epsilon", 1e-3))).astype(np.float32)
+    shift = (beta - _weight(layer, "moving_mean", (channels,)) * scale).astype(np.float32)
     view = [1] * len(shape)
     view[axis] = channels
     out = g.op("Mul", [x, g.const(f"{layer.name}/scale", scale.reshape(view))], f"{layer.name}/Mul")
@@ -379,7 +406,10 @@ def _simple_activation(g, layer, inputs, shape):
     if layer.cls == "Softmax":
         return g.op("Softmax", [x], layer.name, axis=int(cfg.get("axis", -1))), shape
     if layer.cls == "PReLU":
-        return g.op("PRelu", [x, g.const(f"{layer.name}/alpha", layer.weights["alpha"])], layer.name), shape
+        shared = cfg.get("shared_axes") or []
+        shared = [shared] if isinstance(shared, int) else shared
+        alpha = _weight(layer, "alpha", tuple(1 if axis + 1 in shared else n for axis, n in enumerate(shape)))
+        return g.op("PRelu", [x, g.const(f"{layer.name}/alpha", alpha)], layer.name), shape
     # ReLU layer: max_value caps it (ReLU6); other variants are refused rather than guessed.
     if float(cfg.get("negative_slope") or 0) != 0 or float(cfg.get("threshold") or 0) != 0:
         raise OnnxFaultError(f"Keras ReLU layer '{layer.name}' uses negative_slope/threshold; not supported")
