@@ -687,14 +687,17 @@ def measures() -> None:
 def main() -> None:
     import sys
 
-    from .interrupts import Interrupted, install_interrupt_handlers, interruption_message
+    from .interrupts import Interrupted, ignore_late_signals, install_interrupt_handlers, interruption_message
 
-    install_interrupt_handlers()  # SIGINT/SIGTERM unwind through cleanups: no temp or half-written output left
+    # SIGINT/SIGTERM unwind through cleanups (no temp or half-written output left), also out of a native call
+    install_interrupt_handlers(report=print_error)
     try:
         app()
     except Interrupted as stop:
         print_error(interruption_message(stop))
         sys.exit(128 + stop.signum)
+    finally:
+        ignore_late_signals()  # the work is done: a signal now must not raise into the exit callbacks
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import OnnxFaultError
-from .interrupts import forget_landed, landed, note_landed, signals_held
+from .interrupts import at_forced_exit, note_landed, signals_held, staging
 
 Writer = Callable[[Path], None]
+_in_flight: set[Path] = set()  # every temp made and not yet removed: what a forced exit removes
 
 
 def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
@@ -93,16 +94,32 @@ def _temp_beside(path: Path, kind: str, made: list[Path]) -> Path:
         else:
             name = tempfile.mkdtemp(prefix=prefix, suffix=f".{kind}", dir=parent)
         made.append(Path(name))
+        _in_flight.add(made[-1])
     return made[-1]
 
 
 def _remove(paths: Iterable[Path]) -> None:
     with signals_held():
-        for path in paths:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+        for path in list(paths):
+            _delete(path)
+
+
+def _delete(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+    _in_flight.discard(path)
+
+
+def _remove_in_flight() -> None:
+    """Remove the temps still in flight (a forced exit, from the watcher thread; it never runs while a
+    rename is held). A temp renamed into place is no longer at its temp path, so only leftovers go."""
+    for path in list(_in_flight):
+        _delete(path)
+
+
+at_forced_exit(_remove_in_flight)
 
 
 def write_together(outputs: list[tuple[str | os.PathLike, Writer]]) -> list[Path]:
@@ -144,6 +161,7 @@ def _rename_all(temps: list[Path], targets: list[Path]) -> None:
                     os.replace(target, backup)
                 try:
                     os.replace(tmp, target)
+                    _in_flight.discard(tmp)
                 except OSError:
                     if backup is not None:
                         os.replace(backup, target)
@@ -173,15 +191,12 @@ def write_folder(out: str | os.PathLike, write: Writer, what: str = "--out") -> 
     out = Path(out)
     made: list[Path] = []
     try:
-        staging = _temp_beside(out, "new", made)
-        before = len(landed())
-        try:
-            write(staging)
-        finally:
-            forget_landed(before)  # the staging folder's files land with the folder, not one by one
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700
+        folder = _temp_beside(out, "new", made)
+        with staging():  # the staging folder's files land with the folder, not one by one
+            write(folder)
+        os.chmod(folder, 0o777 & ~_umask())  # mkdtemp makes 0700
         with signals_held():  # the swap and the record of it: a signal after the swap says the run landed
-            replaced = _swap_in(staging, out, made)
+            replaced = _swap_in(folder, out, made)
             note_landed([out])
         return replaced
     except OSError as err:

@@ -8,6 +8,7 @@ import onnx
 import onnxruntime as ort
 
 from .errors import OnnxFaultError
+from .interrupts import raise_if_stopped, stoppable
 
 if TYPE_CHECKING:
     from .data.preprocessing import Preprocessing
@@ -109,9 +110,12 @@ class Session:
         return [np.concatenate([p[i] for p in parts]) for i in range(len(self.output_names))]
 
     def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        options = ort.RunOptions()
         try:
-            return self._session.run(None, feeds)
+            with stoppable(lambda: setattr(options, "terminate", True)):  # a signal ends a long run (a Loop)
+                return self._session.run(None, feeds, options)
         except Exception as err:  # onnxruntime's own exception types
+            raise_if_stopped()
             shapes = ", ".join(f"{name} {value.shape}" for name, value in feeds.items())
             raise OnnxFaultError(f"onnxruntime failed to run the model on a batch of {shapes}: "
                                  f"{str(err).splitlines()[0]}") from err
