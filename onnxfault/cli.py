@@ -257,6 +257,7 @@ def handles_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from .errors import OnnxFaultWarning
+        from .interrupts import interruption_in
 
         try:
             check_finite(**kwargs)  # every float option, by its flag name (lambda_ → --lambda)
@@ -267,10 +268,11 @@ def handles_errors(command):
             raise
         except KeyboardInterrupt:
             _fail("interrupted", 130)
-        except OnnxFaultError as error:
-            _fail(str(error), 1)
         except Exception as error:  # noqa: BLE001 - the boundary: MemoryError, RecursionError, library errors
-            _fail(unexpected(error), 1)
+            stop = interruption_in(error)
+            if stop is not None:  # a library turned the interruption into its own error
+                raise stop from None
+            _fail(str(error) if isinstance(error, OnnxFaultError) else unexpected(error), 1)
 
     return wrapper
 
@@ -685,6 +687,7 @@ def measures() -> None:
 
 
 def main() -> None:
+    import os
     import sys
 
     from .interrupts import Interrupted, ignore_late_signals, install_interrupt_handlers, interruption_message
@@ -694,8 +697,13 @@ def main() -> None:
     try:
         app()
     except Interrupted as stop:
+        ignore_late_signals()
         print_error(interruption_message(stop))
-        sys.exit(128 + stop.signum)
+        # Cleanups ran while the exception unwound; skip the interpreter's teardown, where threads a library
+        # left running (Ray's core worker after an interrupted run) can crash the process (exit 139).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + stop.signum)
     finally:
         ignore_late_signals()  # the work is done: a signal now must not raise into the exit callbacks
 

@@ -30,6 +30,7 @@ _stoppers: dict[int, Callable[[], None]] = {}
 _stoppers_lock = threading.Lock()
 _forced_cleanups: list[Callable[[], None]] = []
 _report: list[Callable[[str], None]] = []
+_installed = False  # install_interrupt_handlers ran: reclaim_signals puts the handlers back
 
 
 class Interrupted(BaseException):
@@ -56,12 +57,24 @@ def _raise(signum: int):
     raise Interrupted(signum)
 
 
+def interruption_in(error: BaseException) -> Interrupted | None:
+    """The interruption behind ``error``, if one is: a library that calls back into Python can turn the
+    :class:`Interrupted` raised there into its own error (Ray's ``CoreWorker.wait``: a SystemError)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, Interrupted):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def install_interrupt_handlers(report: Callable[[str], None] | None = None) -> None:
     """Turn SIGINT/SIGTERM/SIGHUP into :class:`Interrupted` (main thread only). With ``report`` (the CLI,
     which owns the process) a watcher thread also stops native calls and, past :data:`GRACE_S`, ends the
     process itself; ``report`` prints that exit's one line."""
-    global _unwinding
-    _unwinding = False
+    global _unwinding, _installed
+    _unwinding, _installed = False, True
     _pending.clear()
     _signalled.clear()
     if report is not None:
@@ -72,6 +85,30 @@ def install_interrupt_handlers(report: Callable[[str], None] | None = None) -> N
         threading.Thread(target=_watch, args=(read_end,), name="onnxfault-signals", daemon=True).start()
     for signum in SIGNALS:
         signal.signal(signum, _on_signal)
+
+
+def reclaim_signals() -> None:
+    """Put the handlers back if a library replaced them (Ray's core worker installs its own for SIGTERM)."""
+    if _installed:
+        for signum in SIGNALS:
+            signal.signal(signum, _on_signal)
+
+
+@contextmanager
+def shielding_children():
+    """Processes started meanwhile (a local Ray runtime's) begin with SIGINT and SIGHUP blocked: a terminal's
+    Ctrl-C, sent to the whole foreground process group, then reaches only this process, which stops them in
+    order. A signal sent to this process meanwhile still reaches it, through a thread that does not block it
+    (the watcher) or when the block ends."""
+    group = [signum for signum in SIGNALS if signum != signal.SIGTERM]
+    if not hasattr(signal, "pthread_sigmask") or not group:
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, group)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def ignore_late_signals() -> None:
