@@ -48,6 +48,7 @@ TokenizerOpt = Annotated[Optional[Path], typer.Option("--tokenizer", help="raw t
 TextColumnOpt = Annotated[str, typer.Option("--text-column", help="the column of texts", rich_help_panel="Text data")]
 LabelColumnOpt = Annotated[str, typer.Option("--label-column", help="the column of class numbers", rich_help_panel="Text data")]
 MaxLengthOpt = Annotated[Optional[int], typer.Option("--max-length", help="tokens per text, for a model whose sequence length is dynamic (default: the model's)", rich_help_panel="Text data", show_default=False)]
+ClassNamesOpt = Annotated[Optional[str], typer.Option("--class-names", help="class folders in class order, comma-separated (instead of classes.txt or numeric/name order)", rich_help_panel="Data", show_default=False)]
 SampleRateOpt = Annotated[Optional[int], typer.Option("--sample-rate", help="sound files: the model's sample rate in Hz (files at another rate are resampled)", rich_help_panel="Data", show_default=False)]
 OutputOpt = Annotated[Optional[str], typer.Option("--output", help="the class-score output, for a model with several (see inspect)", show_default=False)]
 DeviceOpt = Annotated[str, typer.Option("--device", help=literal_help("auto|cpu|cuda (cuda needs onnxfault[gpu])"), rich_help_panel="Run")]
@@ -119,7 +120,8 @@ def _numbers(text: Optional[str], flag: str, kind=float) -> Optional[list]:
 def _data_options(labels: LabelsOpt = None, limit: LimitOpt = None, classes: ClassesOpt = None, raw: RawOpt = False,
                   mean: MeanOpt = None, std: StdOpt = None, layout: LayoutOpt = None, batch_size: BatchOpt = 256,
                   sample_rate: SampleRateOpt = None, tokenizer: TokenizerOpt = None, text_column: TextColumnOpt = "text",
-                  label_column: LabelColumnOpt = "label", max_length: MaxLengthOpt = None):
+                  label_column: LabelColumnOpt = "label", max_length: MaxLengthOpt = None,
+                  class_names: ClassNamesOpt = None):
     """The data option group: the flags as :class:`~onnxfault.data.DataOptions`."""
     from .data import DataOptions
 
@@ -127,7 +129,8 @@ def _data_options(labels: LabelsOpt = None, limit: LimitOpt = None, classes: Cla
                        raw=raw, mean=_numbers(mean, "--mean"), std=_numbers(std, "--std"), layout=layout,
                        batch_size=batch_size, sample_rate=sample_rate,
                        tokenizer=str(tokenizer) if tokenizer else None, text_column=text_column,
-                       label_column=label_column, max_length=max_length)
+                       label_column=label_column, max_length=max_length,
+                       class_names=None if class_names is None else class_names.split(","))
 
 
 class Command:

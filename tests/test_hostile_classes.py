@@ -128,6 +128,48 @@ def test_a_broken_or_special_classes_txt_is_one_error(cli, tmp_path):
     one_line_error(cli("evaluate", model, "--data", root), "is not a list of class folder names")
 
 
+def test_class_names_flag_orders_named_folders_and_is_recorded(cli, tmp_path):
+    root = image_folders(tmp_path / "named", ["zero", "one", "two"])
+    model = linear_model(tmp_path / "m.onnx", 64, 3, 3, ("N", 1, 8, 8))
+    result = cli("evaluate", model, "--data", root, "--class-names", "zero,one,two", "--json", tmp_path / "e.json", "-q")
+    assert result.exit_code == 0, result.output
+    assert "class numbers by folder 0=zero, 1=one, 2=two" in result.stderr
+    recorded = json.loads((tmp_path / "e.json").read_text())
+    assert recorded["class_names"] == ["zero", "one", "two"]
+    again = onnxfault.evaluate(model, root, data_options=onnxfault.DataOptions(class_names=("zero", "one", "two")))
+    assert np.array_equal(recorded["confusion"], again.confusion) and again.samples == 6
+    by_folder = [int(v) // 20 for v in np.concatenate(list(open_folder(root, None, ("zero", "one", "two")).chunks(64, 0)))[:, 0, 0]]
+    assert open_folder(root, None, ("zero", "one", "two")).labels.tolist() == by_folder == [0, 0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("zero,one", "error: --class-names does not name the folder 'two'; list every class folder once, in class order"),
+    ("zero,one,two,three", "error: --class-names names 'three', which is no folder of"),
+    ("zero,one,one,two", "error: --class-names names the folder 'one' twice; list each class folder once"),
+    ("zero,,two", "error: --class-names lists the class folders in class order, e.g. --class-names zero,one,two"),
+])
+def test_a_wrong_class_names_flag_is_one_error(cli, tmp_path, flag, message):
+    root = image_folders(tmp_path / "named", ["zero", "one", "two"])
+    model = linear_model(tmp_path / "m.onnx", 64, 3, 3, ("N", 1, 8, 8))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    one_line_error(cli("evaluate", model, "--data", root, "--class-names", flag, "--json", tmp_path / "e.json"), message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_class_names_against_classes_txt_or_without_class_folders_is_one_error(cli, tmp_path):
+    root = image_folders(tmp_path / "named", ["zero", "one", "two"])
+    (root / "classes.txt").write_text("zero\none\ntwo\n")
+    model = linear_model(tmp_path / "m.onnx", 64, 3, 3, ("N", 1, 8, 8))
+    one_line_error(cli("evaluate", model, "--data", root, "--class-names", "two,one,zero"),
+                   "error: --class-names and " + str(root / "classes.txt") + " give different class orders")
+    assert cli("evaluate", model, "--data", root, "--class-names", "zero,one,two", "-q").exit_code == 0  # they agree
+    one_line_error(cli("evaluate", EXAMPLES / "mnist_dense.onnx", "--data", EXAMPLES / "mnist_sample.npz",
+                       "--class-names", "a,b"), "orders class folders (root/<class>/…), and")
+    x, y = np.zeros((2, 1, 8, 8), np.float32), np.array([0, 1])
+    with pytest.raises(OnnxFaultError, match="data in memory has its labels already"):
+        onnxfault.evaluate(model, (x, y), data_options=onnxfault.DataOptions(class_names=["a", "b"]))
+
+
 # ---- item 9: a shuffling loader where a second pass must read the same samples --------------------------------
 def test_a_shuffling_loader_is_an_error_where_two_passes_must_agree():
     torch = pytest.importorskip("torch")

@@ -254,7 +254,8 @@ class Dataset:
 def open_dataset(path: str | Path, model_shape: tuple[int | None, ...], options: DataOptions | None = None) -> Dataset:
     """Open ``path`` and fit it to a model input of per-sample shape ``model_shape``."""
     options = options or DataOptions()
-    return Dataset(open_source(path, options.labels, options.sample_rate, options.text_options()), tuple(model_shape),
+    source = open_source(path, options.labels, options.sample_rate, options.text_options(), options.class_names)
+    return Dataset(source, tuple(model_shape),
                    options, str(path))
 
 

@@ -1,7 +1,7 @@
 """A folder of per-class image folders (``root/<class>/*.png``); class folders of sound files
-(``root/<class>/*.wav``) are read by :mod:`.audio`. Classes are numbered in the order of ``root/classes.txt``
-(one folder name per line) when it is there, else in numeric order when every folder name is a number (``2``
-before ``10``), else in name order; :func:`class_map` says which folder is which class."""
+(``root/<class>/*.wav``) are read by :mod:`.audio`. Classes are numbered in the order of ``class_names``
+(``--class-names``) or of ``root/classes.txt`` (one folder name per line) when one is given, else in numeric
+order when every folder name is a number (``2`` before ``10``), else in name order."""
 from __future__ import annotations
 
 import os
@@ -28,30 +28,40 @@ def _entries(folder: Path) -> list[Path]:
 CLASS_LIST = "classes.txt"
 
 
-def class_folders(path: Path) -> list[Path]:
+def class_folders(path: Path, names: tuple[str, ...] | None = None) -> list[Path]:
     """The class folders of ``path`` in class order (see the module docstring)."""
     folders = [p for p in _entries(path) if p.is_dir()]
-    listed = path / CLASS_LIST
-    if os.path.lexists(listed):
-        try:
-            info = os.stat(listed)
-        except OSError as err:
-            raise OnnxFaultError(f"cannot read {listed}: {err.strerror or err}; fix or remove it") from None
-        if not stat.S_ISREG(info.st_mode) or info.st_size > 1 << 20:
-            raise OnnxFaultError(f"{listed} is not a list of class folder names (a regular text file, one per line)")
-        names = [line.strip() for line in listed.read_text(encoding="utf-8", errors="replace").splitlines()
-                 if line.strip()]
+    listed = _class_list(path)
+    if names is not None and listed is not None and tuple(listed) != tuple(names):
+        raise OnnxFaultError(f"`class_names` and {path / CLASS_LIST} give different class orders; give one of them")
+    names = names if names is not None else listed
+    if names is not None:
+        where = "`class_names`" if listed is None else str(path / CLASS_LIST)
         by_name = {p.name: p for p in folders}
         missing = [n for n in names if n not in by_name]
         unlisted = sorted(set(by_name) - set(names))
         if missing or unlisted or len(set(names)) != len(names):
             what = (f"names {missing[0]!r}, which is no folder of {path}" if missing else
                     f"does not name the folder {unlisted[0]!r}" if unlisted else "names a folder twice")
-            raise OnnxFaultError(f"{listed} {what}; list every class folder once, in class order")
+            raise OnnxFaultError(f"{where} {what}; list every class folder once, in class order")
         return [by_name[n] for n in names]
     if folders and all(p.name.isdigit() for p in folders):
         return sorted(folders, key=lambda p: (int(p.name), p.name))
     return folders
+
+
+def _class_list(path: Path) -> list[str] | None:
+    """The folder names ``root/classes.txt`` lists, or None when there is none."""
+    listed = path / CLASS_LIST
+    if not os.path.lexists(listed):
+        return None
+    try:
+        info = os.stat(listed)
+    except OSError as err:
+        raise OnnxFaultError(f"cannot read {listed}: {err.strerror or err}; fix or remove it") from None
+    if not stat.S_ISREG(info.st_mode) or info.st_size > 1 << 20:
+        raise OnnxFaultError(f"{listed} is not a list of class folder names (a regular text file, one per line)")
+    return [line.strip() for line in listed.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
 
 
 def is_image_folder(path: Path) -> bool:
@@ -89,11 +99,12 @@ def _check_image_file(file: Path) -> None:
         raise OnnxFaultError(f"{file} is {file_kind(info.st_mode)}, not an image file; remove or rename it")
 
 
-def open_folder(path: Path, sample_rate: int | None = None) -> Source:
-    """The images (or sound files) of the class folders of ``path``; ``sample_rate``: see :mod:`.audio`."""
+def open_folder(path: Path, sample_rate: int | None = None, class_names: tuple[str, ...] | None = None) -> Source:
+    """The images (or sound files) of the class folders of ``path``; ``sample_rate``: see :mod:`.audio`;
+    ``class_names``: the folders in class order."""
     from .audio import AUDIO_SUFFIXES, open_audio_folder
 
-    classes = class_folders(path)
+    classes = class_folders(path, class_names)
     names = tuple(p.name for p in classes)
     found: dict[str, tuple[list[Path], list[int]]] = {"image": ([], []), "sound": ([], [])}
     for label, folder in enumerate(classes):

@@ -16,12 +16,15 @@ from .source import READ_ERRORS, Source, check_input_path
 
 
 def open_source(path: str | Path, labels: str | Path | None = None, sample_rate: int | None = None,
-                text=None) -> Source:
+                text=None, class_names: tuple[str, ...] | None = None) -> Source:
     """Pick the reader by content: IDX (raw or gzip), .npz, Parquet, CIFAR pickle batch, a folder of class folders
-    (images, or sound files at ``sample_rate``) or a folder of .npz shards; with ``text`` (a
-    :class:`~onnxfault.data.text.TextOptions`), texts in a .csv, .jsonl or Parquet file."""
+    (images, or sound files at ``sample_rate``, in the order of ``class_names``) or a folder of .npz shards; with
+    ``text`` (a :class:`~onnxfault.data.text.TextOptions`), texts in a .csv, .jsonl or Parquet file."""
     path = Path(path)
     info = check_input_path(path)
+    if class_names is not None and not (stat.S_ISDIR(info.st_mode) and is_image_folder(path)):
+        raise OnnxFaultError(f"`class_names` orders class folders (root/<class>/…), and {path} holds none; "
+                             "leave it out")
     if text is not None:
         from .text import TEXT_SUFFIXES, open_text
 
@@ -34,7 +37,7 @@ def open_source(path: str | Path, labels: str | Path | None = None, sample_rate:
                              "`label_column` when they are not 'text' and 'label')")
     if stat.S_ISDIR(info.st_mode):
         if is_image_folder(path):
-            return open_folder(path, sample_rate)
+            return open_folder(path, sample_rate, class_names)
         if is_shard_folder(path):
             return open_shards(path)
         raise OnnxFaultError(f"{path} is a folder without class sub-folders or .npz shards; give a data file, "

@@ -40,6 +40,9 @@ def as_dataset(data: DataLike, model_shape: tuple[int | None, ...], options: Dat
     (except in a fitted Dataset); ``num_classes`` bounds a stream's labels (checked per batch)."""
     if is_path(data):
         return open_dataset(data, model_shape, _only(options or DataOptions(), cls))
+    if options is not None and options.class_names is not None:
+        raise OnnxFaultError("`class_names` orders the class folders of data at a path; data in memory has its "
+                             "labels already: leave it out")
     data = as_data(data, options)
     if data.model_shape is not None:
         return data.fit(data.model_shape, data.options, num_classes) if data.read_once else data

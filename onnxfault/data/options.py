@@ -28,6 +28,7 @@ class DataOptions:
     text_column: str = "text"
     label_column: str = "label"
     max_length: int | None = None  # raw text: the sequence length, for a model whose length is dynamic
+    class_names: Sequence[str] | None = None  # class folders in class order (as classes.txt lists them)
 
     def text_options(self):
         """How to read raw text (:class:`~onnxfault.data.text.TextOptions`), or None without a tokenizer."""
@@ -45,6 +46,15 @@ class DataOptions:
         for flag in ("mean", "std"):  # finite numbers only, named by their flag
             for value in getattr(self, flag) or ():
                 check_finite(**{flag: value})
+        if self.class_names is not None:
+            names = self.class_names
+            if isinstance(names, str) or not all(isinstance(n, str) and n.strip() for n in names) or not names:
+                raise OnnxFaultError("`class_names` lists the class folders in class order, e.g. `class_names` "
+                                     "zero,one,two")
+            if len(set(names)) != len(names):
+                twice = next(n for n in names if list(names).count(n) > 1)
+                raise OnnxFaultError(f"`class_names` names the folder {twice!r} twice; list each class folder once")
+            object.__setattr__(self, "class_names", tuple(n.strip() for n in names))
 
 
 def select(labels: np.ndarray, options: DataOptions) -> np.ndarray:
