@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import onnxfault
+from test_hostile_data import run_limited
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -168,6 +169,11 @@ def test_report_refuses_an_npz_that_claims_more_than_it_holds(cli, work):
                "-q").exit_code == 0
     inflate(work / "run" / "inputs.npz", 3_200_000_000)
     refused(cli("report", "run", "-o", "page.html"), "claims 3,200,000,000 bytes")
+    assert not (work / "page.html").exists()
+    limited = run_limited(["report", "run", "-o", "page.html"], work)  # the same under a 1.5 GiB address space
+    assert limited.returncode == 1 and "Traceback" not in limited.stderr
+    lines = limited.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "claims 3,200,000,000 bytes" in lines[0]
     assert not (work / "page.html").exists()
     with pytest.raises(onnxfault.OnnxFaultError, match="claims 3,200,000,000 bytes"):
         onnxfault.load(work / "run")
