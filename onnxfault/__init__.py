@@ -1,7 +1,7 @@
 """onnxfault: spectrum-based fault localization (DeepFault) for any ONNX classifier.
 
 The public API mirrors the CLI: :func:`inspect_model`, :func:`evaluate`, :func:`localize`,
-:func:`synthesize` and :func:`write_report`, plus :func:`compare` and the building blocks :func:`load_model`,
+:func:`synthesize` and :func:`write_report`, plus :func:`compare`, :func:`coverage` and the building blocks :func:`load_model`,
 :func:`as_model`, :func:`open_dataset`, :class:`Dataset`, :func:`hit_spectrum` and the measure registry. Models and
 data may be files or objects in memory (a ModelProto, a torch module, a Keras model; arrays, a DataLoader).
 Results are typed (their headline numbers are attributes) and show themselves in a notebook and a REPL,
@@ -30,6 +30,7 @@ _EXPORTS = {
     "synthesize": "synthesis", "SynthesisResult": "synthesis", "METHODS": "synthesis", "Method": "synthesis",
     "register_method": "synthesis",
     "compare": "comparison", "CompareResult": "comparison",
+    "coverage": "coverage", "CoverageResult": "coverage",
     "build_report": "report", "write_report": "report", "report": "report", "Report": "report",
 }
 __all__ = sorted(_EXPORTS)
@@ -38,7 +39,7 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name in _EXPORTS:
         module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-        return module if name == _EXPORTS[name] else getattr(module, name)  # onnxfault.report: a callable module
+        return module if name == _EXPORTS[name] else getattr(module, name)  # report, coverage: callable modules
     raise AttributeError(f"module 'onnxfault' has no attribute '{name}'")
 
 

@@ -378,6 +378,47 @@ def evaluate(model: ModelArg, data: DataOpt,
         out.print(per_class_table(result, all_classes))
 
 
+@command({**DATA_GROUP, **RAY_GROUP})
+def coverage(model: ModelArg, data: DataOpt,
+             reference: Annotated[Optional[Path], typer.Option("--reference", help="data whose least and greatest neuron values are the boundaries of KMNC, NBC and SNAC (read with the data flags, less --labels/--limit/--classes)", show_default=False)] = None,
+             inputs: Annotated[Optional[Path], typer.Option("--inputs", help="a synthesize --out folder (or data): show the coverage its inputs add to the data's", show_default=False)] = None,
+             criteria: Annotated[Optional[str], typer.Option("--criteria", help="nc,kmnc,nbc,snac,tknc (default: all; kmnc, nbc and snac need --reference)", show_default=False)] = None,
+             layers: Annotated[str, typer.Option("--layers", help="auto|all|T1,T2 (tensor names, see inspect)")] = "auto",
+             granularity: Annotated[str, typer.Option("--granularity", help="channel|element")] = "channel",
+             threshold: Annotated[float, typer.Option("--threshold", help="NC: covered when value > threshold")] = 0.0,
+             top: Annotated[int, typer.Option("--top", help="TKNC: the k largest neurons of each layer")] = 1,
+             sections: Annotated[int, typer.Option("--sections", help="KMNC: sections per neuron range")] = 1000,
+             json: Annotated[Optional[Path], typer.Option("--json", help="write the results as JSON to FILE (- for stdout)")] = None,
+             output: OutputOpt = None, device: DeviceOpt = "auto", quiet: QuietOpt = False,
+             allow_nonfinite: NonfiniteOpt = False, token_activity: TokenActivityOpt = None, data_options=None,
+             ray_options=None) -> None:
+    """How much of the network the data exercises: NC, KMNC, NBC, SNAC and TKNC (DeepGauge, DeepXplore)."""
+    from .coverage import coverage as run_coverage
+    from .data import open_dataset
+    from .model import load_model
+
+    _check_output(json, "--json", _read_by(model, data, data_options, reference, inputs))
+    loaded = load_model(model, output)
+    dataset = open_dataset(data, loaded.data_shape, data_options)
+    with _progress(len(dataset), dataset.num_batches, quiet, "covering") as tick:
+        result = run_coverage(loaded, dataset, reference=reference, inputs=inputs, layers=layers,
+                              criteria=None if criteria is None else [c.strip() for c in criteria.split(",")],
+                              granularity=granularity, threshold=threshold, top=top, sections=sections, device=device,
+                              data_options=data_options, on_batch=tick, allow_nonfinite=allow_nonfinite,
+                              ray=ray_options, token_activity=token_activity)
+    _warn(result.warnings)
+    if json:
+        from .provenance import command_line
+
+        result.provenance["command"] = command_line()
+        if _stdout(json):
+            _print_json(result.to_json())
+            return
+        result.save(json)
+    for line in result.lines():
+        out.print(Text(line), soft_wrap=True)
+
+
 def _print_ops(as_json: bool) -> None:
     from .adapters.onnx2torch import supported_ops
 

@@ -237,14 +237,23 @@ def make_batch_dynamic(model: onnx.ModelProto, input_name: str) -> onnx.ModelPro
 
 
 ACTIVITY = "onnxfault__activity"
+VALUES = "onnxfault__values"
 _NONNEGATIVE = having("nonnegative")
 
 
 TOKEN_RULES = ("any", "mean", "cls")
 
 
+def expose_values(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, ...]]],
+                  tokens: dict[int, tuple[str, str | None]] | None = None) -> tuple[onnx.ModelProto, list[int]]:
+    """Add one float64 output ``onnxfault__values`` of shape (N, neurons): every probe's neuron values as
+    :func:`expose_activity` defines them (channel means in float64, the token rules), flattened and
+    concatenated; the returned list gives the probe index of each column block, in output order."""
+    return expose_activity(model, probes, None, tokens)
+
+
 def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, ...]]],
-                    threshold: float, tokens: dict[int, tuple[str, str | None]] | None = None
+                    threshold: float | None, tokens: dict[int, tuple[str, str | None]] | None = None
                     ) -> tuple[onnx.ModelProto, list[int]]:
     """Add one bool output ``onnxfault__activity`` of shape (N, neurons): every probe's neuron values
     compared with ``threshold`` (strictly greater), flattened and concatenated.
@@ -331,13 +340,19 @@ def expose_activity(model: onnx.ModelProto, probes: list[tuple[str, tuple[int, .
             value, dtype = token_value(i, tensor, dtype, axes, *tokens[i])
         elif axes:
             op = "ReduceMax"
-            if not (_nonnegative(graph, producers.get(tensor)) and threshold <= 0):
+            if threshold is None or not (_nonnegative(graph, producers.get(tensor)) and threshold <= 0):
                 value, dtype, op = emit("Cast", [value], f"onnxfault__f64_{i}", to=onnx.TensorProto.DOUBLE), \
                     np.dtype(np.float64), "ReduceMean"
             value = reduce(op, value, axes, f"onnxfault__value{i}")
         elif known is None or not known.HasField("shape") or len(known.shape.dim) != 2:
             value = emit("Flatten", [value], f"onnxfault__rows{i}", axis=1)  # (N, C, H, W) → (N, C·H·W)
         groups.setdefault(dtype, []).append((i, value))
+    if threshold is None:  # the values themselves, all as float64
+        values = [emit("Cast", [v], f"onnxfault__f64v{i}", to=onnx.TensorProto.DOUBLE) for i, v in
+                  ((i, v) for members in groups.values() for i, v in members)]
+        emit("Concat", values, VALUES, axis=1) if len(values) > 1 else emit("Identity", values, VALUES)
+        graph.output.append(onnx.helper.make_tensor_value_info(VALUES, onnx.TensorProto.DOUBLE, None))
+        return out, [i for members in groups.values() for i, _ in members]
     blocks = []
     for g_index, (dtype, members) in enumerate(groups.items()):
         values = [v for _, v in members]

@@ -16,10 +16,10 @@ from .errors import OnnxFaultError, read_json
 __all__ = ["FORMAT_VERSION", "KINDS", "header", "load", "PROVENANCE_KEYS"]
 
 FORMAT_VERSION = 1  # of every result file; 0 is a file from before kinds were recorded
-KINDS = ("localize", "evaluate", "synthesize", "compare")
+KINDS = ("localize", "evaluate", "synthesize", "compare", "coverage")
 PROVENANCE_KEYS = ("command", "created", "versions", "platform", "model_io", "class_names")
-_HINT = ("give a file written by `onnxfault localize --json`, `onnxfault evaluate --json` or "
-         "`onnxfault compare --json`, or a `onnxfault synthesize --out` folder")
+_HINT = ("give a file written by `onnxfault localize --json`, `onnxfault evaluate --json`, "
+         "`onnxfault compare --json` or `onnxfault coverage --json`, or a `onnxfault synthesize --out` folder")
 
 
 def header(kind: str) -> dict:
@@ -46,6 +46,8 @@ def load(path: str | Path):
     from .report.runs import content_problem, kind_of
 
     data = read_json(path, _HINT)
+    if isinstance(data, dict) and data.get("kind") == "coverage":
+        return _coverage(data, path)
     kind = kind_of(data)
     if kind is None:
         found = data.get("kind") if isinstance(data, dict) else None
@@ -86,6 +88,20 @@ def load(path: str | Path):
     except (KeyError, TypeError, ValueError, IndexError) as err:
         raise OnnxFaultError(f"cannot read {path} as a {kind} result ({type(err).__name__}: {err}); write it again "
                              f"with `onnxfault {kind}`", parameter="path") from err
+
+
+def _coverage(data: dict, path: Path):
+    from .coverage import CoverageResult
+
+    version = data.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
+        raise OnnxFaultError(f"{path} has format_version {version!r}, which this onnxfault does not read; "
+                             "write it again with `onnxfault coverage`", parameter="path")
+    try:
+        return CoverageResult.from_json(data)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        raise OnnxFaultError(f"cannot read {path} as a coverage result ({type(err).__name__}: {err}); write it "
+                             "again with `onnxfault coverage`", parameter="path") from err
 
 
 def _arrays(path: Path) -> dict:

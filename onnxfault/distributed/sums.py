@@ -29,8 +29,9 @@ class _Data:
 
 @dataclass(frozen=True)
 class CountJob:
-    """A counter (``prepare(model, dataset)``, ``count(state, dataset, on_batch)``, ``device_of(state)``) run
-    on shards; each result is the counts and the device that made them."""
+    """A counter (``prepare(model, dataset)``, ``count(state, dataset, on_batch)``, ``device_of(state)``, and
+    optionally ``merge(parts)`` when its shards' results do not simply add up) run on shards; each result is
+    the counts and the device that made them."""
 
     counter: object
 
@@ -79,7 +80,9 @@ def sum_over_shards(counter, model: Model, dataset: Dataset, ray_options: RayOpt
         shards = plan_shards(dataset, workers, shared.path)
         results, _ = run_pool(ray, CountJob(counter), shared, shards, workers, gpus,
                               [stop - start for start, stop in shards], on_batch)
-    totals = tuple(_add([counts[i] for counts, _ in results]) for i in range(len(results[0][0])))
+    merge = getattr(counter, "merge", None)  # a counter whose parts do not simply add (minima, maxima)
+    parts = [counts for counts, _ in results]
+    totals = merge(parts) if merge else tuple(_add([part[i] for part in parts]) for i in range(len(parts[0])))
     return totals, results[0][1]
 
 
