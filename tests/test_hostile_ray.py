@@ -121,18 +121,35 @@ def test_a_full_ray_temp_folder_is_one_line_before_ray_times_out(tmp_path, full_
     assert "RAY_TMPDIR" in line and time.monotonic() - start < 20  # Ray alone: 35 s, then "timed out"
 
 
-def ray_processes() -> set[int]:
-    found = set()
+def processes() -> dict[int, tuple[int, str, str]]:
+    """Every live process: pid → (parent pid, state, command line)."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if state != "Z" and any(mark in command for mark in RAY_PROCESS):
-                found.add(int(entry.name))
+            found[int(entry.name)] = (int(fields[1]), fields[0], command)
     return found
+
+
+def ray_descendants(root: int) -> set[int]:
+    """The live Ray processes started (directly or not) by the process ``root``."""
+    table = processes()
+    family, grew = {root}, True
+    while grew:
+        more = {pid for pid, (parent, _, _) in table.items() if parent in family} - family
+        family |= more
+        grew = bool(more)
+    return {pid for pid in family - {root}
+            if table[pid][1] != "Z" and any(mark in table[pid][2] for mark in RAY_PROCESS)}
+
+
+def alive(pids: set[int]) -> set[int]:
+    table = processes()
+    return {pid for pid in pids if pid in table and table[pid][1] != "Z"}
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -140,17 +157,16 @@ def ray_processes() -> set[int]:
 def test_ctrl_c_on_ray_local_exits_with_one_line_and_leaves_no_ray_process(tmp_path, sig, group):
     data = np.load(DATA)
     np.savez(tmp_path / "tiled.npz", x=np.tile(data["x"], (10, 1, 1)), y=np.tile(data["y"], 10))
-    before = ray_processes()
     proc = subprocess.Popen(cli("localize", MODEL, "--data", "tiled.npz", "--ray", "local", "--workers", "2", "--json",
                                 "r.json", "-q"), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
-    deadline = time.monotonic() + 90
+    deadline, started = time.monotonic() + 90, set()
     while proc.poll() is None and time.monotonic() < deadline:  # signal once the workers run
-        if any(b"ShardWorker" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in ray_processes() - before
-               if Path(f"/proc/{pid}/cmdline").exists()):
+        started = ray_descendants(proc.pid)
+        if any("ShardWorker" in command for _, _, command in (processes().get(pid, (0, "", "")) for pid in started)):
             break
         time.sleep(0.05)
-    assert proc.poll() is None, proc.communicate()
+    assert proc.poll() is None and started, proc.communicate()
     sent = time.monotonic()
     (os.killpg if group else os.kill)(proc.pid, getattr(signal, sig))
     stdout, stderr = proc.communicate(timeout=60)
@@ -159,4 +175,4 @@ def test_ctrl_c_on_ray_local_exits_with_one_line_and_leaves_no_ray_process(tmp_p
     assert stderr.strip().splitlines() == [f"error: interrupted by {sig}; no output was half-written"], stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiled.npz"]
     time.sleep(3)  # Ray's agents notice their raylet is gone within a second or two
-    assert ray_processes() - before == set()
+    assert alive(started) == set()
