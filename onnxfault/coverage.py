@@ -256,6 +256,21 @@ class CoverageResult:
                    data.get("input_samples", 0), data.get("device", "cpu"), list(data.get("warnings", [])),
                    provenance_of(data))
 
+    def plot(self):
+        """A matplotlib figure: coverage per criterion, per layer and for the whole net (with the inputs too)."""
+        from .report.figures import coverage_figure
+
+        measured = [c for c in CRITERIA if c in self.scores]
+        share = lambda found, c: found[c][0] / found[c][1] if found[c][1] else 0.0  # noqa: E731
+        layers = [(layer["name"], [share(layer["coverage"], c) for c in measured]) for layer in self.layers]
+        return coverage_figure([NAMES[c] for c in measured], layers, [self.ratio(c) for c in measured],
+                               None if self.with_inputs is None else [self.ratio(c, True) for c in measured])
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        return "<pre>" + escape("\n".join(self.lines())) + "</pre>"
+
     def save(self, path: str | Path) -> Path:
         """Write :meth:`to_json` to ``path`` whole (see :mod:`onnxfault.files`)."""
         from .files import write_json

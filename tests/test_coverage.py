@@ -103,6 +103,9 @@ def test_inputs_add_what_they_cover(tmp_path, cli):
     direct = onnxfault.coverage(EXAMPLES / "mnist_dense.onnx", together, reference=(data["x"], data["y"]), sections=50)
     assert result.with_inputs == direct.scores and result.input_samples == made > 0
     assert all(result.added(c) >= 0 for c in result.scores) and result.added("kmnc") > 0
+    figure = result.plot()  # a bar group per layer, the whole net, and the whole net with the inputs
+    assert len(figure.axes[0].patches) == 5 * (len(result.layers) + 2)
+    assert "with the inputs" in result._repr_html_()
 
 
 def test_the_cli_prints_saves_and_loads_back(tmp_path, cli):

@@ -299,3 +299,24 @@ def comparison_figure(layers: list[tuple[str, float]], measures: list[tuple[str,
     left.set_title("spectra per paired layer", fontsize=10)
     right.set_title("rankings per measure", fontsize=10)
     return fig
+
+
+def coverage_figure(criteria: list[str], layers: list[tuple[str, list[float]]],
+                    total: list[float], with_inputs: list[float] | None = None):
+    """Coverage per criterion: a group of bars per layer and one for the whole net (and, with inputs, the whole
+    net with them)."""
+    groups = [*layers, ("all layers", total)] + ([("all + inputs", with_inputs)] if with_inputs is not None else [])
+    fig = _figure(3.4)
+    ax = fig.subplots()
+    x = np.arange(len(groups))
+    width = 0.8 / max(len(criteria), 1)
+    for i, criterion in enumerate(criteria):
+        ax.bar(x + (i - (len(criteria) - 1) / 2) * width, [values[i] for _, values in groups], width,
+               color=COLOURS[i % len(COLOURS)], label=criterion)
+    ax.set_xticks(x, [short(n, 18) for n, _ in groups], rotation=30 if len(groups) > 6 else 0,
+                  ha="right" if len(groups) > 6 else "center")
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("coverage")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncols=len(criteria))
+    return fig
