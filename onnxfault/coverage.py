@@ -257,19 +257,21 @@ class CoverageResult:
                    provenance_of(data))
 
     def plot(self):
-        """A matplotlib figure: coverage per criterion, per layer and for the whole net (with the inputs too)."""
-        from .report.figures import coverage_figure
+        """The report's figure of this result: coverage per criterion, per layer and for the whole net (and with
+        the inputs)."""
+        from .report import result_figure
 
-        measured = [c for c in CRITERIA if c in self.scores]
-        share = lambda found, c: found[c][0] / found[c][1] if found[c][1] else 0.0  # noqa: E731
-        layers = [(layer["name"], [share(layer["coverage"], c) for c in measured]) for layer in self.layers]
-        return coverage_figure([NAMES[c] for c in measured], layers, [self.ratio(c) for c in measured],
-                               None if self.with_inputs is None else [self.ratio(c, True) for c in measured])
+        return result_figure(self)
+
+    def _report_run(self):
+        from .report.results import memory_run
+
+        return memory_run("coverage", self.to_json())
 
     def _repr_html_(self) -> str:
-        from html import escape
+        from .report import result_html
 
-        return "<pre>" + escape("\n".join(self.lines())) + "</pre>"
+        return result_html(self)
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`to_json` to ``path`` whole (see :mod:`onnxfault.files`)."""

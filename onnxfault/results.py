@@ -46,8 +46,6 @@ def load(path: str | Path):
     from .report.runs import content_problem, kind_of
 
     data = read_json(path, _HINT)
-    if isinstance(data, dict) and data.get("kind") == "coverage":
-        return _coverage(data, path)
     kind = kind_of(data)
     if kind is None:
         found = data.get("kind") if isinstance(data, dict) else None
@@ -82,26 +80,16 @@ def load(path: str | Path):
                 raise OnnxFaultError(f"{folder / 'inputs.npz'} does not come from the run its report.json describes "
                                      "(a run was being replaced while it was read?); read it again", parameter="path")
             return SynthesisResult.from_json(data, arrays)
+        if kind == "coverage":
+            from .coverage import CoverageResult
+
+            return CoverageResult.from_json(data)
         from .comparison import CompareResult
 
         return CompareResult.from_json(data)
     except (KeyError, TypeError, ValueError, IndexError) as err:
         raise OnnxFaultError(f"cannot read {path} as a {kind} result ({type(err).__name__}: {err}); write it again "
                              f"with `onnxfault {kind}`", parameter="path") from err
-
-
-def _coverage(data: dict, path: Path):
-    from .coverage import CoverageResult
-
-    version = data.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
-        raise OnnxFaultError(f"{path} has format_version {version!r}, which this onnxfault does not read; "
-                             "write it again with `onnxfault coverage`", parameter="path")
-    try:
-        return CoverageResult.from_json(data)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
-        raise OnnxFaultError(f"cannot read {path} as a coverage result ({type(err).__name__}: {err}); write it "
-                             "again with `onnxfault coverage`", parameter="path") from err
 
 
 def _arrays(path: Path) -> dict:

@@ -119,6 +119,13 @@ def test_the_cli_prints_saves_and_loads_back(tmp_path, cli):
     again = onnxfault.load(out)
     assert again.to_json() == saved and f"({saved['coverage']['kmnc'][0]}/{saved['coverage']['kmnc'][1]})" in done.output
     assert sum(layer["coverage"]["nc"][0] for layer in saved["layers"]) == saved["coverage"]["nc"][0]
+    page = tmp_path / "page.html"
+    assert cli("report", out, "-o", page).exit_code == 0
+    html = page.read_text()
+    assert 'id="coverage"' in html and "Coverage per criterion of R1" in html
+    kmnc = saved["coverage"]["kmnc"]
+    assert f"{kmnc[0]:,} / {kmnc[1]:,}" in html
+    assert onnxfault.report([again]).html.count('id="coverage-R1"') == 1
 
 
 @pytest.mark.parametrize("args, message", [

@@ -15,8 +15,8 @@ from ..model_forms import IN_MEMORY  # also a result's path on the page until it
 from . import html, sections
 from .runs import Run, number_runs, read_run
 
-_ACCEPTED = ("a LocalizeResult, EvaluateResult, SynthesisResult or CompareResult, or the path of a "
-             "localize/evaluate/compare --json file or a synthesize --out folder")
+_ACCEPTED = ("a LocalizeResult, EvaluateResult, SynthesisResult, CompareResult or CoverageResult, or the path "
+             "of a localize/evaluate/compare/coverage --json file or a synthesize --out folder")
 
 
 def memory_run(kind: str, data: dict, arrays: dict | None = None) -> Run:
@@ -45,7 +45,7 @@ def as_run(item, argument: str = "runs") -> Run:
 def section_of(run: Run) -> str:
     """``run``'s part of the page: its evaluation, suspiciousness or synthesis section."""
     build = {"localize": sections.suspiciousness, "evaluate": sections.evaluation, "synthesize": sections.synthesis,
-             "compare": sections.comparison}
+             "compare": sections.comparison, "coverage": sections.coverage}
     return build[run.kind]([run])
 
 

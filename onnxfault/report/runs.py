@@ -23,9 +23,10 @@ _NEEDS = {"localize": ("measure", "layers", "neurons", "samples", "failing", "ac
           "synthesize": ("method", "params", "neurons", "seeds", "accuracy_after", "success_rate", "distance",
                          "seconds"),
           "evaluate": ("samples", "correct", "accuracy", "classes", "per_class", "confusion"),
-          "compare": ("model_a", "model_b", "samples", "layers", "measures", "params")}
-_HINT = ("give a file written by `onnxfault localize --json`, `onnxfault evaluate --json` or "
-         "`onnxfault compare --json`, or a `onnxfault synthesize --out` folder")
+          "compare": ("model_a", "model_b", "samples", "layers", "measures", "params"),
+          "coverage": ("samples", "coverage", "layers", "params")}
+_HINT = ("give a file written by `onnxfault localize --json`, `onnxfault evaluate --json`, "
+         "`onnxfault compare --json` or `onnxfault coverage --json`, or a `onnxfault synthesize --out` folder")
 
 
 @dataclass
@@ -62,7 +63,8 @@ _TOP = {"localize": {"measure": str, "samples": int, "failing": int, "accuracy":
         "synthesize": {"method": str, "params": dict, "seeds": dict, "seconds": _NUMBER, "distance": dict},
         "evaluate": {"samples": int, "correct": int, "accuracy": _NUMBER, "classes": int},
         "compare": {"model_a": str, "model_b": str, "samples": int, "layers": list, "measures": dict,
-                    "params": dict}}
+                    "params": dict},
+        "coverage": {"samples": int, "coverage": dict, "layers": list, "params": dict}}
 
 
 def _bad(value, kind) -> bool:
@@ -91,6 +93,8 @@ def content_problem(data: dict, kind: str) -> str | None:
     if kind == "compare":
         return _check_items(data["layers"], {"tensor_a": str, "tensor_b": str, "neurons": int, "identical": int},
                             "layers")
+    if kind == "coverage":
+        return _coverage_problem(data)
     problem = _check_items(data["neurons"], {**_NEURON, **(_COUNTS if kind == "localize" else {})}, "neurons")
     if problem:
         return problem
@@ -107,6 +111,27 @@ def content_problem(data: dict, kind: str) -> str | None:
     if spectra is not None and (not isinstance(spectra, str) or not spectra):
         return "'spectra' is not the name of an npz file"
     return None
+
+
+def _coverage_problem(data: dict) -> str | None:
+    """What is wrong with a coverage JSON's numbers: each criterion a pair 0 ≤ covered ≤ total."""
+    def pairs_problem(found, where: str) -> str | None:
+        if not isinstance(found, dict):
+            return f"'{where}' is not an object"
+        for criterion, pair in found.items():
+            if not (isinstance(pair, list) and len(pair) == 2 and not any(_bad(v, int) for v in pair)
+                    and 0 <= pair[0] <= pair[1]):
+                return f"'{where}.{criterion}' is not a pair of whole counts, covered ≤ total"
+        return None
+
+    problem = pairs_problem(data["coverage"], "coverage")
+    if problem is None and data.get("coverage_with_inputs") is not None:
+        problem = pairs_problem(data["coverage_with_inputs"], "coverage_with_inputs")
+    if problem is None:
+        problem = _check_items(data["layers"], {"name": str, "neurons": int, "coverage": dict}, "layers")
+    for i, layer in enumerate(data["layers"] if problem is None else []):
+        problem = problem or pairs_problem(layer["coverage"], f"layers[{i}].coverage")
+    return problem
 
 
 def _confusion_problem(data: dict) -> str | None:

@@ -39,6 +39,8 @@ def what(run: Run) -> str:
         return "evaluate"
     if run.kind == "compare":
         return "compare " + ", ".join(d["measures"])
+    if run.kind == "coverage":
+        return "coverage " + ", ".join(d["coverage"])
     measure = d["params"].get("measure")
     return d["method"] + (f" ({measure})" if measure else "")
 
@@ -105,6 +107,10 @@ def _layers_analysed(members: list[Run]) -> str:
             elif run.kind == "synthesize":
                 for tensor in dict.fromkeys(n["tensor"] for n in run.data["neurons"]):
                     rows.setdefault(tensor, [tensor, "–", "–", number(None), []])[4].append(run.tag)
+            elif run.kind == "coverage":
+                for layer in run.data["layers"]:
+                    rows.setdefault(layer["name"], [layer["name"], "–", "–", number(layer["neurons"]), []])[4].append(
+                        run.tag)
     body = [[*row[:4], ", ".join(dict.fromkeys(row[4]))] for row in rows.values()]
     return table("Layers analysed (synthesis runs list the layers of the neurons they excite)",
                  ["tensor", "op", "shape per sample", "neurons", "runs"], body)
@@ -126,6 +132,9 @@ def _data_table(runs: list[Run]) -> str:
             elif run.kind == "compare":  # failing: model A's and model B's misclassified samples
                 rows.append([run.tag, label(d["data"], True), number(d["samples"], "samples"),
                              label(f"{d['failing']['a']}, {d['failing']['b']}"), number(None), number(None)])
+            elif run.kind == "coverage":
+                rows.append([run.tag, label(d["data"], True), number(d["samples"], "samples"), number(None),
+                             number(None), number(None)])
             else:
                 rows.append([run.tag, label(d["data"], True), number(None), number(None), number(None),
                              number(d["seeds"]["count"], "seeds")])
@@ -499,6 +508,55 @@ def evaluation_figure(run: Run):
                                                    where=samples > 0))
 
 
+# ---- coverage -----------------------------------------------------------------------------------------
+COVERAGE_NAMES = {"nc": "NC", "kmnc": "KMNC", "nbc": "NBC", "snac": "SNAC", "tknc": "TKNC"}
+
+
+def coverage(runs: list[Run]) -> str:
+    covered = [r for r in runs if r.kind == "coverage"]
+    parts = []
+    for run in covered:
+        with reading(run):
+            parts.append(_coverage_run(run))
+    return "".join(parts)
+
+
+def _share(pair) -> float | None:
+    return pair[0] / pair[1] if pair[1] else None
+
+
+def _coverage_run(run: Run) -> str:
+    d = run.data
+    criteria, p = list(d["coverage"]), d["params"]
+    extra = d.get("coverage_with_inputs")
+    settings = ", ".join(f"{k} {v}" for k, v in (("threshold", p.get("threshold")), ("top", p.get("top")),
+                                                  ("sections", p.get("sections"))) if v is not None)
+    rows = [[COVERAGE_NAMES.get(c, c), number(_share(d["coverage"][c]), "coverage", percent=True),
+             label(f"{d['coverage'][c][0]:,} / {d['coverage'][c][1]:,}"),
+             *([number(_share(extra[c]), "coverage", percent=True)] if extra else [])] for c in criteria]
+    heads = ["criterion", "coverage", "covered / total", *(["with the inputs"] if extra else [])]
+    about = (f"{d['samples']} samples over {sum(l['neurons'] for l in d['layers'])} neurons in {len(d['layers'])} "
+             f"layers ({settings}); neuron boundaries from {d.get('reference') or 'no reference data'}"
+             + (f"; {d.get('input_samples', 0)} inputs from {d.get('inputs')} added." if extra else "."))
+    return "".join([
+        _h(3, title(run), f"coverage-{run.tag}"), paragraph(about),
+        figure(figures.png(coverage_figure(run)), f"Coverage per criterion of {run.tag}",
+               "Per layer and for the whole net" + (", also with the inputs added" if extra else "") + ".",
+               f"coverage-figure-{run.tag}"),
+        table(f"Coverage ({run.tag})", heads, rows, f"coverage-{run.tag}-table")])
+
+
+def coverage_figure(run: Run):
+    """A coverage run's bars: per criterion, per layer, for the whole net (and with the inputs)."""
+    d = run.data
+    criteria = list(d["coverage"])
+    share = lambda found: [_share(found[c]) or 0.0 for c in criteria]  # noqa: E731
+    extra = d.get("coverage_with_inputs")
+    return figures.coverage_figure([COVERAGE_NAMES.get(c, c) for c in criteria],
+                                   [(l["name"], share(l["coverage"])) for l in d["layers"]], share(d["coverage"]),
+                                   share(extra) if extra else None)
+
+
 def lead_figure(run: Run):
     """The first figure of ``run``'s section: suspicious neurons per layer (localize), the sample grid
     (synthesize), the confusion matrix or per-class accuracy (evaluate), the agreement per layer and measure
@@ -510,6 +568,8 @@ def lead_figure(run: Run):
             return evaluation_figure(run)
         if run.kind == "compare":
             return comparison_figure(run)
+        if run.kind == "coverage":
+            return coverage_figure(run)
         drawn = samples_figure(run) if run.arrays is not None else None
     if drawn is None:
         raise OnnxFaultError(f"{run.path} has no seeds and inputs to draw; its report shows no sample grid")
