@@ -5,7 +5,8 @@ computed here, the only place that touches torch for them:
 
 * ``neuron_ascent``: the mean value of chosen neurons (HS-FGSM; DeepFault's ``--gradient raw``);
 * ``normalized_neuron_ascent``: the mean of the chosen neurons' RMS-normalised gradients (DeepFault);
-* ``loss_gradient``: the cross-entropy of the class scores (FGSM/PGD, untargeted or targeted).
+* ``loss_gradient``: the cross-entropy of the class scores (FGSM/PGD, untargeted or targeted);
+* ``linear_objective``: a weighted sum of class scores and neuron values (DLFuzz).
 """
 from __future__ import annotations
 
@@ -124,6 +125,29 @@ class Differentiable:
         loss = -log_p.gather(1, wanted.to(self.device)[:, None])[:, 0]
         (loss.sum() if target is None else -loss.sum()).backward()
         return xt.grad.detach().cpu().numpy(), loss.detach().cpu().numpy()
+
+    def outputs(self, x: np.ndarray, side: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        """Every output of the module for ``x``, as numpy (no gradient)."""
+        with torch.no_grad():
+            found = self._forward(torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device), side)
+        return [value.detach().cpu().numpy() for value in found]
+
+    def linear_objective(self, x: np.ndarray, class_weights: np.ndarray, groups: list[NeuronGroup],
+                         neuron_weights: np.ndarray, *, probabilities: bool = False,
+                         side: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Gradient of Σ_c class_weights[c]·score_c + Σ_j neuron_weights[j]·value_j summed over the samples of
+        ``x``: scores are output 0 (log-probabilities when ``probabilities``), values the ``groups``' neurons."""
+        xt = self._input(x)
+        outputs = self._forward(xt, side)
+        scores = outputs[0].to(torch.float64)
+        if probabilities:
+            scores = torch.log(scores.clamp_min(1e-12))
+        total = (scores * torch.from_numpy(np.asarray(class_weights, np.float64)).to(self.device)).sum()
+        if groups:
+            values = self._values(outputs, groups)
+            total = total + (values * torch.from_numpy(np.asarray(neuron_weights, np.float64)).to(self.device)).sum()
+        total.backward()
+        return xt.grad.detach().cpu().numpy()
 
     def value_and_jacobian(self, x: np.ndarray, output: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The flattened ``output`` at the single sample ``x`` (batch of 1) and its (out, in) Jacobian, in

@@ -34,11 +34,13 @@ class Problem:
     side: dict = field(default_factory=dict)  # the model's other inputs, one row per seed (a text model's mask)
     space: object = None  # a text model's EmbeddingSpace (synthesis.embedding); None for one float input
     records: np.ndarray | None = None  # a text model's seeds as read (token ids, mask), one record per seed
+    first: int = 0  # the position of ``x[0]`` among all the seeds (a chunk's offset)
 
     def rows(self, start: int, stop: int, cache: dict | None = None) -> "Problem":
         """The seeds ``start`` … ``stop`` - 1 as a problem of their own (a chunk): seeds, labels and side inputs
         sliced, nothing reported back yet; ``cache``: what the chunk starts with (default: this problem's)."""
         return replace(self, x=self.x[start:stop], y=self.y[start:stop], module=None, stats=None,
+                       first=self.first + start,
                        side={k: v[start:stop] for k, v in self.side.items()},
                        records=None if self.records is None else self.records[start:stop],
                        cache=self.cache if cache is None else cache)

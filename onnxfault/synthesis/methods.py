@@ -22,6 +22,7 @@ _MODULES = {
     "deepsensor": "deepsensor",
     "patch": "patch",
     "hotflip": "hotflip",
+    "dlfuzz": "dlfuzz",
 }
 
 
