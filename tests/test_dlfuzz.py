@@ -12,7 +12,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxfault
-from onnxfault.synthesis.dlfuzz import choose, class_weights, heavy_neurons, normalized, scaled_values
+from onnxfault.synthesis.dlfuzz import choose, class_weights, heavy_neurons
+from onnxfault.synthesis.fuzzing import normalized, scaled_values
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 W1 = np.array([[0.5, -0.2, 0.3, 0.1], [0.4, 0.6, -0.1, 0.2], [-0.3, 0.2, 0.5, 0.4]], np.float32)

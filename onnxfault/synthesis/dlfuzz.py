@@ -26,14 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .contract import Method, iterations_option, option, step_option
+from .fuzzing import cover, exposed_module, neuron_groups, normalized, scaled_values
 
 STRATEGIES = ("often", "rarely", "weights", "threshold", "random")
 MAX_QUEUE = 50  # mutations queued per seed at most (the authors' queue is unbounded)
-
-
-def normalized(grad: np.ndarray) -> np.ndarray:
-    """DLFuzz's (and DeepXplore's) ``normalize``: g / (√mean(g²) + 1e-5), over one input's elements."""
-    return grad / (np.sqrt(np.mean(np.square(grad, dtype=np.float64))) + 1e-5)
 
 
 def class_weights(scores: np.ndarray, top: int, predict_weight: float) -> tuple[np.ndarray, int]:
@@ -44,18 +40,6 @@ def class_weights(scores: np.ndarray, top: int, predict_weight: float) -> tuple[
     weights[order[1:1 + top]] = predict_weight
     weights[order[0]] = -1.0
     return weights, int(order[0])
-
-
-def scaled_values(outputs: list[np.ndarray], axes: list[tuple[int, ...]]) -> np.ndarray:
-    """One input's neuron values, each layer's scaled by the min and max of that layer's whole output
-    (DLFuzz's ``scale`` then the channel mean); a constant layer scales to 0."""
-    parts = []
-    for out, mean_axes in zip(outputs, axes):
-        low, high = float(out.min()), float(out.max())
-        values = out.mean(axis=mean_axes, dtype=np.float64) if mean_axes else out.astype(np.float64)
-        values = values.reshape(len(out), -1)[0]
-        parts.append((values - low) / (high - low) if high > low else np.zeros_like(values))
-    return np.concatenate(parts)
 
 
 def choose(strategy: str, count: int, times: np.ndarray, scaled: np.ndarray, threshold: float,
@@ -164,7 +148,7 @@ class DLFuzz(Method):
     def run(self, p):
         o = p.options
         layers = p.model.select_layers("auto")
-        module, groups, axes = p.once("dlfuzz", lambda: _module(p, layers))
+        module, groups, axes = p.once("dlfuzz", lambda: exposed_module(p, layers))
         heavy = p.once("dlfuzz-heavy", lambda: heavy_neurons(p.model, layers, "channel"))
         total = sum(layer.neurons("channel") for layer in layers)
         times = np.zeros(total, np.int64)
@@ -174,7 +158,7 @@ class DLFuzz(Method):
             seed = p.x[i:i + 1]
             side = {k: v[i:i + 1] for k, v in p.side.items()}
             rng = np.random.default_rng([p.seed, p.first + i])
-            _cover(times, module.outputs(seed, side), axes, o.threshold)
+            cover(times, module.outputs(seed, side), axes, o.threshold)
             queue, found, last = [seed.copy()], None, seed
             while queue:
                 item = queue.pop(0)
@@ -182,18 +166,18 @@ class DLFuzz(Method):
                 weights, label = class_weights(outputs[0][0].astype(np.float64), o.top, o.predict_weight)
                 chosen, signs = choose(o.strategy, o.neurons_to_cover, times,
                                        scaled_values(outputs[1:], axes), o.threshold, heavy, rng)
-                neuron_groups = _groups(groups, chosen)
+                chosen_groups = neuron_groups(groups, chosen)
                 neuron_weights = np.concatenate([o.neuron_weight * signs[order] for order in _orders(groups, chosen)]) \
                     if len(chosen) else np.zeros(0)
                 x = item
                 for _ in range(o.iterations):
-                    grad = module.linear_objective(x, weights, neuron_groups, neuron_weights,
+                    grad = module.linear_objective(x, weights, chosen_groups, neuron_weights,
                                                    probabilities=p.scores_are_probabilities, side=side)
                     x = np.clip(x + o.step * normalized(grad), *p.clip).astype(np.float32)
                     mutations += 1
                     before = np.count_nonzero(times) / total
                     after_outputs = module.outputs(x, side)
-                    _cover(times, after_outputs, axes, o.threshold)
+                    cover(times, after_outputs, axes, o.threshold)
                     gain = np.count_nonzero(times) / total - before
                     change = np.linalg.norm(x - seed) / max(np.linalg.norm(seed), 1e-12)
                     if gain > 0.01 / (p.first + i + 1) and change < o.max_change and len(queue) < MAX_QUEUE:
@@ -225,26 +209,8 @@ class DLFuzz(Method):
                 f"mutations; DLFuzz's neuron coverage {100 * report['coverage_after']:.1f} % (mean over chunks)"]
 
 
-def _module(p, layers):
-    """The model with every layer's output exposed after the class scores, its neuron groups, and the axes
-    a channel's mean is taken over."""
-    from .. import graph
-    from ..adapters.gradients import NeuronGroup
-    from ..spectrum import probe_axes
-
-    tensors = [layer.tensor for layer in layers]
-    module = p.differentiable(graph.expose_outputs(p.model.scores_only(), tensors))
-    groups = [NeuronGroup(1 + i, probe_axes(layer, "channel"), tuple(range(layer.neurons("channel"))))
-              for i, layer in enumerate(layers)]
-    return module, groups, [probe_axes(layer, "channel") for layer in layers]
-
-
-def _cover(times: np.ndarray, outputs: list[np.ndarray], axes, threshold: float) -> None:
-    times += scaled_values(outputs[1:], axes) > threshold
-
-
 def _orders(groups, chosen: np.ndarray) -> list[np.ndarray]:
-    """Per group (layer) the positions in ``chosen`` of its neurons, in the order ``_groups`` lists them."""
+    """Per group (layer) the positions in ``chosen`` of its neurons, in the order ``neuron_groups`` lists them."""
     found, start = [], 0
     for group in groups:
         size = len(group.indices)
@@ -252,17 +218,3 @@ def _orders(groups, chosen: np.ndarray) -> list[np.ndarray]:
         found.append(inside[np.argsort(chosen[inside], kind="stable")])
         start += size
     return [order for order in found if len(order)]
-
-
-def _groups(groups, chosen: np.ndarray) -> list:
-    """The neuron groups holding just the ``chosen`` flat neurons, one per layer that has some."""
-    from ..adapters.gradients import NeuronGroup
-
-    picked, start = [], 0
-    for group in groups:
-        size = len(group.indices)
-        mine = np.sort(chosen[(chosen >= start) & (chosen < start + size)]) - start
-        if len(mine):
-            picked.append(NeuronGroup(group.output, group.axes, tuple(int(j) for j in mine)))
-        start += size
-    return picked

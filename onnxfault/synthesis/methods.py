@@ -23,6 +23,7 @@ _MODULES = {
     "patch": "patch",
     "hotflip": "hotflip",
     "dlfuzz": "dlfuzz",
+    "deepxplore": "deepxplore",
 }
 
 
