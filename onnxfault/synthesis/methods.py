@@ -25,16 +25,30 @@ _MODULES = {
     "dlfuzz": "dlfuzz",
     "deepxplore": "deepxplore",
 }
+# Families: ``prefix:NAME`` is a method of the module's ``family_member(name)``; ``LISTED`` names are listed.
+_FAMILIES = {"art": "art_attacks"}
 
 
 class _Registry(Mapping):
-    """Method name → its :class:`Method` instance, its module imported on first access."""
+    """Method name → its :class:`Method` instance, its module imported on first access; a family's member
+    (``art:DeepFool``) made by its module when first asked for."""
 
-    def __init__(self, modules: dict[str, str]):
+    def __init__(self, modules: dict[str, str], families: dict[str, str]):
         self._modules = dict(modules)
+        self._families = dict(families)
         self._loaded: dict[str, Method] = {}
 
+    def _family(self, name) -> str | None:
+        prefix, sep, rest = name.partition(":") if isinstance(name, str) else ("", "", "")
+        return self._families.get(prefix) if sep and rest else None
+
+    def _listed(self) -> list[str]:
+        return [f"{prefix}:{member}" for prefix, module in self._families.items()
+                for member in import_module(f"{__package__}.{module}").LISTED]
+
     def __getitem__(self, name: str) -> Method:
+        if name not in self._loaded and self._family(name) is not None:
+            self._loaded[name] = import_module(f"{__package__}.{self._family(name)}").family_member(name)
         if name not in self._loaded:
             if name not in self._modules:
                 raise KeyError(name)
@@ -45,19 +59,20 @@ class _Registry(Mapping):
         return self._loaded[name]
 
     def __iter__(self):
-        return iter([*self._modules, *(n for n in self._loaded if n not in self._modules)])
+        listed = [*self._modules, *self._listed()]
+        return iter([*listed, *(n for n in self._loaded if n not in listed)])
 
     def __len__(self) -> int:
-        return len(set(self._modules) | set(self._loaded))
+        return len(set(self._modules) | set(self._listed()) | set(self._loaded))
 
     def __contains__(self, name) -> bool:
-        return name in self._modules or name in self._loaded
+        return name in self._modules or name in self._loaded or self._family(name) is not None
 
     def add(self, method: Method) -> None:
         self._loaded[method.name] = method
 
 
-METHODS = _Registry(_MODULES)
+METHODS = _Registry(_MODULES, _FAMILIES)
 
 
 def register(method: type[Method] | Method) -> Method:
@@ -75,4 +90,8 @@ def get_method(name: str) -> Method:
     """The registered method called ``name`` (an unknown name fails with the close ones)."""
     if not isinstance(name, str) or name not in METHODS:
         raise OnnxFaultError(close_matches_hint(str(name), sorted(METHODS), "method"), parameter="method")
-    return METHODS[name]
+    method = METHODS[name]
+    check = getattr(method, "check", None)
+    if check is not None:
+        check()  # a family member that does not exist (art:Bogus) fails here, before any work
+    return method
