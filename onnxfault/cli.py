@@ -199,6 +199,21 @@ def _stdout(path) -> bool:
     return path is not None and str(path) == "-"
 
 
+def _save_result(result, path) -> bool:
+    """Save ``result`` (with this command line) to ``--json`` ``path``, if given; ``-`` prints it instead, and then
+    nothing else may go to stdout: returns True."""
+    if path is None:
+        return False
+    from .provenance import command_line
+
+    result.provenance["command"] = command_line()
+    if _stdout(path):
+        _print_json(result.to_json())
+        return True
+    result.save(path)
+    return False
+
+
 def _check_output(path, flag: str, inputs) -> None:
     """An output file (None: none asked for; ``-``: stdout) must be writable, a regular file, and none of
     ``inputs``."""
@@ -365,14 +380,8 @@ def evaluate(model: ModelArg, data: DataOpt,
         result = run_evaluate(loaded, dataset, device=device, on_batch=tick, allow_nonfinite=allow_nonfinite,
                               ray=ray_options)
     _warn(result.warnings)
-    if json:
-        from .provenance import command_line
-
-        result.provenance["command"] = command_line()
-        if _stdout(json):
-            _print_json(result.to_json())
-            return
-        result.save(json)
+    if _save_result(result, json):
+        return
     out.print(accuracy_line(result, dataset.source.description), soft_wrap=True)
     if not quiet:
         out.print(per_class_table(result, all_classes))
@@ -407,14 +416,8 @@ def coverage(model: ModelArg, data: DataOpt,
                               data_options=data_options, on_batch=tick, allow_nonfinite=allow_nonfinite,
                               ray=ray_options, token_activity=token_activity)
     _warn(result.warnings)
-    if json:
-        from .provenance import command_line
-
-        result.provenance["command"] = command_line()
-        if _stdout(json):
-            _print_json(result.to_json())
-            return
-        result.save(json)
+    if _save_result(result, json):
+        return
     for line in result.lines():
         out.print(Text(line), soft_wrap=True)
 
