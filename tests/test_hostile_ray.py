@@ -176,3 +176,19 @@ def test_ctrl_c_on_ray_local_exits_with_one_line_and_leaves_no_ray_process(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiled.npz"]
     time.sleep(3)  # Ray's agents notice their raylet is gone within a second or two
     assert alive(started) == set()
+
+
+def test_a_tls_cluster_is_only_probed_for_a_listener(monkeypatch):
+    """With RAY_USE_TLS the server waits for a TLS handshake, so the plain HTTP/2 probe would refuse a good cluster:
+    then only the connection is checked."""
+    from onnxfault.distributed.options import _probe
+    from onnxfault.errors import OnnxFaultError
+
+    server, port = listener(b"\x15\x03\x03\x00\x02\x02\x46")  # what a TLS server says to a plain client
+    try:
+        with pytest.raises(OnnxFaultError, match="does not answer as Ray's gRPC server does"):
+            _probe(f"127.0.0.1:{port}")
+        monkeypatch.setenv("RAY_USE_TLS", "1")
+        _probe(f"127.0.0.1:{port}")
+    finally:
+        server.close()

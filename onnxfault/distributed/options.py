@@ -67,6 +67,8 @@ def _probe(address: str) -> None:
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as connection:
             connection.settimeout(max(deadline - time.monotonic(), 0.1))
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+                return  # a TLS server waits for our handshake: that it accepts is all a plain probe can tell
             connection.sendall(_HTTP2_PREFACE)
             header = connection.recv(9)
     except socket.timeout:
