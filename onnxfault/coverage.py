@@ -205,8 +205,8 @@ class CoverageCounter(_Values):
 @dataclass
 class CoverageResult:
     """What ``coverage`` found: per criterion ``(covered, total)`` for the data (``scores``) and, with
-    ``inputs``, for the data together with those inputs (``with_inputs``); per layer the same
-    (``layer_scores``). ``to_json()`` is the ``--json`` file; :func:`onnxfault.load` reads it back."""
+    ``inputs``, for the data together with those inputs (``with_inputs``); per layer the data's (``layers``:
+    name, neurons, coverage). ``to_json()`` is the ``--json`` file; :func:`onnxfault.load` reads it back."""
 
     kind = "coverage"
 
