@@ -45,11 +45,16 @@ def test_deepfool_equals_arts_own_on_the_same_net_in_torch(tmp_path):
 
 
 def test_square_attack_repeats_with_its_seed_and_autoattack_runs(tmp_path):
+    np.random.seed(11)
+    torch.manual_seed(11)
+    callers = np.random.get_state()[1].copy(), torch.random.get_rng_state().clone()
     runs = [onnxfault.synthesize(EXAMPLES / "mnist_dense.onnx", EXAMPLES / "mnist_sample.npz",
                                  method="art:SquareAttack", samples=1, seed=3, art_param="eps=0.2,max_iter=30")
             for _ in range(2)]
     assert np.array_equal(runs[0].arrays["synthesized"], runs[1].arrays["synthesized"])
     assert np.abs(runs[0].arrays["synthesized"] - runs[0].arrays["original"]).max() <= 0.2 + 1e-6
+    assert np.array_equal(np.random.get_state()[1], callers[0])  # the caller's generators are given back
+    assert torch.equal(torch.random.get_rng_state(), callers[1])
     model, (x, y) = two_layer_net(tmp_path / "two.onnx"), seeds()
     auto = onnxfault.synthesize(model, (x, y), method="art:AutoAttack", samples=2, art_param="eps=0.3")
     assert auto.params["art_param"] == "eps=0.3" and auto.success_rate > 0

@@ -110,17 +110,19 @@ class ArtAttack(Method):
         except (TypeError, ValueError) as err:
             raise OnnxFaultError(f"{self.name}: ART refuses the parameters {params} ({err})",
                                  parameter="art_param") from None
-        np.random.seed((p.seed * 1_000_003 + p.first) % 2**32)
-        torch.manual_seed(p.seed * 1_000_003 + p.first)
         onehot = np.eye(classifier.nb_classes, dtype=np.float32)[labels]
         p.module = full
-        with _no_progress_bars():
-            try:
+        saved = np.random.get_state()  # ART draws from numpy's and torch's global generators: seed them, then
+        try:                           # give the caller's back
+            with torch.random.fork_rng(devices=[]), _no_progress_bars():
+                np.random.seed((p.seed * 1_000_003 + p.first) % 2**32)
+                torch.manual_seed(p.seed * 1_000_003 + p.first)
                 made = attack.generate(x=p.x.astype(np.float32), y=onehot)
-            except (ValueError, TypeError, NotImplementedError) as err:  # ART's refusals of the model or data
-                first = str(err).splitlines()[0] if str(err) else type(err).__name__
-                raise OnnxFaultError(f"{self.name}: ART cannot run it on this model ({first})",
-                                     parameter="method") from None
+        except (ValueError, TypeError, NotImplementedError) as err:  # ART's refusals of the model or data
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise OnnxFaultError(f"{self.name}: ART cannot run it on this model ({first})", parameter="method") from None
+        finally:
+            np.random.set_state(saved)
         return np.clip(made, *p.clip).astype(np.float32)
 
 
