@@ -87,3 +87,4 @@ def test_bad_art_input_is_one_line_and_writes_nothing(tmp_path, cli, args, messa
     lines = done.stderr.strip().splitlines()
     assert done.exit_code != 0 and len(lines) == 1 and message in lines[0] and "Traceback" not in done.output
     assert not (tmp_path / "run").exists()
+    assert "art:DeepFol" not in list(onnxfault.METHODS)  # a name that failed is never listed afterwards

@@ -71,6 +71,11 @@ class _Registry(Mapping):
     def add(self, method: Method) -> None:
         self._loaded[method.name] = method
 
+    def discard(self, name: str) -> None:
+        """Forget a family member that turned out not to exist (``art:Bogus``), so that it is never listed."""
+        if self._family(name) is not None:
+            self._loaded.pop(name, None)
+
 
 METHODS = _Registry(_MODULES, _FAMILIES)
 
@@ -93,5 +98,9 @@ def get_method(name: str) -> Method:
     method = METHODS[name]
     check = getattr(method, "check", None)
     if check is not None:
-        check()  # a family member that does not exist (art:Bogus) fails here, before any work
+        try:
+            check()  # a family member that does not exist (art:Bogus) fails here, before any work
+        except OnnxFaultError:
+            METHODS.discard(name)
+            raise
     return method
