@@ -167,8 +167,8 @@ class DLFuzz(Method):
                 chosen, signs = choose(o.strategy, o.neurons_to_cover, times,
                                        scaled_values(outputs[1:], axes), o.threshold, heavy, rng)
                 chosen_groups = neuron_groups(groups, chosen)
-                neuron_weights = np.concatenate([o.neuron_weight * signs[order] for order in _orders(groups, chosen)]) \
-                    if len(chosen) else np.zeros(0)
+                # neuron_groups lists the chosen neurons in ascending flat order (layers are consecutive ranges)
+                neuron_weights = o.neuron_weight * signs[np.argsort(chosen, kind="stable")]
                 x = item
                 for _ in range(o.iterations):
                     grad = module.linear_objective(x, weights, chosen_groups, neuron_weights,
@@ -207,14 +207,3 @@ class DLFuzz(Method):
     def summary_lines(self, report: dict) -> list[str]:
         return [f"{report['adversarial_seeds']} seeds with an adversarial input after {report['mutations']} "
                 f"mutations; DLFuzz's neuron coverage {100 * report['coverage_after']:.1f} % (mean over chunks)"]
-
-
-def _orders(groups, chosen: np.ndarray) -> list[np.ndarray]:
-    """Per group (layer) the positions in ``chosen`` of its neurons, in the order ``neuron_groups`` lists them."""
-    found, start = [], 0
-    for group in groups:
-        size = len(group.indices)
-        inside = np.flatnonzero((chosen >= start) & (chosen < start + size))
-        found.append(inside[np.argsort(chosen[inside], kind="stable")])
-        start += size
-    return [order for order in found if len(order)]
