@@ -126,6 +126,19 @@ def tally(values: np.ndarray, sizes: Sequence[int], threshold: float, top: int,
 
 
 # ---- the passes (one forward pass per batch; shards add up) -----------------------------------------------
+def values_session(model: Model, layers: Sequence[Layer], granularity: str, device: str, preprocessing=None,
+                   token_activity: str | None = None):
+    """A session returning the class scores and every neuron value of ``layers`` (float64, (N, neurons)), and
+    the columns that put those values in layer order; ``preprocessing``: a data set's, for batches as read."""
+    probes = [(layer.tensor, probe_axes(layer, granularity)) for layer in layers]
+    mask = model.attention_mask.name if model.attention_mask is not None else None
+    tokens = {i: (token_activity, mask) for i, layer in enumerate(layers)
+              if token_activity is not None and model.is_sequence_layer(layer)}
+    proto, order = expose_values(model.scores_only(), probes, tokens)
+    sizes = [layer.neurons(granularity) for layer in layers]
+    return model.session_for(proto, device, preprocessing), layer_order_columns(order, sizes)
+
+
 @dataclass(frozen=True)
 class _Values:
     """Builds the session exposing every neuron value, and yields them per batch in layer order."""
@@ -137,13 +150,8 @@ class _Values:
     token_activity: str | None
 
     def prepare(self, model: Model, dataset: Dataset):
-        probes = [(layer.tensor, probe_axes(layer, self.granularity)) for layer in self.layers]
-        mask = model.attention_mask.name if model.attention_mask is not None else None
-        tokens = {i: (self.token_activity, mask) for i, layer in enumerate(self.layers)
-                  if self.token_activity is not None and model.is_sequence_layer(layer)}
-        proto, order = expose_values(model.scores_only(), probes, tokens)
-        sizes = [layer.neurons(self.granularity) for layer in self.layers]
-        return model.session_for(proto, self.device, dataset.preprocessing), layer_order_columns(order, sizes)
+        return values_session(model, self.layers, self.granularity, self.device, dataset.preprocessing,
+                              self.token_activity)
 
     def device_of(self, state) -> str:
         return state[0].device

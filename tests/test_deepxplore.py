@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import onnxfault
-from onnxfault.synthesis.deepxplore import constrained, spatial_axes
+from onnxfault.synthesis.deepxplore import constrained
+from onnxfault.synthesis.fuzzing import spatial_axes
 
 from test_dlfuzz import B1, W1, W2, two_layer_net
 

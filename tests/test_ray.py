@@ -96,6 +96,20 @@ def test_deepsensor_inputs_and_counts(dense_onnx, sample_npz):
     assert spread.report["mean_best_fitness"] == pytest.approx(single.report["mean_best_fitness"], rel=1e-12)
 
 
+def test_deephunter_boundaries_inputs_and_counts(lenet_onnx, sample_npz):
+    """The boundaries are found once on the driver and each chunk keeps its own section table, so the workers
+    find what one process finds."""
+    kwargs = dict(method="deephunter", samples=2, iterations=3, options={"mutants": 4},
+                  data_options=DataOptions(batch_size=8))  # 20 seeds in 3 chunks
+    single = synthesize(lenet_onnx, sample_npz, **kwargs)
+    spread = synthesize(lenet_onnx, sample_npz, ray=RayOptions("local", 2), **kwargs)
+    assert single.arrays["synthesized"].tobytes() == spread.arrays["synthesized"].tobytes()
+    counted = ("test_errors", "error_categories", "seeds_with_errors", "mutations", "mutants_given_up", "queued",
+               "coverage_after", "boundary_samples")
+    assert {k: single.report[k] for k in counted} == {k: spread.report[k] for k in counted}
+    assert single.report["mutations"] > 0 and single.report["boundary_samples"] == 1000
+
+
 def _kill_a_busy_worker() -> int | None:
     """SIGKILL one worker process that is counting a shard (Ray titles it ray::ShardWorker.run)."""
     for pid in os.listdir("/proc"):

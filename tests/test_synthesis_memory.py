@@ -149,7 +149,7 @@ import sys
 from onnxfault.synthesis.methods import METHODS
 listed = [(m.name, m.summary, m.defaults(), m.option_specs(), m.uses_neurons) for m in METHODS.values()]
 print(len(listed), [m for m in ("scipy", "torch") if m in sys.modules])"""
-    assert run_python(code) == "12 []"
+    assert run_python(code) == "13 []"
 
 
 def test_registry_options_equal_the_modules_own_defaults():
@@ -160,7 +160,9 @@ def test_registry_options_equal_the_modules_own_defaults():
     settings = patch.settings_from(METHODS["patch"].defaults(), None)
     assert settings == Settings()
     assert type(METHODS["fgsm"]).merge is type(METHODS["pgd"]).merge  # neither keeps statistics
-    assert [name for name, m in METHODS.items() if not m.uses_neurons] == ["fgsm", "pgd", "patch", "dlfuzz", "deepxplore", "art:AutoAttack", "art:DeepFool", "art:SquareAttack"]
+    assert [name for name, m in METHODS.items() if not m.uses_neurons] == [
+        "fgsm", "pgd", "patch", "dlfuzz", "deepxplore", "deephunter", "art:AutoAttack", "art:DeepFool",
+        "art:SquareAttack"]
 
 
 def test_peak_memory_keys(dense_onnx, sample_npz):

@@ -270,7 +270,8 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
                              "data's range); give `clip_min` below `clip_max`", parameter="clip_min")
     problem = Problem(model=model if space is None else space.sub, x=x, y=y, neurons=chosen_neurons, layers=by_tensor,
                       granularity=granularity, target=target, clip=clip, options=opts, device=device, seed=seed,
-                      side=side, space=space, records=records_x if space is not None else None)
+                      side=side, space=space, records=records_x if space is not None else None,
+                      prepared=chosen.prepare(model, dataset, opts, device))
     if chosen.uses_torch:
         from ..adapters import gradients  # noqa: F401 - import torch before the clock starts
 

@@ -35,6 +35,7 @@ class Problem:
     space: object = None  # a text model's EmbeddingSpace (synthesis.embedding); None for one float input
     records: np.ndarray | None = None  # a text model's seeds as read (token ids, mask), one record per seed
     first: int = 0  # the position of ``x[0]`` among all the seeds (a chunk's offset)
+    prepared: object = None  # what the method's ``prepare`` computed from the data, shared by every chunk
 
     def rows(self, start: int, stop: int, cache: dict | None = None) -> "Problem":
         """The seeds ``start`` … ``stop`` - 1 as a problem of their own (a chunk): seeds, labels and side inputs

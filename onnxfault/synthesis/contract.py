@@ -247,6 +247,12 @@ class Method:
             return Selection(request.given if request.k is None else request.given[:k], request.layers)
         return Selection(request.rank(request.layers, k), request.layers)
 
+    def prepare(self, model, data, options, device: str):
+        """What the method computes once from the data (``data``: the :class:`~onnxfault.data.Dataset` the seeds
+        are drawn from, fitted to ``model``) before its chunks run, handed to each chunk (here or on a Ray
+        worker) as ``problem.prepared``: DeepHunter's neuron boundaries. None by default."""
+        return None
+
     def run(self, problem):
         """The synthesized inputs for ``problem.x`` (a chunk of the seeds); statistics for the report go in
         ``problem.stats``."""

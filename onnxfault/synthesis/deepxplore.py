@@ -22,17 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .contract import Method, iterations_option, option, step_option
-from .fuzzing import cover, exposed_module, neuron_groups, normalized
+from .fuzzing import cover, exposed_module, neuron_groups, normalized, spatial_axes
 
 CONSTRAINTS = ("light", "occl", "blackout")
-
-
-def spatial_axes(shape: tuple[int, ...]) -> tuple[int, int] | None:
-    """The (height, width) axes of a batch of images of ``shape``: (N, C, H, W) with 1 or 3 channels first, else
-    (N, H, W, C) or (N, H, W); None for other inputs."""
-    if len(shape) == 4:
-        return (2, 3) if shape[1] in (1, 3) and shape[3] not in (1, 3) else (1, 2)
-    return (1, 2) if len(shape) == 3 else None
 
 
 def constrained(grad: np.ndarray, constraint: str, corner: tuple[int, int], size: tuple[int, int],

@@ -1,9 +1,18 @@
-"""What the coverage-guided generators (DLFuzz, DeepXplore) share: the RMS-normalised gradient they step along,
-the model with every layer exposed, and DeepXplore's neuron coverage (each layer's output scaled to [0, 1] by its
-own min and max on the input, a neuron covered when its channel's mean is above a threshold)."""
+"""What the coverage-guided generators (DLFuzz, DeepXplore, DeepHunter) share: the image axes of a batch, the
+RMS-normalised gradient they step along, the model with every layer exposed, and DeepXplore's neuron coverage
+(each layer's output scaled to [0, 1] by its own min and max on the input, a neuron covered when its channel's
+mean is above a threshold)."""
 from __future__ import annotations
 
 import numpy as np
+
+
+def spatial_axes(shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """The (height, width) axes of a batch of images of ``shape``: (N, C, H, W) with 1 or 3 channels first, else
+    (N, H, W, C) or (N, H, W); None for other inputs."""
+    if len(shape) == 4:
+        return (2, 3) if shape[1] in (1, 3) and shape[3] not in (1, 3) else (1, 2)
+    return (1, 2) if len(shape) == 3 else None
 
 
 def normalized(grad: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ _MODULES = {
     "hotflip": "hotflip",
     "dlfuzz": "dlfuzz",
     "deepxplore": "deepxplore",
+    "deephunter": "deephunter",
 }
 # Families: ``prefix:NAME`` is a method of the module's ``family_member(name)``; ``LISTED`` names are listed.
 _FAMILIES = {"art": "art_attacks"}
