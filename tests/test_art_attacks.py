@@ -62,6 +62,14 @@ def test_square_attack_repeats_with_its_seed_and_autoattack_runs(tmp_path):
         onnxfault.synthesize(model, (x, y), method="art:SquareAttack", samples=1)  # images only
 
 
+def test_a_black_box_attack_that_predicts_in_float64_runs(tmp_path):
+    """HopSkipJump asks the classifier about float64 arrays; the float32 model gets them as float32."""
+    model, (x, y) = two_layer_net(tmp_path / "two.onnx"), seeds()
+    result = onnxfault.synthesize(model, (x, y), method="art:HopSkipJump", samples=1, clip_min=0.0, clip_max=1.0,
+                                  art_param="norm=inf,max_iter=3,max_eval=100,init_eval=10")
+    assert result.success_rate > 0 and result.arrays["synthesized"].dtype == np.float32
+
+
 def test_an_art_attack_from_the_cli_writes_the_standard_run(tmp_path, cli):
     out = tmp_path / "run"
     done = cli("synthesize", EXAMPLES / "mnist_dense.onnx", "--data", EXAMPLES / "mnist_sample.npz", "--method",

@@ -146,7 +146,7 @@ def _classifier(full, p):
             self.module, self.probabilities = module, probabilities
 
         def forward(self, x):
-            scores = self.module(x)[0]
+            scores = self.module(x.float())[0]  # float32, as the model takes (HopSkipJump predicts in float64)
             return torch.log(scores.clamp_min(1e-12)) if self.probabilities else scores
 
     module = Logits(full.module, p.scores_are_probabilities)
