@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from train_mnist import TRAIN, load_mnist
+from train_mnist import train as fit
 
 HERE = Path(__file__).resolve().parent
 POLLUTED_CLASS = 1
@@ -79,20 +80,11 @@ def pollute(images: np.ndarray, labels: np.ndarray, alpha: float, seed: int) -> 
 
 
 def train(kind: str, images: np.ndarray, labels: np.ndarray, epochs: int, batch_size: int, seed: int) -> nn.Module:
-    """Adam (lr 1e-3) on the cross-entropy over shuffled batches, torch seeded; the net in eval mode."""
+    """``examples/train_mnist.py``'s training (Adam 1e-3, cross-entropy, shuffled batches) of a new ``kind`` net,
+    torch seeded; the net in eval mode."""
     torch.manual_seed(seed)
-    net = lenet(kind)
     x = torch.from_numpy(images[:, None].astype(np.float32) / 255.0)
-    y = torch.from_numpy(labels.astype(np.int64))
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    for _ in range(epochs):
-        order = torch.randperm(len(x))
-        for start in range(0, len(x), batch_size):
-            batch = order[start:start + batch_size]
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()
-            optimizer.step()
-    return net.eval()
+    return fit(lenet(kind), x, torch.from_numpy(labels.astype(np.int64)), epochs, batch_size=batch_size)
 
 
 def predict(net: nn.Module, images: np.ndarray) -> np.ndarray:
