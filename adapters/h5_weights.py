@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxfault.errors import OnnxFaultError
+from onnxfault.errors import OnnxFaultError, file_kind, regular_file
 
 MAX_LINK_HOPS = 16  # HDF5's own limit on nested soft links
 MAX_COMPRESSION = 1100  # deflate, the strongest filter HDF5 ships, expands data at most 1032:1
@@ -131,7 +131,7 @@ class H5Weights:
 
         if path in self._open_files:
             return self._open_files[path]
-        _check_regular(path, where)
+        regular_file(path, "give the file itself", where=f"{where}: ")
         try:
             handle = h5py.File(path, "r")
         except OSError as err:
@@ -139,17 +139,6 @@ class H5Weights:
                                  "or not a Keras .h5") from None
         self._open_files[path] = handle
         return handle
-
-
-def _check_regular(path: Path, where: str) -> os.stat_result:
-    try:
-        info = os.stat(path)
-    except OSError as err:
-        raise OnnxFaultError(f"{where}: cannot read {path}: {err.strerror or err}; check the path") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise OnnxFaultError(f"{where}: {path} is not a regular file (a FIFO, device, socket or folder); "
-                             "give the file itself")
-    return info
 
 
 def _read_range(path: Path, offset: int, size: int, where: str) -> bytes:
@@ -161,7 +150,7 @@ def _read_range(path: Path, offset: int, size: int, where: str) -> bytes:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise OnnxFaultError(f"{where}: {path} is not a regular file (a FIFO, device, socket or folder); "
+            raise OnnxFaultError(f"{where}: {path} is {file_kind(info.st_mode)}, not a regular file; "
                                  "give the file itself")
         if offset < 0 or offset + size > info.st_size:
             raise OnnxFaultError(f"{where} declares {size:,} bytes at offset {offset:,} of {path}, which holds "

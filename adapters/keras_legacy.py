@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxfault.errors import OnnxFaultError
+from onnxfault.errors import OnnxFaultError, regular_file
 
 from .h5_weights import H5Weights
 
@@ -119,9 +119,7 @@ def load_legacy_keras(source: str | Path, weights: str | Path | None = None) -> 
     source = Path(source)
     if not source.exists():
         raise OnnxFaultError(f"Keras model file {source} does not exist; check the path")
-    if not source.is_file():
-        raise OnnxFaultError(f"Keras model file {source} is not a regular file (a FIFO, device, socket or folder); "
-                             "give the file itself")
+    regular_file(source, "give the file itself", where="Keras model file ")
     if source.suffix.lower() == ".json":
         try:
             text = source.read_bytes()

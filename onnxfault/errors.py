@@ -10,7 +10,8 @@ class OnnxFaultError(Exception):
     """
 
     def __init__(self, message: str = "", parameter: str | None = None):
-        super().__init__(message)
+        # a name read from the user's files ("a\nb") must not break the one line: line breaks are spelled out
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
         self.parameter = parameter
 
 
@@ -83,21 +84,41 @@ def check_finite(**values) -> None:
 MAX_JSON_BYTES = 1 << 30  # no result onnxfault writes comes near this
 
 
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (for error messages)."""
+    import stat
+
+    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+
+
+def regular_file(path, fix: str, *, what: str = "a regular file", where: str = "", verb: str = "read"):
+    """``os.stat(path)`` when ``path`` is a regular file, checked before it is opened (a FIFO would block, a
+    device never end); otherwise one error: ``{where}cannot {verb} PATH: why; {fix}`` or ``{where}PATH is a FIFO
+    (named pipe), not {what}; {fix}``."""
+    import os
+    import stat
+
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        raise OnnxFaultError(f"{where}cannot {verb} {path}: {err.strerror or err}; {fix}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise OnnxFaultError(f"{where}{path} is {file_kind(info.st_mode)}, not {what}; {fix}")
+    return info
+
+
 def read_json(path, hint: str):
     """The JSON value in the file ``path``; any failure to read or parse it (also nesting too deep for
     Python) is one OnnxFaultError ending with ``hint``. Only a regular file of at most :data:`MAX_JSON_BYTES`
     is read: a FIFO would block, a device (``/dev/zero``) would never end."""
     import json
-    import os
-    import stat
     from pathlib import Path
 
-    try:
-        info = os.stat(path)
-    except OSError as err:
-        raise OnnxFaultError(f"cannot read {path}: {err.strerror or err}; {hint}") from err
-    if not stat.S_ISREG(info.st_mode):
-        raise OnnxFaultError(f"{path} is not a regular file (a FIFO, device, socket or folder); {hint}")
+    info = regular_file(path, hint)
     if info.st_size > MAX_JSON_BYTES:
         raise OnnxFaultError(f"{path} holds {info.st_size:,} bytes, more than any result onnxfault writes; {hint}")
     try:

@@ -61,3 +61,12 @@ def test_deeply_nested_json(tmp_path, depth):
     path = tmp_path / "deep.json"
     path.write_text('{"neurons": ' + "[" * depth + "]" * depth + "}")
     only_onnxfault_errors(path)
+
+
+def test_a_line_break_read_from_a_file_stays_on_the_error_line(tmp_path):
+    """Found by the generated values above: a Keras model class named "\\n" made a two-line error."""
+    path = tmp_path / "k.json"
+    path.write_text(json.dumps({"class_name": "a\nb"}))
+    with pytest.raises(OnnxFaultError) as caught:
+        load_legacy_keras(path)
+    assert "\n" not in str(caught.value) and "class 'a\\nb'" in str(caught.value)

@@ -140,7 +140,7 @@ def hostile_case(tmp_path: Path, case: str, secret: Path) -> tuple[Path, str]:
     if case == "external storage on a FIFO":
         source = write(folder, external("pipe"))
         os.mkfifo(folder / "pipe")
-        return source, "is not a regular file"
+        return source, "not a regular file"
     if case == "external storage shorter than declared":
         source = write(folder, external("short.bin", offset=40))
         KERNEL.tofile(folder / "short.bin")
@@ -152,7 +152,7 @@ def hostile_case(tmp_path: Path, case: str, secret: Path) -> tuple[Path, str]:
     if case == "external link to a FIFO":
         source = write(folder, linked("pipe.h5"))
         os.mkfifo(folder / "pipe.h5")
-        return source, "is not a regular file"
+        return source, "not a regular file"
     if case == "soft link to an external link out":
         with h5py.File(tmp_path / "other.h5", "w") as fh:
             fh["kernel"] = KERNEL
@@ -195,7 +195,7 @@ def hostile_case(tmp_path: Path, case: str, secret: Path) -> tuple[Path, str]:
         folder.mkdir()
         (folder / "model.json").write_text(json.dumps(architecture()))
         os.mkfifo(folder / "model.h5")
-        return folder / "model.json", "model.h5 is not a regular file"
+        return folder / "model.json", "model.h5 is a FIFO (named pipe), not a regular file"
     raise AssertionError(case)
 
 

@@ -147,8 +147,8 @@ def inflate(npz: Path, claimed: int) -> None:
 
 
 @pytest.mark.parametrize("case, message", [
-    ("fifo", "is not a regular file (a FIFO, device, socket or folder)"),
-    ("zero", "/dev/zero is not a regular file"),
+    ("fifo", "rank.json is a FIFO (named pipe), not a regular file"),
+    ("zero", "/dev/zero is a character device, not a regular file"),
     ("huge", "more than any result onnxfault writes"),
 ])
 def test_a_neurons_file_is_read_only_when_it_is_a_regular_file(cli, work, case, message):
@@ -182,7 +182,7 @@ def test_report_refuses_an_npz_that_claims_more_than_it_holds(cli, work):
 def test_report_refuses_a_fifo_run_file(cli, work):
     (work / "run").mkdir()
     os.mkfifo(work / "run" / "report.json")
-    refused(cli("report", "run", "-o", "page.html"), "is not a regular file")
+    refused(cli("report", "run", "-o", "page.html"), "report.json is a FIFO (named pipe), not a regular file")
 
 
 # ---- item 6: a swap readers cannot observe half done ----------------------------------------------------------

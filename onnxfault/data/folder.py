@@ -12,8 +12,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import OnnxFaultError
-from .source import Source, file_kind
+from ..errors import OnnxFaultError, regular_file
+from .source import Source
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
@@ -91,12 +91,7 @@ def _open_image(file: Path, mode: str | None) -> np.ndarray | str:
 
 def _check_image_file(file: Path) -> None:
     """Refuse, before opening, what is not a regular file: a folder named ``x.png``, a FIFO, a broken link."""
-    try:
-        info = os.stat(file)
-    except OSError as err:
-        raise OnnxFaultError(f"cannot open image {file}: {err.strerror or err}; remove or fix it") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise OnnxFaultError(f"{file} is {file_kind(info.st_mode)}, not an image file; remove or rename it")
+    regular_file(file, "remove, rename or fix it", what="an image file", verb="open image")
 
 
 def open_folder(path: Path, sample_rate: int | None = None, class_names: tuple[str, ...] | None = None) -> Source:

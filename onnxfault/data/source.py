@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..errors import OnnxFaultError
+from ..errors import OnnxFaultError, file_kind
 
 # Limits checked against the shapes a file declares, before any array is read: a few bytes of header must
 # not make the process allocate gigabytes. Far above any classifier's data set, far below a machine's memory.
@@ -213,15 +213,6 @@ def class_record(source: Source) -> dict:
     """What a result file records of the data's classes: ``class_names`` for class folders, else nothing."""
     names = getattr(source, "class_names", None)
     return {"class_names": list(names)} if names else {}
-
-
-def file_kind(mode: int) -> str:
-    """What a non-regular file is, in words (for error messages)."""
-    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return name
-    return "a folder" if stat.S_ISDIR(mode) else "not a regular file"
 
 
 def check_declared(shape: tuple[int, ...], dtype: np.dtype, available: int | None, what: str,
