@@ -29,6 +29,7 @@ queue run for minutes per seed). Methods that take an L∞ bound get ``--distanc
 RQ2 on MNIST); DeepXplore, DLFuzz and DeepHunter bound their changes their own way.
 
     python examples/seed_baselines.py [--faulty examples/faulty] [--samples 5] [--tables rq1,rq3,aigent]
+        [--methods deepxplore,dlfuzz,deephunter,deepsensor,deepfault,hs] [--distance 0.3]
 """
 from __future__ import annotations
 
@@ -94,13 +95,13 @@ def coverage_cells(model: Path, folder: Path, reference: Path) -> str:
     return " | ".join(f"{100 * found.ratio(c):.1f} → {100 * found.ratio(c, with_inputs=True):.1f}" for c in CRITERIA)
 
 
-def rq1(nets: Path, samples: int, distance: float, work: Path) -> None:
+def rq1(nets: Path, samples: int, distance: float, work: Path, methods: tuple[str, ...]) -> None:
     print("\n### RQ1: finding adversarial inputs (DeepSensor Table 3), with the coverage they add\n")
     print("| net | method | seeds | kept inputs misclassified | misclassified on the way | categories / seed | "
           "L2 mean | L∞ mean | s / seed | " + " | ".join(f"{c.upper()} seeds → +inputs (%)" for c in CRITERIA) + " |")
     print("|---" * (9 + len(CRITERIA)) + "|")
     for net in ("lenet1", "lenet4", "lenet5"):
-        for method in GENERATORS:
+        for method in methods:
             folder = work / f"{net}-{method}"
             r = run(nets / f"{net}.onnx", method, samples, distance, folder).report
             seeds, d = r["seeds"]["count"], r["distance"]
@@ -110,15 +111,15 @@ def rq1(nets: Path, samples: int, distance: float, work: Path) -> None:
                   f"{coverage_cells(nets / f'{net}.onnx', folder, nets / 'reference.npz')} |", flush=True)
 
 
-def rq3(nets: Path, samples: int, distance: float, work: Path) -> None:
+def rq3(nets: Path, samples: int, distance: float, work: Path, methods: tuple[str, ...]) -> None:
     print("\n### RQ1 on faulty training (DeepSensor Tables 4 and 5): errors among the kept inputs\n")
     names = ("lenet5_polluted_1", "lenet5_polluted_5", "lenet5_polluted_10", "lenet5_underfit", "lenet5",
              "lenet5_overfit")
-    print("| net | seeds | " + " | ".join(GENERATORS) + " |")
-    print("|---" * (2 + len(GENERATORS)) + "|")
+    print("| net | seeds | " + " | ".join(methods) + " |")
+    print("|---" * (2 + len(methods)) + "|")
     for net in names:
         cells, seeds = [], 0
-        for method in GENERATORS:
+        for method in methods:
             result = run(nets / f"{net}.onnx", method, samples, distance, work / f"{net}-{method}")
             after, before = result.arrays["predictions_after"], result.arrays["labels"]
             seeds = len(before)
@@ -148,6 +149,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=5, help="seeds per class")
     parser.add_argument("--distance", type=float, default=0.3, help="L∞ bound of the methods that take one")
     parser.add_argument("--tables", default="rq1,rq3,aigent")
+    parser.add_argument("--methods", default=",".join(GENERATORS), help="rq1 and rq3: the methods to run")
     args = parser.parse_args()
     tables = args.tables.split(",")
     if {"rq1", "rq3"} & set(tables) and not (args.faulty / "reference.npz").is_file():
@@ -156,9 +158,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         if "rq1" in tables:
-            rq1(args.faulty, args.samples, args.distance, work)
+            rq1(args.faulty, args.samples, args.distance, work, tuple(args.methods.split(",")))
         if "rq3" in tables:
-            rq3(args.faulty, args.samples, args.distance, work)
+            rq3(args.faulty, args.samples, args.distance, work, tuple(args.methods.split(",")))
         if "aigent" in tables:
             aigent(args.samples, work)
     print(f"\nThis run: {time.perf_counter() - began:.0f} s")
