@@ -30,7 +30,7 @@ _EXPORTS = {
     "synthesize": "synthesis", "SynthesisResult": "synthesis", "METHODS": "synthesis", "Method": "synthesis",
     "register_method": "synthesis",
     "compare": "comparison", "CompareResult": "comparison",
-    "coverage": "coverage", "CoverageResult": "coverage",
+    "coverage": "coverage", "CoverageResult": "coverage", "retrain": "retraining", "RetrainResult": "retraining",
     "build_report": "report", "write_report": "report", "report": "report", "Report": "report",
 }
 __all__ = sorted(_EXPORTS)

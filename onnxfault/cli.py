@@ -185,6 +185,18 @@ def command(groups: dict | None = None, extra=None):
 
 
 DATA_GROUP = {"data_options": _data_options}
+
+
+def _training_data_options(**given):
+    """The data option group of ``retrain``, whose ``--batch-size`` is the training batch (default 32)."""
+    return _data_options(**given)
+
+
+_training_data_options.__signature__ = pyinspect.signature(_data_options).replace(parameters=[
+    p.replace(default=32, annotation=Annotated[int, typer.Option(
+        "--batch-size", help="training batch size (the data is read in batches of it too)", rich_help_panel="Data")])
+    if p.name == "batch_size" else p for p in pyinspect.signature(_data_options, eval_str=True).parameters.values()])
+TRAINING_DATA_GROUP = {"data_options": _training_data_options}
 RAY_GROUP = {"ray_options": _ray}
 SHAPLEY_GROUP = {"shapley": _shapley}
 
@@ -420,6 +432,43 @@ def coverage(model: ModelArg, data: DataOpt,
         return
     for line in result.lines():
         out.print(Text(line), soft_wrap=True)
+
+
+@command(TRAINING_DATA_GROUP)
+def retrain(model: ModelArg, data: DataOpt,
+            inputs: Annotated[list[Path], typer.Option("--inputs", help="a synthesize --out folder whose inputs, labelled as their seeds, join the training data (repeat for several)", show_default=False)],
+            model_out: Annotated[Path, typer.Option("-o", "--model-out", help="the retrained ONNX file to write; retrain.json is written beside it", show_default=False)],
+            heldout: Annotated[Optional[Path], typer.Option("--heldout", help="data for the accuracy and PGD's success before and after (default: --data)", show_default=False)] = None,
+            only: Annotated[str, typer.Option("--only", help="all (every learned weight) | suspicious (only the rows computing the runs' neurons, or --neurons)")] = "all",
+            neurons: Annotated[Optional[Path], typer.Option("--neurons", help="with --only suspicious: a localize --json file (default: the runs' neurons)", show_default=False)] = None,
+            epochs: Annotated[int, typer.Option("--epochs", help="passes over the training samples")] = 20,
+            lr: Annotated[float, typer.Option("--lr", help="Adam's learning rate")] = 1e-4,
+            seed: Annotated[int, typer.Option("--seed", help="seed of the shuffling and of the PGD seeds")] = 0,
+            adversarial: Annotated[str, typer.Option("--adversarial", help="none | pgd (add each batch's PGD examples: PGD-AT)")] = "none",
+            attack_distance: Annotated[float, typer.Option("--attack-distance", help="L∞ bound of the PGD attack measured before and after")] = 0.3,
+            json: Annotated[Optional[Path], typer.Option("--json", help="where to write retrain.json (default: beside -o)", show_default=False)] = None,
+            output: OutputOpt = None, device: Annotated[str, typer.Option("--device", help="cpu|cuda", rich_help_panel="Run")] = "cpu",
+            data_options=None) -> None:
+    """Fine-tune the model's weights on benign data plus synthesized inputs; write the same graph with new weights."""
+    from .retraining import retrain as run_retrain
+
+    report = json if json is not None else model_out.with_name("retrain.json")
+    read = _read_by(model, data, data_options, heldout, neurons, *inputs)
+    for path, flag in ((model_out, "-o"), (report, "--json")):
+        _check_output(path, flag, [*read, *[Path(i) / "report.json" for i in inputs]])
+    if Path(model_out).resolve() == Path(report).resolve():
+        raise OnnxFaultError(f"-o and --json both name {model_out}; give them different files")
+    result = run_retrain(model, data, [str(i) for i in inputs], heldout=heldout, only=only, neurons=neurons,
+                         epochs=epochs, batch_size=data_options.batch_size, lr=lr, seed=seed, adversarial=adversarial,
+                         attack_distance=attack_distance, device=device, data_options=data_options, output=output)
+    _warn(result.warnings)
+    from .provenance import command_line
+
+    result.provenance["command"] = command_line()
+    result.save_model(model_out, report)
+    for line in result.lines():
+        out.print(Text(line), soft_wrap=True)
+    out.print(f"wrote {model_out} and {report}", soft_wrap=True)
 
 
 def _print_ops(as_json: bool) -> None:

@@ -486,3 +486,23 @@ def prepend_preprocessing(model: onnx.ModelProto, input_name: str, raw_dtype: np
     for node in reversed(nodes):
         graph.node.insert(0, node)
     return out
+
+
+def with_initializers(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of ``model`` whose initializers named in ``values`` hold those values (cast to each one's own type);
+    nothing else changes."""
+    from onnx import numpy_helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    missing = set(values) - {i.name for i in out.graph.initializer}
+    if missing:
+        raise OnnxFaultError(f"the graph has no initializer {sorted(missing)[0]!r}")
+    for i, init in enumerate(out.graph.initializer):
+        if init.name in values:
+            old = numpy_helper.to_array(init)
+            new = np.asarray(values[init.name]).astype(old.dtype)
+            if new.shape != old.shape:
+                raise OnnxFaultError(f"initializer {init.name!r} has shape {old.shape}; the new value {new.shape}")
+            out.graph.initializer[i].CopyFrom(numpy_helper.from_array(new, init.name))
+    return out

@@ -71,20 +71,25 @@ class Graph(torch.nn.Module):
     ``scope`` maps them to their values."""
 
     def __init__(self, graph: onnx.GraphProto, opsets: dict[str, int], inputs: list[str],
-                 known: dict[str, np.ndarray]):
+                 known: dict[str, np.ndarray], trainable: frozenset[str] = frozenset()):
         super().__init__()
         self.input_names = inputs
         self.output_names = [o.name for o in graph.output]
         self.bodies = torch.nn.ModuleList()  # the subgraphs of control-flow nodes
         self._buffer_of: dict[str, str] = {}
+        self.parameter_of: dict[str, str] = {}  # a trainable initializer → its parameter: never folded
         for name, value in known.items():
-            self._add_constant(name, _tensor(value))
+            if name in trainable:
+                self.parameter_of[name] = f"p{len(self.parameter_of)}"
+                self.register_parameter(self.parameter_of[name], torch.nn.Parameter(_tensor(value)))
+            else:
+                self._add_constant(name, _tensor(value))
         self._steps = []
         for proto in graph.node:
             step = self._convert(proto, opsets)
             if step is not None:
                 self._steps.append(step)
-        defined = set(inputs) | set(self._buffer_of)
+        defined = set(inputs) | set(self._buffer_of) | set(self.parameter_of)
         self.free: list[str] = []
         for _, ins, outs in self._steps:
             self.free += [n for n in ins if n and n not in defined and n not in self.free]
@@ -155,7 +160,7 @@ class Graph(torch.nn.Module):
 
     def run(self, inputs: list, scope: dict | None = None) -> list:
         env: dict[str, torch.Tensor | None] = dict(scope or {})
-        for name, buffer in self._buffer_of.items():
+        for name, buffer in [*self._buffer_of.items(), *self.parameter_of.items()]:
             env[name] = getattr(self, buffer)
         env.update(zip(self.input_names, inputs))
         env[""] = None
@@ -184,10 +189,12 @@ class OnnxModule(Graph):
     """The ONNX graph as a torch module: ``module(x)`` returns the graph outputs (a list, in order).
 
     ``constants`` gives values for graph inputs other than the one real input (a mask, a sequence length):
-    they become buffers like the initializers. The graph must have exactly one input left.
+    they become buffers like the initializers. The graph must have exactly one input left. ``trainable`` names
+    initializers that become parameters (``parameter_of`` maps each to its name), for retraining.
     """
 
-    def __init__(self, model: onnx.ModelProto, constants: dict[str, np.ndarray] | None = None):
+    def __init__(self, model: onnx.ModelProto, constants: dict[str, np.ndarray] | None = None,
+                 trainable: frozenset[str] = frozenset()):
         if model.functions:
             model = onnx.inliner.inline_local_functions(model)
         graph = model.graph
@@ -201,7 +208,7 @@ class OnnxModule(Graph):
         inputs = [i.name for i in graph.input if i.name not in known]
         if not inputs:
             raise OnnxFaultError("the graph has no real inputs (all are constants); nothing to differentiate")
-        super().__init__(graph, opsets, inputs, known)
+        super().__init__(graph, opsets, inputs, known, frozenset(trainable))
         if self.free:
             raise OnnxFaultError(f"the graph reads tensors that nothing defines: {', '.join(self.free)}")
         self.opset = opsets.get("", 13)

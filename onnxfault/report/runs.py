@@ -24,9 +24,11 @@ _NEEDS = {"localize": ("measure", "layers", "neurons", "samples", "failing", "ac
                          "seconds"),
           "evaluate": ("samples", "correct", "accuracy", "classes", "per_class", "confusion"),
           "compare": ("model_a", "model_b", "samples", "layers", "measures", "params"),
-          "coverage": ("samples", "coverage", "layers", "params")}
+          "coverage": ("samples", "coverage", "layers", "params"),
+          "retrain": ("inputs", "before", "after", "changes", "params")}
 _HINT = ("give a file written by `onnxfault localize --json`, `onnxfault evaluate --json`, "
-         "`onnxfault compare --json` or `onnxfault coverage --json`, or a `onnxfault synthesize --out` folder")
+         "`onnxfault compare --json`, `onnxfault coverage --json` or the retrain.json of `onnxfault retrain`, or a "
+         "`onnxfault synthesize --out` folder")
 
 
 @dataclass
@@ -64,7 +66,8 @@ _TOP = {"localize": {"measure": str, "samples": int, "failing": int, "accuracy":
         "evaluate": {"samples": int, "correct": int, "accuracy": _NUMBER, "classes": int},
         "compare": {"model_a": str, "model_b": str, "samples": int, "layers": list, "measures": dict,
                     "params": dict},
-        "coverage": {"samples": int, "coverage": dict, "layers": list, "params": dict}}
+        "coverage": {"samples": int, "coverage": dict, "layers": list, "params": dict},
+        "retrain": {"inputs": list, "before": dict, "after": dict, "changes": list, "params": dict, "samples": dict}}
 
 
 def _bad(value, kind) -> bool:
@@ -95,6 +98,8 @@ def content_problem(data: dict, kind: str) -> str | None:
                             "layers")
     if kind == "coverage":
         return _coverage_problem(data)
+    if kind == "retrain":
+        return _retrain_problem(data)
     problem = _check_items(data["neurons"], {**_NEURON, **(_COUNTS if kind == "localize" else {})}, "neurons")
     if problem:
         return problem
@@ -111,6 +116,26 @@ def content_problem(data: dict, kind: str) -> str | None:
     if spectra is not None and (not isinstance(spectra, str) or not spectra):
         return "'spectra' is not the name of an npz file"
     return None
+
+
+def _retrain_problem(data: dict) -> str | None:
+    """What is wrong with a retrain JSON's numbers: accuracies and attack success rates in [0, 1], per-class counts
+    and changed tensors."""
+    for side in ("before", "after"):
+        found = data[side]
+        for key in ("accuracy", "attack_success_rate"):
+            value = found.get(key)
+            if key == "accuracy" or value is not None:
+                if _bad(value, _NUMBER) or not 0 <= value <= 1:
+                    return f"'{side}.{key}' is not a share in [0, 1]"
+        if _bad(found.get("samples"), int):
+            return f"'{side}.samples' is missing or of the wrong type"
+        problem = _check_items(found.get("per_class"), {"class": int, "samples": int, "correct": int},
+                               f"{side}.per_class")
+        if problem:
+            return problem
+    return _check_items(data["changes"], {"tensor": str, "trainable": int, "changed": int, "max_abs": _NUMBER,
+                                          "l2": _NUMBER}, "changes")
 
 
 def _coverage_problem(data: dict) -> str | None:

@@ -41,6 +41,8 @@ def what(run: Run) -> str:
         return "compare " + ", ".join(d["measures"])
     if run.kind == "coverage":
         return "coverage " + ", ".join(d["coverage"])
+    if run.kind == "retrain":
+        return f"retrain ({d['params']['only']} weights)"
     measure = d["params"].get("measure")
     return d["method"] + (f" ({measure})" if measure else "")
 
@@ -135,6 +137,12 @@ def _data_table(runs: list[Run]) -> str:
             elif run.kind == "coverage":
                 rows.append([run.tag, label(d["data"], True), number(d["samples"], "samples"), number(None),
                              number(None), number(None)])
+            elif run.kind == "retrain":  # the held-out data, after retraining
+                after = d["after"]
+                rows.append([run.tag, label(d["params"].get("heldout") or d["data"], True),
+                             number(after["samples"], "samples"),
+                             number(after["samples"] - sum(c["correct"] for c in after["per_class"]), "failing"),
+                             number(after["accuracy"], "accuracy", percent=True), number(None)])
             else:
                 rows.append([run.tag, label(d["data"], True), number(None), number(None), number(None),
                              number(d["seeds"]["count"], "seeds")])
@@ -506,6 +514,43 @@ def evaluation_figure(run: Run):
     samples = confusion.sum(axis=1)
     return figures.class_accuracy_figure(np.divide(np.diag(confusion), samples, out=np.full(len(samples), np.nan),
                                                    where=samples > 0))
+
+
+# ---- retraining ---------------------------------------------------------------------------------------
+def retraining(runs: list[Run]) -> str:
+    parts = []
+    for run in (r for r in runs if r.kind == "retrain"):
+        with reading(run):
+            parts.append(_retrain_run(run))
+    return "".join(parts)
+
+
+def _retrain_run(run: Run) -> str:
+    d, p = run.data, run.data["params"]
+    before, after = d["before"], d["after"]
+    rows = [["accuracy", number(before["accuracy"], "accuracy", percent=True),
+             number(after["accuracy"], "accuracy", percent=True)]]
+    if before.get("attack_success_rate") is not None:
+        rows.append([f"PGD success (L∞ {p['attack_distance']:g})",
+                     number(before["attack_success_rate"], "attack_success_rate", percent=True),
+                     number(after["attack_success_rate"], "attack_success_rate", percent=True)])
+    for old, new in zip(before["per_class"], after["per_class"]):
+        if old["samples"]:
+            rows.append([f"class {old['class']} ({old['samples']} samples)",
+                         number(old["correct"] / old["samples"], "accuracy", percent=True),
+                         number(new["correct"] / new["samples"], "accuracy", percent=True)])
+    changes = [[label(c["tensor"]), label(str(tuple(c["shape"]))), number(c["trainable"], "trainable"),
+                number(c["changed"], "changed"), number(c["max_abs"], "max_abs"), number(c["l2"], "l2")]
+               for c in d["changes"]]
+    about = (f"{d['samples']['benign']} benign samples of {d['data']} and {d['samples']['synthesized']} synthesized "
+             f"inputs of {', '.join(d['inputs'])}, labelled as their seeds; {p['epochs']} epochs, batches of "
+             f"{p['batch_size']}, Adam {p['lr']:g}, seed {p['seed']}; {p['only']} weights"
+             + (", with PGD adversarial training" if p.get("adversarial") == "pgd" else "") + ".")
+    return "".join([_h(3, title(run), f"retrain-{run.tag}"), paragraph(about),
+                    table(f"Before and after retraining ({run.tag})", ["measure", "before", "after"], rows,
+                          f"retrain-{run.tag}-table"),
+                    table(f"Weights changed ({run.tag})", ["tensor", "shape", "may change", "changed", "largest |Δ|",
+                                                            "‖Δ‖₂"], changes, f"retrain-{run.tag}-changes")])
 
 
 # ---- coverage -----------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from ..provenance import stamp
 from ..results import header
 from ..shapley import ShapleyOptions
 from ..spectrum import Outcome, validate_outcome
+from ..weights import weights_digest
 from .base import Problem
 from .contract import Method, NeuronRequest, Selection, with_options
 from .methods import METHODS, get_method, register
@@ -312,7 +313,8 @@ def synthesize(model: ModelLike, data: DataLike, *, method: str, cls: int | None
     peak = max(peak_before, peak_rss_mb())  # the whole process: loading, spectrum, seeds, method, metrics
     report = {
         **header("synthesize"),
-        "method": chosen.name, "model": model.path, "data": dataset.path,
+        "method": chosen.name, "model": model.path, "model_weights": weights_digest(model.proto),
+        "data": dataset.path,
         "params": {**chosen.params(opts), "class": cls, "target": target, "samples": samples, "seed": seed,
                    "measure": measure, "k": len(chosen_neurons), "layers": layers, "granularity": granularity,
                    "clip": list(clip), "neurons_file": neurons_file,
