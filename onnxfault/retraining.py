@@ -125,6 +125,9 @@ def retrain(model: ModelLike, data: DataLike, inputs: Sequence, *, heldout: Data
     check_finite(lr=lr, attack_distance=attack_distance)
     if only not in ONLY:
         raise OnnxFaultError(f"`only` must be all or suspicious (got {only!r})", parameter="only")
+    if neurons is not None and only != "suspicious":
+        raise OnnxFaultError("`neurons` chooses the weights of `only` suspicious; with `only` all every weight "
+                             "changes: leave `neurons` out or use `only` suspicious", parameter="neurons")
     if adversarial not in ADVERSARIAL:
         raise OnnxFaultError(f"`adversarial` must be none or pgd (got {adversarial!r})", parameter="adversarial")
     if not lr > 0 or not attack_distance > 0:

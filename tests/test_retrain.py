@@ -132,6 +132,7 @@ def _no_weights_model(path: Path) -> Path:
     ("data of another shape", "fit no layout of the model input"),
     ("held-out class the model lacks", "has label 12 but the model has only 10 classes"),
     ("training class the model lacks", "has samples of class 12"),
+    ("neurons without --only suspicious", "--neurons chooses the weights of --only suspicious"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(split, cli, tmp_path, case, message):
     np.savez(tmp_path / "train.npz", x=split[0][0][:50], y=split[0][1][:50])
@@ -149,6 +150,9 @@ def test_bad_input_is_one_line_and_writes_nothing(split, cli, tmp_path, case, me
         heldout = ["--heldout", tmp_path / "held.npz"]
     if case == "training class the model lacks":
         np.savez(data, x=split[0][0][:5], y=np.full(5, 12))
+    if case == "neurons without --only suspicious":
+        heldout = ["--neurons", tmp_path / "rank.json"]
+        onnxfault.localize(LENET, split[2], k=3).save(tmp_path / "rank.json")
     done = cli("retrain", model, "--data", data, "--inputs", tmp_path / "run", "-o", tmp_path / "fixed.onnx",
                "--epochs", "1", *heldout)
     lines = done.stderr.strip().splitlines()
