@@ -31,6 +31,7 @@ _EXPORTS = {
     "register_method": "synthesis",
     "compare": "comparison", "CompareResult": "comparison",
     "coverage": "coverage", "CoverageResult": "coverage", "retrain": "retraining", "RetrainResult": "retraining",
+    "robustness": "robustness", "RobustnessResult": "robustness",
     "build_report": "report", "write_report": "report", "report": "report", "Report": "report",
 }
 __all__ = sorted(_EXPORTS)

@@ -471,6 +471,37 @@ def retrain(model: ModelArg, data: DataOpt,
     out.print(f"wrote {model_out} and {report}", soft_wrap=True)
 
 
+@command(DATA_GROUP)
+def robustness(model: ModelArg, data: DataOpt,
+               samples: Annotated[int, typer.Option("--samples", help="seeds per class (correctly classified) attacked by PGD")] = 2,
+               attack_distance: Annotated[float, typer.Option("--attack-distance", help="PGD's L∞ bound (20 steps of a tenth of it)")] = 0.3,
+               clever_seeds: Annotated[int, typer.Option("--clever-seeds", help="CLEVER on the first N seeds (0: none; needs onnxfault[art])")] = 10,
+               norm: Annotated[str, typer.Option("--norm", help="CLEVER's norm: inf|2|1")] = "inf",
+               batches: Annotated[int, typer.Option("--batches", help="CLEVER's N_b (the paper: 500)")] = 10,
+               batch_size_clever: Annotated[int, typer.Option("--clever-batch", help="CLEVER's N_s (the paper: 1024)")] = 32,
+               radius: Annotated[float, typer.Option("--radius", help="CLEVER's sampling radius")] = 0.3,
+               features: Annotated[Optional[str], typer.Option("--features", help="MODEL:TENSOR whose values FID compares (with --inputs)", show_default=False)] = None,
+               inputs: Annotated[Optional[Path], typer.Option("--inputs", help="a synthesize --out folder: FID between its inputs and its seeds", show_default=False)] = None,
+               seed: Annotated[int, typer.Option("--seed", help="seed of the seeds and of CLEVER's sampling")] = 0,
+               json: Annotated[Optional[Path], typer.Option("--json", help="write the results as JSON to FILE (- for stdout)", show_default=False)] = None,
+               output: OutputOpt = None, device: Annotated[str, typer.Option("--device", help="cpu|cuda", rich_help_panel="Run")] = "cpu",
+               data_options=None) -> None:
+    """How hard the model is to fool (PGD's success, CLEVER) and how natural a run's inputs are (FID)."""
+    from .robustness import robustness as run_robustness
+
+    feature_model = features.rpartition(":")[0] if features else None
+    _check_output(json, "--json", _read_by(model, data, data_options, inputs, feature_model))
+    result = run_robustness(model, data, samples=samples, seed=seed, norm=norm, batches=batches,
+                            batch_size=batch_size_clever, radius=radius, clever_seeds=clever_seeds,
+                            attack_distance=attack_distance, features=features, inputs=inputs, device=device,
+                            data_options=data_options, output=output)
+    _warn(result.warnings)
+    if _save_result(result, json):
+        return
+    for line in result.lines():
+        out.print(Text(line), soft_wrap=True)
+
+
 def _print_ops(as_json: bool) -> None:
     from .adapters.onnx2torch import supported_ops
 

@@ -16,7 +16,7 @@ from .errors import OnnxFaultError, read_json
 __all__ = ["FORMAT_VERSION", "KINDS", "header", "load", "PROVENANCE_KEYS"]
 
 FORMAT_VERSION = 1  # of every result file; 0 is a file from before kinds were recorded
-KINDS = ("localize", "evaluate", "synthesize", "compare", "coverage", "retrain")
+KINDS = ("localize", "evaluate", "synthesize", "compare", "coverage", "retrain", "robustness")
 PROVENANCE_KEYS = ("command", "created", "versions", "platform", "model_io", "class_names")
 _HINT = ("give a file written by `onnxfault localize --json`, `onnxfault evaluate --json`, "
          "`onnxfault compare --json`, `onnxfault coverage --json` or the retrain.json of `onnxfault retrain`, or a "
@@ -89,6 +89,10 @@ def load(path: str | Path):
             from .retraining import RetrainResult
 
             return RetrainResult.from_json(data)
+        if kind == "robustness":
+            from .robustness import RobustnessResult
+
+            return RobustnessResult.from_json(data)
         from .comparison import CompareResult
 
         return CompareResult.from_json(data)

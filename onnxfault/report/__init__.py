@@ -31,11 +31,13 @@ def _parts(runs: list[Run], title: str | None) -> tuple[str, str, list[tuple[str
     title = title or ("onnxfault report: " + ", ".join(r.name for r in runs[:4]) + (" …" if len(runs) > 4 else ""))
     lede = (f"{len(runs)} run{'s' if len(runs) > 1 else ''}: {kinds.count('localize')} localize, "
             f"{kinds.count('synthesize')} synthesize" + "".join(f", {kinds.count(k)} {k}" for k in
-                                                               ("evaluate", "compare", "coverage", "retrain") if k in kinds) + ".")
+                                                               ("evaluate", "compare", "coverage", "retrain", "robustness") if k in kinds)
+            + ".")
     parts = [("model-card", "Model card", sections.model_card(runs)),
              ("evaluation", "Evaluation", sections.evaluation(runs)),
              ("coverage", "Coverage", sections.coverage(runs)),
              ("retraining", "Retraining", sections.retraining(runs)),
+             ("robustness", "Robustness", sections.robustness(runs)),
              ("model-comparison", "Model comparison", sections.comparison(runs)),
              ("suspiciousness", "Suspiciousness", sections.suspiciousness(runs)),
              ("synthesis", "Synthesis", sections.synthesis(runs)),

@@ -45,7 +45,8 @@ def as_run(item, argument: str = "runs") -> Run:
 def section_of(run: Run) -> str:
     """``run``'s part of the page: its evaluation, suspiciousness or synthesis section."""
     build = {"localize": sections.suspiciousness, "evaluate": sections.evaluation, "synthesize": sections.synthesis,
-             "compare": sections.comparison, "coverage": sections.coverage, "retrain": sections.retraining}
+             "compare": sections.comparison, "coverage": sections.coverage, "retrain": sections.retraining,
+             "robustness": sections.robustness}
     return build[run.kind]([run])
 
 

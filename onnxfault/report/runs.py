@@ -25,7 +25,8 @@ _NEEDS = {"localize": ("measure", "layers", "neurons", "samples", "failing", "ac
           "evaluate": ("samples", "correct", "accuracy", "classes", "per_class", "confusion"),
           "compare": ("model_a", "model_b", "samples", "layers", "measures", "params"),
           "coverage": ("samples", "coverage", "layers", "params"),
-          "retrain": ("inputs", "before", "after", "changes", "params")}
+          "retrain": ("inputs", "before", "after", "changes", "params"),
+          "robustness": ("clever", "attack_success_rate", "seeds", "params")}
 _HINT = ("give a file written by `onnxfault localize --json`, `onnxfault evaluate --json`, "
          "`onnxfault compare --json`, `onnxfault coverage --json` or the retrain.json of `onnxfault retrain`, or a "
          "`onnxfault synthesize --out` folder")
@@ -67,7 +68,8 @@ _TOP = {"localize": {"measure": str, "samples": int, "failing": int, "accuracy":
         "compare": {"model_a": str, "model_b": str, "samples": int, "layers": list, "measures": dict,
                     "params": dict},
         "coverage": {"samples": int, "coverage": dict, "layers": list, "params": dict},
-        "retrain": {"inputs": list, "before": dict, "after": dict, "changes": list, "params": dict, "samples": dict}}
+        "retrain": {"inputs": list, "before": dict, "after": dict, "changes": list, "params": dict, "samples": dict},
+        "robustness": {"clever": list, "attack_success_rate": _NUMBER, "seeds": int, "params": dict}}
 
 
 def _bad(value, kind) -> bool:
@@ -100,6 +102,12 @@ def content_problem(data: dict, kind: str) -> str | None:
         return _coverage_problem(data)
     if kind == "retrain":
         return _retrain_problem(data)
+    if kind == "robustness":
+        if not 0 <= data["attack_success_rate"] <= 1:
+            return "'attack_success_rate' is not a share in [0, 1]"
+        if any(_bad(v, _NUMBER) for v in data["clever"]) or (data.get("fid") is not None and _bad(data["fid"], _NUMBER)):
+            return "'clever' or 'fid' holds something that is not a number"
+        return None
     problem = _check_items(data["neurons"], {**_NEURON, **(_COUNTS if kind == "localize" else {})}, "neurons")
     if problem:
         return problem

@@ -43,6 +43,8 @@ def what(run: Run) -> str:
         return "coverage " + ", ".join(d["coverage"])
     if run.kind == "retrain":
         return f"retrain ({d['params']['only']} weights)"
+    if run.kind == "robustness":
+        return "robustness"
     measure = d["params"].get("measure")
     return d["method"] + (f" ({measure})" if measure else "")
 
@@ -137,6 +139,9 @@ def _data_table(runs: list[Run]) -> str:
             elif run.kind == "coverage":
                 rows.append([run.tag, label(d["data"], True), number(d["samples"], "samples"), number(None),
                              number(None), number(None)])
+            elif run.kind == "robustness":
+                rows.append([run.tag, label(d["data"], True), number(None), number(None), number(None),
+                             number(d["seeds"], "seeds")])
             elif run.kind == "retrain":  # the held-out data, after retraining
                 after = d["after"]
                 rows.append([run.tag, label(d["params"].get("heldout") or d["data"], True),
@@ -551,6 +556,26 @@ def _retrain_run(run: Run) -> str:
                           f"retrain-{run.tag}-table"),
                     table(f"Weights changed ({run.tag})", ["tensor", "shape", "may change", "changed", "largest |Δ|",
                                                             "‖Δ‖₂"], changes, f"retrain-{run.tag}-changes")])
+
+
+def robustness(runs: list[Run]) -> str:
+    parts = []
+    for run in (r for r in runs if r.kind == "robustness"):
+        with reading(run):
+            d, p = run.data, run.data["params"]
+            rows = [[f"PGD success (L∞ {p['attack_distance']:g}, {d['seeds']} seeds)",
+                     number(d["attack_success_rate"], "attack_success_rate", percent=True)]]
+            if d["clever"]:
+                rows.append([f"CLEVER mean (L{p['norm']}, N_b {p['batches']}, N_s {p['batch_size']}, radius "
+                             f"{p['radius']:g}, {len(d['clever'])} seeds)", number(float(np.mean(d["clever"])),
+                                                                                    "clever_mean")])
+                rows.append(["CLEVER least", number(float(min(d["clever"])), "clever_min")])
+            if d.get("fid") is not None:
+                rows.append([f"FID of {d.get('inputs')} against its seeds (features {p['features']})",
+                             number(d["fid"], "fid")])
+            parts.append(_h(3, title(run), f"robustness-{run.tag}")
+                         + table(f"Robustness ({run.tag})", ["measure", "value"], rows, f"robustness-{run.tag}-table"))
+    return "".join(parts)
 
 
 # ---- coverage -----------------------------------------------------------------------------------------

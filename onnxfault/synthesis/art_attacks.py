@@ -104,7 +104,8 @@ class ArtAttack(Method):
                 raise OnnxFaultError(f"{self.name} cannot be targeted; leave `target` out", parameter="target")
             params["targeted"], labels = True, np.full(len(p.y), p.target)
         full = p.once("full", lambda: p.differentiable(p.model.scores_only()))
-        classifier = p.once("art-classifier", lambda: _classifier(full, p))
+        classifier = p.once("art-classifier", lambda: art_classifier(full, tuple(p.x.shape[1:]), p.model.num_classes,
+                                                                     p.clip, p.scores_are_probabilities))
         try:
             attack = cls(classifier, **params)
         except (TypeError, ValueError) as err:
@@ -134,7 +135,9 @@ def _no_progress_bars():
         yield
 
 
-def _classifier(full, p):
+def art_classifier(full, input_shape: tuple[int, ...], classes: int, clip, probabilities: bool):
+    """``full`` (a :class:`~onnxfault.adapters.gradients.Differentiable` of the class scores) as ART's
+    ``PyTorchClassifier``: logits (log-probabilities for a softmax output), ``clip`` as its ``clip_values``."""
     import torch
     from art.estimators.classification import PyTorchClassifier
 
@@ -149,9 +152,9 @@ def _classifier(full, p):
             scores = self.module(x.float())[0]  # float32, as the model takes (HopSkipJump predicts in float64)
             return torch.log(scores.clamp_min(1e-12)) if self.probabilities else scores
 
-    module = Logits(full.module, p.scores_are_probabilities)
-    return PyTorchClassifier(module, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(p.x.shape[1:]),
-                             nb_classes=p.model.num_classes, clip_values=tuple(float(c) for c in p.clip),
+    module = Logits(full.module, probabilities)
+    return PyTorchClassifier(module, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(input_shape),
+                             nb_classes=classes, clip_values=tuple(float(c) for c in clip),
                              device_type="gpu" if full.device.type == "cuda" else "cpu")
 
 
