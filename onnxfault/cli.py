@@ -385,16 +385,23 @@ def evaluate(model: ModelArg, data: DataOpt,
     from .evaluation import evaluate as run_evaluate
     from .model import load_model
 
+    from .data import as_dataset
+    from .results import run_inputs
+
     _check_output(json, "--json", _read_by(model, data, data_options))
     loaded = load_model(model, output)
-    dataset = open_dataset(data, loaded.data_shape, data_options)
+    source, options, transferred = run_inputs(data, data_options)  # a run's inputs, evaluated on this model
+    dataset = open_dataset(data, loaded.data_shape, data_options) if transferred is None else \
+        as_dataset(source, loaded.data_shape, options)
     with _progress(len(dataset), dataset.num_batches, quiet, "evaluating") as tick:
         result = run_evaluate(loaded, dataset, device=device, on_batch=tick, allow_nonfinite=allow_nonfinite,
                               ray=ray_options)
+    if transferred is not None:
+        result.data = transferred
     _warn(result.warnings)
     if _save_result(result, json):
         return
-    out.print(accuracy_line(result, dataset.source.description), soft_wrap=True)
+    out.print(accuracy_line(result, transferred or dataset.source.description), soft_wrap=True)
     if not quiet:
         out.print(per_class_table(result, all_classes))
 

@@ -33,7 +33,7 @@ from .graph import expose_values
 from .model import GRANULARITIES, Layer, Model, as_model
 from .model_forms import ModelLike
 from .provenance import stamp
-from .results import header, provenance_of
+from .results import header, provenance_of, run_inputs
 from .spectrum import layer_order_columns, probe_axes, token_rule
 
 CRITERIA = ("nc", "kmnc", "nbc", "snac", "tknc")
@@ -345,7 +345,7 @@ def coverage(model: ModelLike, data: DataLike, *, reference: DataLike | None = N
     (counts,), used = counted(counter, model, dataset, ray, on_batch)
     with_inputs, extra = None, 0
     if inputs is not None:
-        inputs_data, inputs_options = _run_inputs(inputs, data_options)
+        inputs_data, inputs_options, _ = run_inputs(inputs, data_options)
         added = as_dataset(inputs_data, model.data_shape, inputs_options)
         (more,), _ = counted(counter, model, added, ray)
         with_inputs, extra = _only((counts + more).scores(), chosen_criteria), more.samples
@@ -391,17 +391,6 @@ def _layer_scores(layers: Sequence[Layer], sizes: list[int], counts: CoverageCou
         out.append({"name": layer.tensor, "neurons": size, "coverage": _only(own.scores(), criteria)})
         start += size
     return out
-
-
-def _run_inputs(data: DataLike, options: DataOptions | None) -> tuple[DataLike, DataOptions | None]:
-    """A ``synthesize --out`` folder as its synthesized inputs (labelled as their seeds), which are the
-    model's inputs already (no preprocessing again); other data as it is, with ``options``."""
-    if isinstance(data, (str, Path)) and Path(data).is_dir() and (Path(data) / "report.json").is_file():
-        from .results import load
-
-        arrays = load(data).arrays
-        return (arrays["synthesized"], arrays["labels"]), DataOptions(batch_size=(options or DataOptions()).batch_size)
-    return data, options
 
 
 def _name(data) -> str | None:

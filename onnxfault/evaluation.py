@@ -11,7 +11,7 @@ from .data import DataLike, DataOptions, Dataset, as_dataset
 from .data.source import class_notes, class_record
 from .distributed.sums import counted
 from .errors import check_arguments, warn
-from .results import header, provenance_of
+from .results import header, provenance_of, run_inputs
 from .model import Model, as_model
 from .model_forms import ModelLike
 from .provenance import stamp
@@ -159,11 +159,13 @@ def evaluate(model: ModelLike, data: DataLike, *, device: str = "auto",
     (see :func:`~onnxfault.data.as_dataset`)."""
     check_arguments(device=(device, str), output=(output, (str, None)), allow_nonfinite=(allow_nonfinite, bool))
     model = as_model(model, output, example_input)
+    data, data_options, transferred = run_inputs(data, data_options)
     dataset = as_dataset(data, model.data_shape, data_options, num_classes=model.num_classes)
     check_labels(dataset, model.num_classes, model)
     counter = ConfusionCounter(model.num_classes, device, allow_nonfinite)
     (confusion,), used = counted(counter, model, dataset, ray, on_batch)
-    result = EvaluateResult(model.path, dataset.path, confusion, used, [*model.notes, *class_notes(dataset.source)],
+    result = EvaluateResult(model.path, transferred or dataset.path, confusion, used,
+                            [*model.notes, *class_notes(dataset.source)],
                             {**stamp(model), **class_record(dataset.source)})
     warn(result.warnings)
     return result

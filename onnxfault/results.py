@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import OnnxFaultError, read_json
 
-__all__ = ["FORMAT_VERSION", "KINDS", "header", "load", "PROVENANCE_KEYS"]
+__all__ = ["FORMAT_VERSION", "KINDS", "header", "load", "PROVENANCE_KEYS", "run_inputs"]
 
 FORMAT_VERSION = 1  # of every result file; 0 is a file from before kinds were recorded
 KINDS = ("localize", "evaluate", "synthesize", "compare", "coverage", "retrain", "robustness")
@@ -116,3 +116,22 @@ def _arrays(path: Path) -> dict:
             return {key: npz[key] for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise OnnxFaultError(f"cannot read {path} ({type(err).__name__}: {err})", parameter="path") from err
+
+
+def run_inputs(data, options=None):
+    """``data`` as ``(data, options, description)``: a ``synthesize --out`` folder, or its ``inputs.npz``, becomes
+    its synthesized inputs labelled as their seeds (the model's inputs already: no preprocessing again, only the
+    batch size of ``options``) described as "the synthesized inputs of RUN"; any other data is returned as it is,
+    with no description."""
+    folder = None
+    if isinstance(data, (str, Path)):
+        path = Path(data)
+        folder = path if path.is_dir() else path.parent if path.name == "inputs.npz" else None
+    if folder is None or not (folder / "report.json").is_file():
+        return data, options, None
+    from .data import DataOptions
+
+    arrays = load(folder).arrays
+    batch = (options or DataOptions()).batch_size
+    return ((arrays["synthesized"], arrays["labels"]), DataOptions(batch_size=batch),
+            f"the synthesized inputs of {folder}")

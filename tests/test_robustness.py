@@ -83,3 +83,17 @@ def test_bad_input_is_one_line(cli, tmp_path, args, message):
     lines = done.stderr.strip().splitlines()
     assert done.exit_code == 1 and len(lines) == 1 and message in lines[0], done.output
     assert not (tmp_path / "rob.json").exists()
+
+
+def test_a_runs_inputs_evaluated_on_another_model_are_reported_as_such(cli, tmp_path):
+    run = tmp_path / "run"
+    made = onnxfault.synthesize(EXAMPLES / "mnist_lenet.onnx", EXAMPLES / "mnist_sample.npz", method="fgsm",
+                                samples=3, distance=0.1)
+    made.save(run)
+    direct = onnxfault.evaluate(EXAMPLES / "mnist_dense.onnx", (made.arrays["synthesized"], made.arrays["labels"]))
+    for data in (run, run / "inputs.npz"):
+        moved = onnxfault.evaluate(EXAMPLES / "mnist_dense.onnx", data)
+        assert np.array_equal(moved.confusion, direct.confusion)
+        assert moved.data == f"the synthesized inputs of {run}"
+    done = cli("evaluate", EXAMPLES / "mnist_dense.onnx", "--data", run / "inputs.npz", "-q")
+    assert done.exit_code == 0 and f"on the synthesized inputs of {run}" in done.output
