@@ -159,7 +159,7 @@ def test_deephunter_from_the_cli_writes_the_standard_run(tmp_path, cli):
 
 
 @pytest.mark.parametrize("args, message", [(["--criterion", "kmnc"], "criterion"), (["--mutants", "0"], "mutants"),
-                                           (["--alpha", "0"], "alpha")])
+                                           (["--l0-share", "0"], "l0-share")])
 def test_bad_deephunter_options_are_one_line(tmp_path, cli, args, message):
     done = cli("synthesize", EXAMPLES / "mnist_dense.onnx", "--data", EXAMPLES / "mnist_sample.npz", "--method",
                "deephunter", *args, "--out", tmp_path / "run")

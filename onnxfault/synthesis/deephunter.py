@@ -13,8 +13,8 @@ translation (−3 … 2 pixels), scaling (0.7 … 1.1), shearing (−0.6 … 0.5
 contrast (×0.5 … 1.2), brightness (−20 … 19 of 255), blur (box 3/4/5, Gaussian 3/5/7, median 3/5), noise
 (Gaussian, salt and pepper, multiplicative), pixel change (1 … 9 elements set at random). At most one affine
 transformation happens in a seed's lineage: it moves the reference image too, and after it only pixel-value ones
-are drawn. A pixel-value mutant is kept when it changes fewer than ``alpha`` of the elements from the reference,
-or none by ``beta`` of the value range or more (Eq. 1; after an affine one, the changes made before it count too:
+are drawn. A pixel-value mutant is kept when it changes fewer than ``l0_share`` (α) of the elements from the
+reference, or none by ``linf_share`` (β) of the value range or more (Eq. 1; after an affine one, the changes made before it count too:
 Eq. 2); else it is drawn again, ``tries`` times at most. The grouping is the paper's (contrast, brightness and blur
 change pixel values; the code lists them as affine, which exempts them from the check); the code's bilateral blur
 is left out. Values are those of the valid range [lo, hi] (the code's 0 … 255, scaled: lo is black).
@@ -252,9 +252,10 @@ class DeepHunter(Method):
         tries: int = option(50, "draws per mutant before it is given up (try_num)", minimum=1)
         selection: str = option("prob", "how the queue picks: prob (fewer picks, likelier) or uniform",
                                 choices=SELECTIONS)
-        alpha: float = option(0.02, "a pixel-value mutant may change fewer than this share of the elements …",
-                              above=0, maximum=1)
-        beta: float = option(0.2, "… or change none by this share of the value range or more", above=0, maximum=1)
+        l0_share: float = option(0.02, "Eq. 1's α: a pixel-value mutant may change fewer than this share of the "
+                                 "elements …", above=0, maximum=1)
+        linf_share: float = option(0.2, "… (β) or change none by this share of the value range or more", above=0,
+                                   maximum=1)
         sections: int = option(10, "coverage sections beyond a boundary (one more holds the values past them)",
                                minimum=1)
         section_width: float = option(0.001, "a section's width, as a share of the neuron's range", above=0)
@@ -296,7 +297,7 @@ class DeepHunter(Method):
             queue, position, first_error, last_queued, wrong = [Item(p.x[i], p.x[i])], 0, None, None, set()
             for _ in range(o.iterations):
                 item, position = pick(queue, position, o.selection, rng)
-                made = [mutate(item, names, sample_axes, lo, hi, o.alpha, o.beta, o.tries, rng)
+                made = [mutate(item, names, sample_axes, lo, hi, o.l0_share, o.linf_share, o.tries, rng)
                         for _ in range(o.mutants)]
                 mutants = [m for m in made if m is not None]
                 stats["given_up"] += len(made) - len(mutants)
