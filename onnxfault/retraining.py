@@ -133,8 +133,8 @@ def retrain(model: ModelLike, data: DataLike, inputs: Sequence, *, heldout: Data
     if not lr > 0 or not attack_distance > 0:
         raise OnnxFaultError("`lr` and `attack_distance` must be above 0", parameter="lr" if not lr > 0 else
                              "attack_distance")
-    if isinstance(inputs, (str, Path)) or not len(inputs):
-        inputs = [inputs] if isinstance(inputs, (str, Path)) else inputs
+    if not isinstance(inputs, (list, tuple)):
+        inputs = [inputs]  # one run
     if not inputs:
         raise OnnxFaultError("give at least one synthesize run as `inputs`", parameter="inputs")
     loaded = as_model(model, output)
@@ -200,9 +200,10 @@ def _run(run, model: Model):
         raise OnnxFaultError(f"{_name(run)} was made on another model (its weights differ from this model's); give "
                              "runs made on this model", parameter="inputs")
     seeds = result.arrays["original"]
-    if tuple(seeds.shape[1:]) != tuple(d for d in model.input_shape):
+    wanted = tuple(model.input_shape)
+    if len(seeds.shape) - 1 != len(wanted) or any(d is not None and d != n for d, n in zip(wanted, seeds.shape[1:])):
         raise OnnxFaultError(f"the inputs of {_name(run)} have shape {tuple(seeds.shape[1:])} per sample; this model "
-                             f"takes {tuple(model.input_shape)}: they were made on another model", parameter="inputs")
+                             f"takes {wanted}: they were made on another model", parameter="inputs")
     predicted = model.session("cpu").run(seeds)[0].argmax(-1)
     differ = int(np.count_nonzero(predicted != result.arrays["predictions_before"]))
     if differ:
