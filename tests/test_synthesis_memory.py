@@ -160,9 +160,11 @@ def test_registry_options_equal_the_modules_own_defaults():
     settings = patch.settings_from(METHODS["patch"].defaults(), None)
     assert settings == Settings()
     assert type(METHODS["fgsm"]).merge is type(METHODS["pgd"]).merge  # neither keeps statistics
-    assert [name for name, m in METHODS.items() if not m.uses_neurons] == [
-        "fgsm", "pgd", "patch", "dlfuzz", "deepxplore", "deephunter", "art:AutoAttack", "art:DeepFool",
-        "art:SquareAttack"]
+    listed = ["fgsm", "pgd", "patch", "dlfuzz", "deepxplore", "deephunter", "art:AutoAttack", "art:DeepFool",
+              "art:SquareAttack"]
+    found = [name for name, m in METHODS.items() if not m.uses_neurons]
+    # after them, the ART attacks other tests of this process asked for (art:HopSkipJump): the registry keeps them
+    assert found[:len(listed)] == listed and all(name.startswith("art:") for name in found[len(listed):])
 
 
 def test_peak_memory_keys(dense_onnx, sample_npz):

@@ -550,7 +550,8 @@ def _retrain_run(run: Run) -> str:
     about = (f"{d['samples']['benign']} benign samples of {d['data']} and {d['samples']['synthesized']} synthesized "
              f"inputs of {', '.join(d['inputs'])}, labelled as their seeds; {p['epochs']} epochs, batches of "
              f"{p['batch_size']}, Adam {p['lr']:g}, seed {p['seed']}; {p['only']} weights"
-             + (", with PGD adversarial training" if p.get("adversarial") == "pgd" else "") + ".")
+             + ("" if p.get("adversarial") in (None, "none") else f", with {p['adversarial'].upper()} adversarial "
+                                                                   "training") + ".")
     return "".join([_h(3, title(run), f"retrain-{run.tag}"), paragraph(about),
                     table(f"Before and after retraining ({run.tag})", ["measure", "before", "after"], rows,
                           f"retrain-{run.tag}-table"),
