@@ -226,6 +226,15 @@ def _save_result(result, path) -> bool:
     return False
 
 
+def _show(result, json) -> None:
+    """A result's warnings, then the result saved to ``--json`` (``-``: printed as JSON) or printed as its lines."""
+    _warn(result.warnings)
+    if _save_result(result, json):
+        return
+    for line in result.lines():
+        out.print(Text(line), soft_wrap=True)
+
+
 def _check_output(path, flag: str, inputs) -> None:
     """An output file (None: none asked for; ``-``: stdout) must be writable, a regular file, and none of
     ``inputs``."""
@@ -434,11 +443,7 @@ def coverage(model: ModelArg, data: DataOpt,
                               granularity=granularity, threshold=threshold, top=top, sections=sections, device=device,
                               data_options=data_options, on_batch=tick, allow_nonfinite=allow_nonfinite,
                               ray=ray_options, token_activity=token_activity)
-    _warn(result.warnings)
-    if _save_result(result, json):
-        return
-    for line in result.lines():
-        out.print(Text(line), soft_wrap=True)
+    _show(result, json)
 
 
 @command(TRAINING_DATA_GROUP)
@@ -502,11 +507,7 @@ def robustness(model: ModelArg, data: DataOpt,
                             batch_size=batch_size_clever, radius=radius, clever_seeds=clever_seeds,
                             attack_distance=attack_distance, features=features, inputs=inputs, device=device,
                             data_options=data_options, output=output)
-    _warn(result.warnings)
-    if _save_result(result, json):
-        return
-    for line in result.lines():
-        out.print(Text(line), soft_wrap=True)
+    _show(result, json)
 
 
 def _print_ops(as_json: bool) -> None:

@@ -14,7 +14,7 @@ import torch  # noqa: E402
 
 import onnxfault  # noqa: E402
 
-from test_dlfuzz import B1, W1, W2, two_layer_net  # noqa: E402
+from test_dlfuzz import B1, W1, W2, torch_twin, two_layer_net  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -31,11 +31,7 @@ def test_deepfool_equals_arts_own_on_the_same_net_in_torch(tmp_path):
     x, y = seeds()
     result = onnxfault.synthesize(two_layer_net(tmp_path / "two.onnx"), (x, y), method="art:DeepFool", samples=3,
                                   clip_min=0.0, clip_max=1.0)
-    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 6, bias=False))
-    with torch.no_grad():
-        net[0].weight.copy_(torch.from_numpy(W1.T))
-        net[0].bias.copy_(torch.from_numpy(B1))
-        net[2].weight.copy_(torch.from_numpy(W2.T))
+    net = torch_twin()
     classifier = PyTorchClassifier(net, loss=torch.nn.CrossEntropyLoss(), input_shape=(3,), nb_classes=6,
                                    clip_values=(0.0, 1.0))
     original = result.arrays["original"]

@@ -35,6 +35,18 @@ def two_layer_net(path: Path) -> Path:
     return path
 
 
+def torch_twin():
+    """The same net written in torch: Linear(3, 4) with W1ᵀ and B1, ReLU, Linear(4, 6) with W2ᵀ."""
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 6, bias=False))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.from_numpy(W1.T))
+        net[0].bias.copy_(torch.from_numpy(B1))
+        net[2].weight.copy_(torch.from_numpy(W2.T))
+    return net
+
+
 def test_one_mutation_is_the_update_rule_by_hand(tmp_path):
     model = two_layer_net(tmp_path / "two.onnx")
     x = np.array([[0.6, 0.3, 0.5]], np.float32)

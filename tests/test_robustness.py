@@ -11,7 +11,7 @@ import pytest
 import onnxfault
 from onnxfault.robustness import frechet_distance
 
-from test_dlfuzz import B1, W1, W2, two_layer_net
+from test_dlfuzz import B1, W1, W2, torch_twin, two_layer_net
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -41,11 +41,7 @@ def test_clever_equals_arts_own_on_a_torch_twin(tmp_path):
                                   batches=4, batch_size=16, radius=0.2, attack_distance=0.1)
     seeds = onnxfault.synthesize(two_layer_net(tmp_path / "two.onnx"), (x, y), method="pgd", samples=1, seed=0,
                                  distance=0.1, step=0.01, iterations=20).arrays["original"]
-    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 6, bias=False))
-    with torch.no_grad():
-        net[0].weight.copy_(torch.from_numpy(W1.T))
-        net[0].bias.copy_(torch.from_numpy(B1))
-        net[2].weight.copy_(torch.from_numpy(W2.T))
+    net = torch_twin()
     twin = PyTorchClassifier(net, loss=torch.nn.CrossEntropyLoss(), input_shape=(3,), nb_classes=6,
                              clip_values=tuple(result.params["clip"]))
     want = []
