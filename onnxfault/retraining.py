@@ -145,7 +145,8 @@ def retrain(model: ModelLike, data: DataLike, inputs: Sequence, *, heldout: Data
     if not weights:
         raise OnnxFaultError(f"{loaded.path} has no learned float weights (Conv, Gemm, MatMul kernels and biases, "
                              "BatchNormalization's scale and shift) as initializers; there is nothing to retrain")
-    runs = [_run(run, loaded) for run in inputs]
+    digest = weights_digest(loaded.proto)
+    runs = [_run(run, loaded, digest) for run in inputs]
     benign = as_dataset(data, loaded.data_shape, data_options)
     bx, by = _all_samples(benign)
     _check_labels(by, loaded.num_classes, "the training data")
@@ -163,8 +164,7 @@ def retrain(model: ModelLike, data: DataLike, inputs: Sequence, *, heldout: Data
     from . import graph
 
     fixed = graph.with_initializers(original, new)
-    _check_written(fixed, loaded)
-    after = _measure(as_model(fixed.SerializeToString(), output), held, data_options, attack_distance,
+    after = _measure(_checked(fixed, loaded, output), held, data_options, attack_distance,
                      attack_samples, seed, device)
     result = RetrainResult(
         loaded.path, benign.path, [_name(r) for r in inputs],
@@ -187,7 +187,7 @@ def _original_proto(model, loaded: Model) -> onnx.ModelProto:
     return loaded.proto
 
 
-def _run(run, model: Model):
+def _run(run, model: Model, digest: str):
     """A synthesize run (a folder or a result) whose seeds this model predicts as the run's model did."""
     from .results import load
     from .synthesis import SynthesisResult
@@ -196,7 +196,7 @@ def _run(run, model: Model):
     if not isinstance(result, SynthesisResult):
         raise OnnxFaultError(f"{_name(run)} is a {result.kind} result, not a synthesize run", parameter="inputs")
     recorded = result.report.get("model_weights")
-    if recorded is not None and recorded != weights_digest(model.proto):
+    if recorded is not None and recorded != digest:
         raise OnnxFaultError(f"{_name(run)} was made on another model (its weights differ from this model's); give "
                              "runs made on this model", parameter="inputs")
     seeds = result.arrays["original"]
@@ -284,16 +284,17 @@ def _measure(model: Model, data, data_options, distance: float, samples: int, se
             "attack_success_rate": attacked.success_rate, "attacked_seeds": attacked.report["seeds"]["count"]}
 
 
-def _check_written(proto: onnx.ModelProto, loaded: Model) -> None:
-    """The retrained model passes onnx's checker and runs on onnxruntime with finite scores."""
+def _checked(proto: onnx.ModelProto, loaded: Model, output: str | None) -> Model:
+    """The retrained model, loaded, once it passes onnx's checker and runs on onnxruntime with finite scores."""
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as err:
         raise OnnxFaultError(f"the retrained model fails onnx's checker ({str(err).splitlines()[0]})") from None
-    fixed = as_model(proto.SerializeToString())
+    fixed = as_model(proto.SerializeToString(), output)
     scores = fixed.session("cpu").run(loaded.example_feeds(2))[0]
     if not np.isfinite(scores).all():
         raise OnnxFaultError("the retrained model gives non-finite scores; lower `lr`")
+    return fixed
 
 
 def _changes(original: onnx.ModelProto, new: dict[str, np.ndarray], masks: dict) -> list[dict]:
